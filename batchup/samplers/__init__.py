@@ -1,0 +1,24 @@
+"""Samplers: which sample indices form each batch, and in what order."""
+from __future__ import annotations
+
+from batchup.samplers.base import AbstractSampler, IndexBatchIterator, num_batches
+from batchup.samplers.standard import StandardSampler
+from batchup.samplers.subset import SubsetSampler
+from batchup.samplers.weighted import (
+    WeightedIndexBatchIterator,
+    WeightedSampler,
+    WeightedSubsetSampler,
+    class_balancing_weights,
+)
+
+__all__ = [
+    "AbstractSampler",
+    "IndexBatchIterator",
+    "StandardSampler",
+    "SubsetSampler",
+    "WeightedIndexBatchIterator",
+    "WeightedSampler",
+    "WeightedSubsetSampler",
+    "class_balancing_weights",
+    "num_batches",
+]

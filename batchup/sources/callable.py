@@ -1,0 +1,91 @@
+"""CallableDataSource: batches come from a function the user writes."""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from batchup._checks import as_count
+from batchup._iterator import StatefulIterator, check_state
+from batchup.sources.base import AbstractDataSource
+
+__all__ = ["CallableBatchIterator", "CallableDataSource"]
+
+
+class CallableDataSource(AbstractDataSource):
+    """A source whose ``batch_iterator`` calls ``batch_iterator_fn(batch_size, **kwargs)``.
+
+    Parameters
+    ----------
+    batch_iterator_fn : callable
+        Returns an iterator of batches when called with the batch size and
+        the keyword arguments given to ``batch_iterator``.
+    num_samples_fn : None, int, np.inf or callable, optional
+        The sample count, or a function of the same keyword arguments
+        returning it.
+
+    Notes
+    -----
+    The returned iterator can be checkpointed: if the user's iterator has
+    ``state_dict``/``load_state_dict`` those are used, otherwise batches are
+    counted and a restore re-creates the iterator and skips that many.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> def batches(batch_size, **kwargs):
+    ...     for i in range(0, 5, batch_size):
+    ...         yield (np.arange(i, min(i + batch_size, 5)),)
+    >>> ds = CallableDataSource(batches, 5)
+    >>> [b[0].tolist() for b in ds.batch_iterator(2)]
+    [[0, 1], [2, 3], [4]]
+    """
+
+    def __init__(self, batch_iterator_fn: Callable, num_samples_fn: Any = None) -> None:
+        if not callable(batch_iterator_fn):
+            raise TypeError(f"batch_iterator_fn must be callable, got {batch_iterator_fn!r}")
+        self.batch_iterator_fn = batch_iterator_fn
+        self.num_samples_fn = as_count("num_samples_fn", num_samples_fn)
+
+    def num_samples(self, **kwargs: Any) -> Any:
+        if callable(self.num_samples_fn):
+            return self.num_samples_fn(**kwargs)
+        return self.num_samples_fn
+
+    def batch_iterator(self, batch_size: int, **kwargs: Any) -> "CallableBatchIterator":
+        return CallableBatchIterator(self, batch_size, kwargs)
+
+
+class CallableBatchIterator(StatefulIterator):
+    """Wrap the user's iterator, counting batches so the position can be restored."""
+
+    KIND = "callable"
+
+    def __init__(self, source: CallableDataSource, batch_size: int, kwargs: dict) -> None:
+        self._make = lambda: iter(source.batch_iterator_fn(batch_size, **kwargs))
+        self._inner = self._make()
+        self._count = 0
+
+    def __next__(self) -> Any:
+        batch = next(self._inner)
+        self._count += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        fn = getattr(self._inner, "state_dict", None)
+        return {"kind": self.KIND, "count": self._count, "inner": fn() if fn is not None else None}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_state(state, {"kind": self.KIND}, type(self).__name__)
+        count = int(state["count"])
+        self._inner = self._make()
+        if state.get("inner") is not None and hasattr(self._inner, "load_state_dict"):
+            self._inner.load_state_dict(state["inner"])
+        else:
+            for i in range(count):
+                try:
+                    next(self._inner)
+                except StopIteration:
+                    raise ValueError(
+                        f"malformed state: the iterator ended after {i} batches, "
+                        f"before the {count} recorded in the state"
+                    ) from None
+        self._count = count
