@@ -1,7 +1,8 @@
 """Samplers: which sample indices form each batch, and in what order."""
 from __future__ import annotations
 
-from batchup.samplers.base import AbstractSampler, IndexBatchIterator, num_batches
+from batchup.samplers.base import AbstractSampler, IndexBatchIterator, ShardedIndexBatchIterator, num_batches
+from batchup.samplers.sharding import ShardSpec
 from batchup.samplers.standard import StandardSampler
 from batchup.samplers.subset import SubsetSampler
 from batchup.samplers.weighted import (
@@ -14,6 +15,8 @@ from batchup.samplers.weighted import (
 __all__ = [
     "AbstractSampler",
     "IndexBatchIterator",
+    "ShardSpec",
+    "ShardedIndexBatchIterator",
     "StandardSampler",
     "SubsetSampler",
     "WeightedIndexBatchIterator",

@@ -17,8 +17,9 @@ import numpy as np
 from batchup import _rng
 from batchup._checks import positive_int
 from batchup._iterator import StatefulIterator, check_state
+from batchup.samplers.sharding import ShardSpec, as_shard
 
-__all__ = ["AbstractSampler", "IndexBatchIterator", "num_batches"]
+__all__ = ["AbstractSampler", "IndexBatchIterator", "ShardedIndexBatchIterator", "make_index_iterator", "num_batches"]
 
 
 def num_batches(n: int, batch_size: int) -> int:
@@ -80,6 +81,9 @@ class IndexBatchIterator(StatefulIterator):
         and whenever a batch reaches the end of an epoch).
     drop_last : bool
         Drop a final short batch.
+    shard : ShardSpec, optional
+        Take only this rank's part of every epoch (see
+        :mod:`batchup.samplers.sharding`); ``length`` stays the global size.
 
     Notes
     -----
@@ -99,12 +103,20 @@ class IndexBatchIterator(StatefulIterator):
         base: np.ndarray | None = None,
         rng: Any = None,
         drop_last: bool = False,
+        shard: ShardSpec | None = None,
     ) -> None:
-        self._n = int(length)
+        self._global_n = int(length)
+        self._shard = shard
+        self._n = self._global_n if shard is None else shard.per_rank(self._global_n)
         self._bs = positive_int("batch_size", batch_size)
         self._repeats = repeats
         if repeats is None and self._n == 0:
             raise ValueError("cannot repeat an empty set of samples forever (repeats=-1, length 0)")
+        if shard is not None and shard.num_shards > 1 and rng is not None and not isinstance(rng, _rng.SeedKey):
+            raise ValueError(
+                "shuffle must be an int seed shared across ranks when sharding (every rank must "
+                f"derive the same order); got shuffle={rng!r}"
+            )
         self._base = base
         self._rng = rng
         self._drop_last = bool(drop_last)
@@ -118,19 +130,21 @@ class IndexBatchIterator(StatefulIterator):
     # -- the arithmetic ---------------------------------------------------------
     def _draw(self, epoch: int) -> None:
         rng = self._rng
+        n = self._global_n
         if rng is None:
             if self._base is None:
-                self._base = np.arange(self._n, dtype=np.int64)
-            self._order = self._base
+                self._base = np.arange(n, dtype=np.int64)
+            order = self._base
         elif isinstance(rng, _rng.SeedKey):
-            perm = rng.generator(epoch).permutation(self._n)
-            self._order = perm if self._base is None else self._base[perm]
+            perm = rng.generator(epoch).permutation(n)
+            order = perm if self._base is None else self._base[perm]
         else:
             self._rng_epoch_start = _capture(rng)
             if self._base is None:
-                self._order = rng.permutation(self._n)
+                order = rng.permutation(n)
             else:
-                self._order = rng.permutation(self._base)
+                order = rng.permutation(self._base)
+        self._order = order if self._shard is None else self._shard.select(order)
 
     def __next__(self) -> np.ndarray:
         if self._done:
@@ -161,7 +175,7 @@ class IndexBatchIterator(StatefulIterator):
                     if self._repeats != 1 and not isinstance(self._rng, (type(None), _rng.SeedKey)):
                         # BatchUp 0.2 draws one permutation past the last epoch; do the
                         # same so that an RNG shared with other code stays in step.
-                        self._rng.permutation(n)
+                        self._rng.permutation(self._global_n)
                     self._done = True
                     break
                 self._draw(self._epoch)
@@ -222,12 +236,13 @@ class IndexBatchIterator(StatefulIterator):
             mode, seed = "rng", None
         return {
             "kind": self.KIND,
-            "length": self._n,
+            "length": self._global_n,
             "batch_size": self._bs,
             "repeats": -1 if self._repeats is None else self._repeats,
             "drop_last": self._drop_last,
             "shuffle": mode,
             "seed": seed,
+            "shard": None if self._shard is None else self._shard.to_json(),
         }
 
     def state_dict(self, pending: int = 0) -> dict:
@@ -275,3 +290,35 @@ def _capture(rng: Any) -> Any:
         return _rng.get_rng_state(rng)
     except TypeError:
         return None
+
+
+class ShardedIndexBatchIterator(IndexBatchIterator):
+    """An :class:`IndexBatchIterator` over one rank's shard that also reports padding.
+
+    After each ``next()``, :attr:`last_padding` is a boolean mask over the
+    batch: True for samples that are wrap-around duplicates added so that
+    every rank gets the same number of samples (``remainder="pad"``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pad = self._shard.padding(self._global_n) if self._shard is not None else np.zeros(self._n, bool)
+        self.last_padding: np.ndarray | None = None
+
+    def __next__(self) -> np.ndarray:
+        start = self._offset if self._order is not None else 0
+        batch = super().__next__()
+        m = self._n
+        self.last_padding = self._pad[(start + np.arange(len(batch))) % m] if m else np.zeros(0, bool)
+        return batch
+
+    def take_run(self, max_batches: int) -> None:
+        return None  # one batch at a time, so that last_padding matches each batch
+
+
+def make_index_iterator(*args: Any, shard: Any = None, **kwargs: Any) -> IndexBatchIterator:
+    """Build an :class:`IndexBatchIterator`, sharded when ``shard`` is given."""
+    spec = as_shard(shard)
+    if spec is None:
+        return IndexBatchIterator(*args, **kwargs)
+    return ShardedIndexBatchIterator(*args, shard=spec, **kwargs)

@@ -8,6 +8,7 @@ import numpy as np
 from batchup import _rng
 from batchup._checks import is_int, repeats_value
 from batchup.samplers.base import AbstractSampler, IndexBatchIterator
+from batchup.samplers.base import make_index_iterator as _make
 
 __all__ = ["StandardSampler"]
 
@@ -52,14 +53,17 @@ class StandardSampler(AbstractSampler):
             return np.inf
         return self.length * self._repeats
 
-    def in_order_indices_batch_iterator(self, batch_size: int, *, drop_last: bool = False) -> IndexBatchIterator:
-        return IndexBatchIterator(self.length, batch_size, self._repeats, drop_last=drop_last)
+    def in_order_indices_batch_iterator(
+        self, batch_size: int, *, drop_last: bool = False, shard: Any = None
+    ) -> IndexBatchIterator:
+        return _make(self.length, batch_size, self._repeats, drop_last=drop_last, shard=shard)
 
     def shuffled_indices_batch_iterator(
-        self, batch_size: int, shuffle_rng: Any, *, drop_last: bool = False
+        self, batch_size: int, shuffle_rng: Any, *, drop_last: bool = False, shard: Any = None
     ) -> IndexBatchIterator:
         rng = _rng.resolve_shuffle(shuffle_rng)
-        return IndexBatchIterator(self.length, batch_size, self._repeats, rng=rng, drop_last=drop_last)
+        return _make(self.length, batch_size, self._repeats, rng=rng, drop_last=drop_last, shard=shard)
 
     def __repr__(self) -> str:
         return f"StandardSampler(length={self.length}, repeats={self.repeats})"
+

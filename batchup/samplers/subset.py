@@ -8,6 +8,7 @@ import numpy as np
 from batchup import _rng
 from batchup._checks import index_array, repeats_value
 from batchup.samplers.base import AbstractSampler, IndexBatchIterator
+from batchup.samplers.base import make_index_iterator as _make
 
 __all__ = ["SubsetSampler"]
 
@@ -52,18 +53,21 @@ class SubsetSampler(AbstractSampler):
     def map_indices(self, indices: Any) -> Any:
         return self.indices[indices]
 
-    def in_order_indices_batch_iterator(self, batch_size: int, *, drop_last: bool = False) -> IndexBatchIterator:
-        return IndexBatchIterator(
-            self.length, batch_size, self._repeats, base=self.indices.astype(np.int64), drop_last=drop_last
+    def in_order_indices_batch_iterator(
+        self, batch_size: int, *, drop_last: bool = False, shard: Any = None
+    ) -> IndexBatchIterator:
+        return _make(
+            self.length, batch_size, self._repeats, base=self.indices.astype(np.int64), drop_last=drop_last, shard=shard
         )
 
     def shuffled_indices_batch_iterator(
-        self, batch_size: int, shuffle_rng: Any, *, drop_last: bool = False
+        self, batch_size: int, shuffle_rng: Any, *, drop_last: bool = False, shard: Any = None
     ) -> IndexBatchIterator:
         rng = _rng.resolve_shuffle(shuffle_rng)
-        return IndexBatchIterator(
-            self.length, batch_size, self._repeats, base=self.indices, rng=rng, drop_last=drop_last
+        return _make(
+            self.length, batch_size, self._repeats, base=self.indices, rng=rng, drop_last=drop_last, shard=shard
         )
 
     def __repr__(self) -> str:
         return f"SubsetSampler(<{self.length} indices>, repeats={self.repeats})"
+

@@ -16,6 +16,7 @@ import numpy as np
 from batchup import _rng
 from batchup._checks import index_array, positive_int, repeats_value
 from batchup._iterator import StatefulIterator, check_state
+from batchup.samplers.sharding import as_shard
 from batchup.samplers import (
     AbstractSampler,
     StandardSampler,
@@ -30,6 +31,8 @@ __all__ = ["AbstractDataSource", "RandomAccessBatchIterator", "RandomAccessDataS
 # Samplers that understand a SeedKey and ``drop_last``; a user's own sampler
 # receives a plain Generator instead.
 _OWN_SAMPLERS = (StandardSampler, SubsetSampler, WeightedSampler, WeightedSubsetSampler)
+# Path tag of the per-rank random streams of samplers that draw with replacement.
+_SHARD_STREAM = 0x5A4D
 
 
 class AbstractDataSource:
@@ -183,7 +186,11 @@ class RandomAccessDataSource(AbstractDataSource):
         return True
 
     def num_samples(self, **kwargs: Any) -> Any:
-        return self.sampler.num_indices_generated()
+        n = self.sampler.num_indices_generated()
+        spec = as_shard(kwargs.get("shard"))
+        if spec is not None and isinstance(self.sampler, (StandardSampler, SubsetSampler)) and n != np.inf:
+            return spec.per_rank(self.sampler.length) * (n // max(self.sampler.length, 1))
+        return n
 
     def samples_by_indices_nomapping(self, indices: Any) -> Any:
         """Return the samples at absolute ``indices`` (abstract here)."""
@@ -205,13 +212,29 @@ class RandomAccessDataSource(AbstractDataSource):
             int seeds a reproducible, resumable order; an RNG object is drawn from.
         drop_last : bool, default False
             Keyword-only: drop a final short batch.
+        shard : (rank, num_shards) or ShardSpec, optional
+            Keyword-only: take only this rank's disjoint part of every epoch;
+            every rank gets the same number of batches. Shuffling must then use
+            an int seed that all ranks share. Weighted samplers draw an
+            independent stream per rank instead. See :class:`~batchup.samplers.ShardSpec`.
         """
         positive_int("batch_size", batch_size)
         rng = _rng.resolve_shuffle(shuffle)
         drop_last = bool(kwargs.get("drop_last", False))
+        spec = as_shard(kwargs.get("shard"))
         sampler = self.sampler
         own = isinstance(sampler, _OWN_SAMPLERS)
-        extra = {"drop_last": drop_last} if (own and drop_last) else {}
+        extra: dict = {"drop_last": drop_last} if (own and drop_last) else {}
+        if spec is not None:
+            if isinstance(sampler, (StandardSampler, SubsetSampler)):
+                extra["shard"] = spec
+            elif isinstance(rng, _rng.SeedKey):
+                rng = rng.child(_SHARD_STREAM, spec.rank)
+            elif spec.num_shards > 1:
+                raise ValueError(
+                    "sharding this sampler needs shuffle to be an int seed shared across ranks; "
+                    f"got shuffle={shuffle!r}"
+                )
         if rng is None:
             return sampler.in_order_indices_batch_iterator(batch_size, **extra)
         if not own:
