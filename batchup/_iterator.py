@@ -26,7 +26,7 @@ class StatefulIterator:
     #: Name stored under ``"kind"`` in the state, checked on restore.
     KIND = "iterator"
 
-    def __iter__(self) -> "StatefulIterator":
+    def __iter__(self) -> StatefulIterator:
         return self
 
     def __next__(self) -> Any:  # pragma: no cover - abstract

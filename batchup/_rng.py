@@ -62,7 +62,7 @@ class SeedKey:
         if not is_int(self.seed) or not 0 <= self.seed <= SEED_MAX:
             raise ValueError(f"seed must be an int in [0, {SEED_MAX}], got {self.seed!r}")
 
-    def child(self, *path: int) -> "SeedKey":
+    def child(self, *path: int) -> SeedKey:
         """Return the key of a sub-stream (for a member source, a worker, ...)."""
         return SeedKey(self.seed, self.path + tuple(int(p) for p in path))
 

@@ -13,9 +13,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from batchup._iterator import StatefulIterator, check_state
-from batchup.samplers import StandardSampler, WeightedSampler
 from batchup._checks import index_array
+from batchup._iterator import StatefulIterator, check_state
+from batchup.arrays import sorted_reads as _sorted_reads
+from batchup.samplers import StandardSampler, WeightedSampler
 from batchup.sources.base import RandomAccessDataSource, _load_into, _state_of
 
 __all__ = ["ArrayBatchIterator", "ArrayDataSource"]
@@ -126,7 +127,7 @@ class ArrayDataSource(RandomAccessDataSource):
             return (indices,) + batch
         return batch
 
-    def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> "ArrayBatchIterator":
+    def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> ArrayBatchIterator:
         """Return an iterator over batches of ``batch_size`` samples.
 
         Parameters
@@ -164,9 +165,11 @@ def _check_sampler_fits(sampler: Any, length: int) -> None:
 
 
 def _gather(d: Any, indices: np.ndarray) -> Any:
-    if isinstance(d, np.ndarray):
+    if type(d) is np.ndarray:
         return np.take(d, indices, axis=0)
-    return d[indices]
+    # memmaps, h5py/zarr arrays and opted-in array-likes read in sorted order
+    # and restore the sampled order; other array-likes get ``d[indices]``.
+    return _sorted_reads.gather(d, indices)
 
 
 class ArrayBatchIterator(StatefulIterator):

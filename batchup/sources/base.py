@@ -16,7 +16,6 @@ import numpy as np
 from batchup import _rng
 from batchup._checks import index_array, positive_int, repeats_value
 from batchup._iterator import StatefulIterator, check_state
-from batchup.samplers.sharding import as_shard
 from batchup.samplers import (
     AbstractSampler,
     StandardSampler,
@@ -25,6 +24,7 @@ from batchup.samplers import (
     WeightedSubsetSampler,
     num_batches,
 )
+from batchup.samplers.sharding import as_shard
 
 __all__ = ["AbstractDataSource", "RandomAccessBatchIterator", "RandomAccessDataSource"]
 
@@ -223,10 +223,10 @@ class RandomAccessDataSource(AbstractDataSource):
         drop_last = bool(kwargs.get("drop_last", False))
         spec = as_shard(kwargs.get("shard"))
         sampler = self.sampler
-        own = isinstance(sampler, _OWN_SAMPLERS)
+        own = type(sampler) in _OWN_SAMPLERS  # a subclass may not understand SeedKey
         extra: dict = {"drop_last": drop_last} if (own and drop_last) else {}
         if spec is not None:
-            if isinstance(sampler, (StandardSampler, SubsetSampler)):
+            if own and isinstance(sampler, (StandardSampler, SubsetSampler)):
                 extra["shard"] = spec
             elif isinstance(rng, _rng.SeedKey):
                 rng = rng.child(_SHARD_STREAM, spec.rank)
@@ -241,7 +241,7 @@ class RandomAccessDataSource(AbstractDataSource):
             rng = _rng.as_generator(rng)
         return sampler.shuffled_indices_batch_iterator(batch_size, rng, **extra)
 
-    def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> "RandomAccessBatchIterator":
+    def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> RandomAccessBatchIterator:
         """Return an iterator over batches; see :meth:`batch_indices_iterator` for the arguments."""
         return RandomAccessBatchIterator(self, self.batch_indices_iterator(batch_size, shuffle, **kwargs))
 

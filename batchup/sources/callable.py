@@ -50,7 +50,7 @@ class CallableDataSource(AbstractDataSource):
             return self.num_samples_fn(**kwargs)
         return self.num_samples_fn
 
-    def batch_iterator(self, batch_size: int, **kwargs: Any) -> "CallableBatchIterator":
+    def batch_iterator(self, batch_size: int, **kwargs: Any) -> CallableBatchIterator:
         return CallableBatchIterator(self, batch_size, kwargs)
 
 

@@ -90,7 +90,7 @@ class ChoiceDataSource(AbstractDataSource):
                 total = total + n
         return total
 
-    def _iterator(self, batch_size: int, shuffle: Any, kwargs: dict, indices: bool) -> "ChoiceBatchIterator":
+    def _iterator(self, batch_size: int, shuffle: Any, kwargs: dict, indices: bool) -> ChoiceBatchIterator:
         rng = _rng.resolve_shuffle(shuffle)
         k = len(self.datasets)
         per_member = member_kwargs(dict(kwargs, shuffle=shuffle), k)
@@ -107,14 +107,14 @@ class ChoiceDataSource(AbstractDataSource):
         own_rng = rng.child(k) if isinstance(rng, _rng.SeedKey) else rng
         return ChoiceBatchIterator(its, own_rng, counts, wrap=indices)
 
-    def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> "ChoiceBatchIterator":
+    def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> ChoiceBatchIterator:
         return self._iterator(batch_size, shuffle, kwargs, indices=False)
 
     def _require_random_access(self) -> None:
         if not self._random_access:
             raise TypeError("this ChoiceDataSource has members that are not random access")
 
-    def batch_indices_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> "ChoiceBatchIterator":
+    def batch_indices_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> ChoiceBatchIterator:
         """Yield ``ChoiceBatch(sample_indices, ds_index)`` for every batch."""
         self._require_random_access()
         return self._iterator(batch_size, shuffle, kwargs, indices=True)
@@ -237,6 +237,7 @@ class ChoiceBatchIterator(StatefulIterator):
             self._make_order()
             self._step = saved_step
         if legacy:
+            self._rng_mark = state.get("rng_mark")
             _rng.set_rng_state(self._rng, state["rng_now"])
 
 

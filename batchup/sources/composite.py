@@ -61,7 +61,7 @@ class CompositeDataSource(AbstractDataSource):
         known = [c for c in counts if c is not None]
         return min(known) if known else None
 
-    def batch_iterator(self, batch_size: int, **kwargs: Any) -> "CompositeBatchIterator":
+    def batch_iterator(self, batch_size: int, **kwargs: Any) -> CompositeBatchIterator:
         its = [
             d.batch_iterator(batch_size, **kw)
             for d, kw in zip(self.datasets, member_kwargs(kwargs, len(self.datasets)))
@@ -72,7 +72,7 @@ class CompositeDataSource(AbstractDataSource):
         if not self._random_access:
             raise TypeError("this CompositeDataSource has members that are not random access")
 
-    def batch_indices_iterator(self, batch_size: int, **kwargs: Any) -> "CompositeBatchIterator":
+    def batch_indices_iterator(self, batch_size: int, **kwargs: Any) -> CompositeBatchIterator:
         """Zip the members' index iterators; always trims, never flattens."""
         self._require_random_access()
         its = [

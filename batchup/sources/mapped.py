@@ -60,7 +60,7 @@ class MapDataSource(AbstractDataSource):
             raise ValueError("a seeded map needs the batch number to derive its generator")
         return self.fn(*batch, rng=self.seed.generator(batch_number))
 
-    def batch_iterator(self, batch_size: int, **kwargs: Any) -> "MapBatchIterator":
+    def batch_iterator(self, batch_size: int, **kwargs: Any) -> MapBatchIterator:
         return MapBatchIterator(self, self.source.batch_iterator(batch_size, **kwargs))
 
     def _require_random_access(self) -> None:
