@@ -1,21 +1,33 @@
-"""Draw indices with replacement in proportion to per-sample weights.
+"""Draw indices in proportion to per-sample weights.
 
 Weighted sampling suits class imbalance: :meth:`WeightedSampler.class_balancing_sampler`
-gives every class present the same total weight. The stream is endless;
-``num_batches`` / ``batch_map_*`` therefore need an explicit batch count.
+gives every class present the same total weight. By default the stream is
+endless and drawn with replacement, exactly as in BatchUp 0.2, so
+``num_batches`` / ``batch_map_*`` need an explicit batch count. With
+``num_samples=`` (or ``replace=False``) the sampler has finite epochs of
+``num_samples`` indices instead, drawn with or without replacement, so
+iterators have a ``len()`` and ``batch_map_*`` need no batch count.
 """
 from __future__ import annotations
 
+import zlib
 from typing import Any, Mapping
 
 import numpy as np
 
 from batchup import _rng
-from batchup._checks import index_array, positive_int
+from batchup._checks import index_array, positive_int, repeats_value
 from batchup._iterator import StatefulIterator, check_state
-from batchup.samplers.base import AbstractSampler
+from batchup.samplers.base import AbstractSampler, IndexBatchIterator
+from batchup.samplers.sharding import as_shard
 
-__all__ = ["WeightedIndexBatchIterator", "WeightedSampler", "WeightedSubsetSampler", "class_balancing_weights"]
+__all__ = [
+    "WeightedEpochBatchIterator",
+    "WeightedIndexBatchIterator",
+    "WeightedSampler",
+    "WeightedSubsetSampler",
+    "class_balancing_weights",
+]
 
 
 def _check_weights(name: str, weights: Any) -> np.ndarray:
@@ -63,26 +75,89 @@ def class_balancing_weights(y: Any, n_classes: Any = None) -> np.ndarray:
     return 1.0 / (counts[y] * n_present)
 
 
+class _Epochs:
+    """The finite-epoch options shared by both weighted samplers, validated."""
+
+    def __init__(self, p: np.ndarray, num_samples: Any, replace: Any, repeats: Any) -> None:
+        if not isinstance(replace, (bool, np.bool_)):
+            raise TypeError(f"replace must be a bool, got {replace!r}")
+        self.replace = bool(replace)
+        positive = int(np.count_nonzero(p))
+        if num_samples is None and not self.replace:
+            num_samples = positive
+        if num_samples is not None:
+            num_samples = positive_int("num_samples", num_samples)
+            if not self.replace and num_samples > positive:
+                raise ValueError(
+                    f"num_samples={num_samples} exceeds the {positive} indices with a positive weight; "
+                    "without replacement an epoch cannot draw more"
+                )
+        self.num_samples = num_samples
+        self.repeats = repeats_value(repeats)
+        if num_samples is None and repeats != 1:
+            raise ValueError(
+                f"repeats={repeats!r} needs finite epochs: pass num_samples= (the default stream is "
+                "already endless)"
+            )
+
+    def count(self) -> Any:
+        if self.num_samples is None or self.repeats is None:
+            return np.inf
+        return self.num_samples * self.repeats
+
+
 class WeightedSampler(AbstractSampler):
-    """Draw indices of ``range(len(weights))`` with replacement, by weight.
+    """Draw indices of ``range(len(weights))`` by weight, endlessly or in epochs.
 
     Parameters
     ----------
     weights : 1-D array-like of float
         Non-negative, finite weights; they are normalised to sum to 1 and
         kept in the ``weights`` attribute. Zero-weight samples are never drawn.
+    num_samples : int, optional
+        Keyword-only. Draw finite epochs of ``num_samples`` indices. ``None``
+        (the default, with ``replace=True``) gives BatchUp 0.2's endless stream.
+    replace : bool, default True
+        Keyword-only. ``False`` draws the indices of an epoch without
+        replacement (all distinct); ``num_samples`` then defaults to the
+        number of positive weights and may not exceed it.
+    repeats : int, default 1
+        Keyword-only. Epochs per iteration (``-1``: forever); only with
+        finite epochs.
 
     Raises
     ------
     ValueError
-        If the weights are not 1-D, are negative, NaN or infinite, or sum to 0.
+        If the weights are not 1-D, are negative, NaN or infinite, or sum to 0;
+        if ``num_samples`` is not positive or, without replacement, exceeds the
+        number of positive weights; if ``repeats`` is invalid or given without
+        finite epochs.
+    TypeError
+        If ``num_samples`` is not an int or ``replace`` is not a bool.
 
     Notes
     -----
     In-order iteration is impossible (``NotImplementedError``): pass ``shuffle``.
-    With a ``RandomState`` every batch is ``rng.choice(n, size=(bs,), p=weights)``,
-    exactly as in BatchUp 0.2 (computed through an equivalent cached CDF); with
-    an int seed batch ``b`` depends only on ``(seed, b)``.
+
+    *Endless stream (default).* With a ``RandomState`` every batch is
+    ``rng.choice(n, size=(bs,), p=weights)``, exactly as in BatchUp 0.2
+    (computed through an equivalent cached CDF); with an int seed batch ``b``
+    depends only on ``(seed, b)``.
+
+    *Finite epochs.* An iteration is ``repeats`` epochs of ``num_samples``
+    indices each, cut into batches like the standard sampler (batches run
+    across epoch boundaries; only the last batch of the run is short, or
+    dropped with ``drop_last=True``), so ``len()`` and ``num_samples()``
+    are known. With replacement every index is drawn independently with
+    probability ``weights[i]``. Without replacement an epoch is a weighted
+    random ordering (Efraimidis-Spirakis keys ``log(u) / w``): its first
+    index is drawn with probability ``weights[i]``, each next one in
+    proportion to the weights of those not drawn yet; ``num_samples``
+    smaller than the number of positive weights keeps the first
+    ``num_samples``. With an int seed epoch ``e`` depends only on
+    ``(seed, e)``, so a checkpoint is a few integers; with a ``RandomState``
+    or ``Generator`` each epoch is drawn from it when it starts. Streams are
+    reproducible for a given NumPy version.
 
     Examples
     --------
@@ -90,16 +165,32 @@ class WeightedSampler(AbstractSampler):
     >>> it = sampler.shuffled_indices_batch_iterator(6, 0)
     >>> sorted(set(next(it).tolist()))
     [1, 3]
+
+    Finite epochs without replacement: every epoch is a weighted ordering of
+    the indices with a positive weight.
+
+    >>> sampler = WeightedSampler([5.0, 0.0, 1.0, 2.0], replace=False, repeats=2)
+    >>> sampler.num_indices_generated()
+    6
+    >>> it = sampler.shuffled_indices_batch_iterator(4, 0)
+    >>> len(it)
+    2
+    >>> [sorted(b.tolist()) for b in it]
+    [[0, 0, 2, 3], [2, 3]]
     """
 
-    def __init__(self, weights: Any) -> None:
+    def __init__(self, weights: Any, *, num_samples: Any = None, replace: bool = True, repeats: int = 1) -> None:
         w = _check_weights("weights", weights)
         self.weights = w / w.sum()
         self.length = len(self.weights)
         self._cdf = _cdf(self.weights)
+        self._epochs = _Epochs(self.weights, num_samples, replace, repeats)
+        self.num_samples = self._epochs.num_samples
+        self.replace = self._epochs.replace
+        self.repeats = repeats
 
     def num_indices_generated(self) -> Any:
-        return np.inf
+        return self._epochs.count()
 
     def in_order_indices_batch_iterator(self, batch_size: int, **kwargs: Any) -> Any:
         raise NotImplementedError(
@@ -107,8 +198,12 @@ class WeightedSampler(AbstractSampler):
             "(True, an int seed or a RandomState)"
         )
 
-    def shuffled_indices_batch_iterator(self, batch_size: int, shuffle_rng: Any, **kwargs: Any) -> "WeightedIndexBatchIterator":
-        return WeightedIndexBatchIterator(self.weights, self._cdf, None, batch_size, _rng.resolve_shuffle(shuffle_rng))
+    def shuffled_indices_batch_iterator(self, batch_size: int, shuffle_rng: Any, **kwargs: Any) -> Any:
+        """Return the endless iterator, or the epoch iterator when ``num_samples`` is set.
+
+        Keyword-only ``drop_last`` and ``shard`` apply to finite epochs.
+        """
+        return _make_iterator(self.weights, self._cdf, None, self._epochs, batch_size, shuffle_rng, kwargs)
 
     @staticmethod
     def class_balancing_sample_weights(y: Any, n_classes: Any = None) -> np.ndarray:
@@ -116,16 +211,24 @@ class WeightedSampler(AbstractSampler):
         return class_balancing_weights(y, n_classes)
 
     @staticmethod
-    def class_balancing_sampler(y: Any, n_classes: Any = None) -> "WeightedSampler":
-        """Return a ``WeightedSampler`` that balances the classes in ``y``."""
-        return WeightedSampler(class_balancing_weights(y, n_classes))
+    def class_balancing_sampler(y: Any, n_classes: Any = None, **epochs: Any) -> WeightedSampler:
+        """Return a ``WeightedSampler`` that balances the classes in ``y``.
+
+        Keyword arguments (``num_samples``, ``replace``, ``repeats``) go to the sampler.
+        """
+        return WeightedSampler(class_balancing_weights(y, n_classes), **epochs)
 
     def __repr__(self) -> str:
-        return f"WeightedSampler(<{self.length} weights>)"
+        if self.num_samples is None:
+            return f"WeightedSampler(<{self.length} weights>)"
+        return (
+            f"WeightedSampler(<{self.length} weights>, num_samples={self.num_samples}, "
+            f"replace={self.replace}, repeats={self.repeats})"
+        )
 
 
 class WeightedSubsetSampler(AbstractSampler):
-    """Draw indices from the subset ``indices`` with replacement, by ``sub_weights``.
+    """Draw indices from the subset ``indices`` by ``sub_weights``, endlessly or in epochs.
 
     Parameters
     ----------
@@ -133,20 +236,28 @@ class WeightedSubsetSampler(AbstractSampler):
         One weight per entry of ``indices``.
     indices : 1-D array-like of int
         The absolute indices of the subset.
+    num_samples, replace, repeats
+        Keyword-only finite-epoch options, as in :class:`WeightedSampler`.
 
     Raises
     ------
     ValueError
-        If the lengths differ (checked first) or the weights are invalid.
+        If the lengths differ (checked first), the weights are invalid, or an
+        epoch option is invalid (see :class:`WeightedSampler`).
 
     Examples
     --------
     >>> sampler = WeightedSubsetSampler([1.0, 0.0], indices=[4, 9])
     >>> next(sampler.shuffled_indices_batch_iterator(3, 0)).tolist()
     [4, 4, 4]
+    >>> sampler = WeightedSubsetSampler([1.0, 0.0, 3.0], indices=[4, 9, 7], replace=False)
+    >>> sorted(next(sampler.shuffled_indices_batch_iterator(3, 0)).tolist())
+    [4, 7]
     """
 
-    def __init__(self, sub_weights: Any, indices: Any) -> None:
+    def __init__(
+        self, sub_weights: Any, indices: Any, *, num_samples: Any = None, replace: bool = True, repeats: int = 1
+    ) -> None:
         if len(sub_weights) != len(indices):
             raise ValueError(
                 f"sub_weights and indices must have the same length, got {len(sub_weights)} "
@@ -157,9 +268,13 @@ class WeightedSubsetSampler(AbstractSampler):
         self.indices = index_array("indices", indices)
         self.length = len(self.indices)
         self._cdf = _cdf(self.sub_weights)
+        self._epochs = _Epochs(self.sub_weights, num_samples, replace, repeats)
+        self.num_samples = self._epochs.num_samples
+        self.replace = self._epochs.replace
+        self.repeats = repeats
 
     def num_indices_generated(self) -> Any:
-        return np.inf
+        return self._epochs.count()
 
     def map_indices(self, indices: Any) -> Any:
         return self.indices[indices]
@@ -169,19 +284,33 @@ class WeightedSubsetSampler(AbstractSampler):
             "in-order iteration is not supported by weighted samplers; pass shuffle"
         )
 
-    def shuffled_indices_batch_iterator(self, batch_size: int, shuffle_rng: Any, **kwargs: Any) -> "WeightedIndexBatchIterator":
-        return WeightedIndexBatchIterator(
-            self.sub_weights, self._cdf, self.indices, batch_size, _rng.resolve_shuffle(shuffle_rng)
-        )
+    def shuffled_indices_batch_iterator(self, batch_size: int, shuffle_rng: Any, **kwargs: Any) -> Any:
+        """Return the endless iterator, or the epoch iterator when ``num_samples`` is set."""
+        return _make_iterator(self.sub_weights, self._cdf, self.indices, self._epochs, batch_size, shuffle_rng, kwargs)
 
     @staticmethod
-    def class_balancing_sampler(y: Any, indices: Any) -> "WeightedSubsetSampler":
-        """Return a sampler over ``indices`` that balances the classes of ``y[indices]``."""
+    def class_balancing_sampler(y: Any, indices: Any, **epochs: Any) -> WeightedSubsetSampler:
+        """Return a sampler over ``indices`` that balances the classes of ``y[indices]``.
+
+        Keyword arguments (``num_samples``, ``replace``, ``repeats``) go to the sampler.
+        """
         indices = index_array("indices", indices, len(y))
-        return WeightedSubsetSampler(class_balancing_weights(np.asarray(y)[indices]), indices=indices)
+        return WeightedSubsetSampler(class_balancing_weights(np.asarray(y)[indices]), indices=indices, **epochs)
 
     def __repr__(self) -> str:
         return f"WeightedSubsetSampler(<{self.length} indices>)"
+
+
+def _make_iterator(
+    p: np.ndarray, cdf: np.ndarray, base: Any, epochs: _Epochs, batch_size: int, shuffle_rng: Any, kwargs: dict
+) -> Any:
+    rng = _rng.resolve_shuffle(shuffle_rng)
+    if epochs.num_samples is None:
+        return WeightedIndexBatchIterator(p, cdf, base, batch_size, rng)
+    return WeightedEpochBatchIterator(
+        p, cdf, base, batch_size, rng, num_samples=epochs.num_samples, replace=epochs.replace,
+        repeats=epochs.repeats, **kwargs,
+    )
 
 
 def _cdf(p: np.ndarray) -> np.ndarray:
@@ -259,3 +388,74 @@ class WeightedIndexBatchIterator(StatefulIterator):
         self._batches = int(state["batches"])
         if state["shuffle"] == "rng":
             _rng.set_rng_state(self._rng, state["rng_now"])
+
+
+def _draw_epoch(gen: Any, p: np.ndarray, cdf: np.ndarray, k: int, replace: bool) -> np.ndarray:
+    """Draw one epoch of ``k`` positions in ``range(len(p))`` from ``gen``."""
+    if replace:
+        return cdf.searchsorted(gen.random(k), side="right").astype(np.int64)
+    # Efraimidis-Spirakis: the k largest keys log(u) / w, in decreasing order,
+    # are a draw of k distinct items, each next in proportion to its weight.
+    pos = np.flatnonzero(p > 0)
+    w = p[pos] / p[pos].max()
+    keys = np.log1p(-gen.random(len(pos))) / w
+    top = np.argpartition(-keys, k - 1)[:k] if k < len(pos) else np.arange(len(pos))
+    return pos[top[np.argsort(-keys[top], kind="stable")]].astype(np.int64)
+
+
+class WeightedEpochBatchIterator(IndexBatchIterator):
+    """Finite epochs of weighted draws, cut into batches like :class:`IndexBatchIterator`.
+
+    Epoch ``e`` of a seeded run is drawn from a generator derived from
+    ``(seed, e)``; restoring recomputes that one epoch and jumps to the
+    position, so the state is a few integers.
+    """
+
+    KIND = "weighted_epoch"
+
+    def __init__(
+        self,
+        p: np.ndarray,
+        cdf: np.ndarray,
+        base: np.ndarray | None,
+        batch_size: int,
+        rng: Any,
+        *,
+        num_samples: int,
+        replace: bool,
+        repeats: int | None = 1,
+        drop_last: bool = False,
+        shard: Any = None,
+    ) -> None:
+        if rng is None:
+            raise NotImplementedError(
+                "in-order iteration is not supported by weighted samplers; pass shuffle"
+            )
+        if not isinstance(rng, _rng.SeedKey) and not callable(getattr(rng, "random", None)):
+            raise TypeError(f"shuffle must be an int seed, a RandomState or a Generator here, got {rng!r}")
+        self._p = p
+        self._cdf = cdf
+        self._subset = base
+        self._replace = bool(replace)
+        self._crc = zlib.crc32(np.ascontiguousarray(p).tobytes())
+        super().__init__(num_samples, batch_size, repeats, rng=rng, drop_last=drop_last, shard=as_shard(shard))
+
+    def _draw(self, epoch: int) -> None:
+        rng = self._rng
+        if isinstance(rng, _rng.SeedKey):
+            gen = rng.generator(epoch)
+        else:
+            try:
+                self._rng_epoch_start = _rng.get_rng_state(rng)
+            except TypeError:
+                self._rng_epoch_start = None
+            gen = rng
+        order = _draw_epoch(gen, self._p, self._cdf, self._global_n, self._replace)
+        if self._subset is not None:
+            order = self._subset[order]
+        self._order = order if self._shard is None else self._shard.select(order)
+
+    def _fingerprint(self) -> dict:
+        state = super()._fingerprint()
+        state.update(replace=self._replace, weights_crc=self._crc)
+        return state
