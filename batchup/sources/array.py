@@ -224,6 +224,11 @@ class ArrayBatchIterator(StatefulIterator):
         self._pos = 1
         return batches[0]
 
+    @property
+    def last_padding(self) -> Any:
+        """For a sharded iterator: mask of wrap-around duplicates in the last batch, else None."""
+        return getattr(self._indices, "last_padding", None)
+
     def _unconsumed(self) -> int:
         return len(self._pending) - self._pos
 

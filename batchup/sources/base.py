@@ -261,6 +261,11 @@ class RandomAccessBatchIterator(StatefulIterator):
     def __len__(self) -> int:
         return len(self._indices)
 
+    @property
+    def last_padding(self) -> Any:
+        """For a sharded iterator: mask of wrap-around duplicates in the last batch, else None."""
+        return getattr(self._indices, "last_padding", None)
+
     def remaining(self) -> Any:
         fn = getattr(self._indices, "remaining", None)
         return fn() if fn is not None else None

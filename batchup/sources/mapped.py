@@ -96,6 +96,11 @@ class MapBatchIterator(StatefulIterator):
         self._count = number + 1
         return self._source.apply(batch, number)
 
+    @property
+    def last_padding(self) -> Any:
+        """For a sharded iterator: mask of wrap-around duplicates in the last batch, else None."""
+        return getattr(self._inner, "last_padding", None)
+
     def remaining(self) -> Any:
         fn = getattr(self._inner, "remaining", None)
         return fn() if fn is not None else None

@@ -53,6 +53,18 @@ def test_padding_mask_marks_duplicates():
     assert sorted(seen) == list(range(10))
 
 
+def test_padding_mask_through_the_data_iterator():
+    X = np.arange(10)
+    ds = ArrayDataSource([X, X * 2]).map(lambda x, y: (x, y))
+    kept = []
+    for r in range(4):
+        it = ds.batch_iterator(2, shuffle=6, shard=(r, 4))
+        for x, _ in it:
+            kept.extend(x[~it.last_padding].tolist())
+    assert sorted(kept) == list(range(10))
+    assert ArrayDataSource([X]).batch_iterator(2).last_padding is None
+
+
 def test_subset_sharding_and_repeats():
     per_rank = []
     for r in range(2):
