@@ -1,0 +1,237 @@
+"""Feed JAX training steps: batches put on devices ahead of use, and per-process shards.
+
+* :func:`prefetch_to_device` keeps ``size`` batches already transferred to
+  the devices while the current one is being used. In a multi-process run
+  (``jax.process_count() > 1``) each process passes only its own rows and
+  ``jax.make_array_from_process_local_data`` assembles the global array.
+* :func:`process_shard` and :func:`local_batch_size` give each process its
+  part of every epoch and its part of the global batch.
+
+**Equal batch counts, or a deadlock.** Every jitted step over a global array
+is a collective: if one process has one batch more than another, it waits
+forever in that step (JAX ignores SIGTERM meanwhile). batchup's rank sharding
+(``shard=process_shard()``) gives every process the same number of samples
+per epoch (padding by wrap-around, or dropping the remainder), hence the
+same number of batches with the same sizes; with ``drop_last=True`` every
+batch also has the full size, which avoids recompiling for a short last batch
+and keeps the batch divisible by the number of local devices.
+JAX is imported only when one of these functions is called.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Any, Mapping
+
+from batchup._checks import is_int, positive_int
+from batchup._iterator import StatefulIterator, check_state
+from batchup.adapters import _common
+
+__all__ = ["DevicePrefetchIterator", "local_batch_size", "prefetch_to_device", "process_shard"]
+
+_ADAPTER = "batchup.adapters.jax"
+
+
+def _jax() -> Any:
+    return _common.require("jax", "jax", _ADAPTER)
+
+
+class DevicePrefetchIterator(StatefulIterator):
+    """Iterate batches that were put on devices ``size`` batches ahead; see :func:`prefetch_to_device`.
+
+    The state (:meth:`state_dict`) is the wrapped iterator's state *before*
+    the oldest batch still waiting in the buffer, that is the position of the
+    consumer, not of the prefetcher: restoring it replays nothing twice and
+    skips nothing.
+    """
+
+    KIND = "device_prefetch"
+
+    def __init__(self, batches: Any, size: int = 2, sharding: Any = None) -> None:
+        jax = _jax()
+        self._jax = jax
+        self._size = positive_int("size", size)
+        self._sharding = sharding
+        self._multi = jax.process_count() > 1
+        if self._multi and sharding is None:
+            raise ValueError(
+                f"sharding is required in a multi-process run (process_count={jax.process_count()}): "
+                "pass e.g. NamedSharding(mesh, PartitionSpec('batch')) so each process's rows form "
+                "part of one global array"
+            )
+        self._inner = iter(batches)
+        self._stateful = callable(getattr(self._inner, "state_dict", None))
+        self._buffer: collections.deque = collections.deque()
+        self._exhausted = False
+        self._error: BaseException | None = None
+
+    def _put_leaf(self, x: Any) -> Any:
+        if self._multi:
+            return self._jax.make_array_from_process_local_data(self._sharding, x)
+        if self._sharding is None:
+            return self._jax.device_put(x)
+        return self._jax.device_put(x, self._sharding)
+
+    def _fill(self) -> None:
+        while not self._exhausted and len(self._buffer) < self._size:
+            before = self._inner.state_dict() if self._stateful else None
+            try:
+                batch = next(self._inner)
+            except StopIteration:
+                self._exhausted = True
+                return
+            except Exception as err:
+                # Raised to the consumer when it reaches this batch, not while it
+                # still holds earlier, good batches.
+                self._exhausted = True
+                self._error = err
+                return
+            # Leaves that are not arrays (None, strings) cannot go to a device: keep them.
+            placed = _common.map_leaves(self._place_or_keep, batch)
+            self._buffer.append((before, placed))
+
+    def _place_or_keep(self, x: Any) -> Any:
+        if hasattr(x, "shape") and hasattr(x, "dtype") and getattr(x.dtype, "kind", "f") not in "USOV":
+            return self._put_leaf(x)
+        return x
+
+    def __next__(self) -> Any:
+        self._fill()
+        if not self._buffer:
+            if self._error is not None:
+                err, self._error = self._error, None
+                raise err
+            raise StopIteration
+        _, batch = self._buffer.popleft()
+        self._fill()  # top up, so the transfer of the next batch overlaps this step
+        return batch
+
+    def remaining(self) -> Any:
+        fn = getattr(self._inner, "remaining", None)
+        left = fn() if fn is not None else None
+        return None if left is None else left + len(self._buffer)
+
+    def __len__(self) -> int:
+        left = self.remaining()
+        if left is None:
+            raise TypeError("the wrapped iterator has no known length")
+        return left
+
+    def state_dict(self) -> dict:
+        if not self._stateful:
+            raise TypeError(f"cannot checkpoint: the wrapped iterator {self._inner!r} has no state_dict()")
+        inner = self._buffer[0][0] if self._buffer else self._inner.state_dict()
+        return {"kind": self.KIND, "inner": inner}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_state(state, {"kind": self.KIND}, type(self).__name__)
+        if not callable(getattr(self._inner, "load_state_dict", None)):
+            raise TypeError(f"cannot restore: the wrapped iterator {self._inner!r} has no load_state_dict()")
+        self._inner.load_state_dict(state["inner"])
+        self._buffer.clear()
+        self._exhausted = False
+        self._error = None
+
+
+def prefetch_to_device(batches: Any, size: int = 2, sharding: Any = None) -> DevicePrefetchIterator:
+    """Return an iterator over ``batches`` whose arrays are already on the devices.
+
+    Parameters
+    ----------
+    batches : iterable
+        Batches: arrays, or tuples, lists and dicts of arrays (for example
+        ``source.batch_iterator(...)``).
+    size : int, default 2
+        Batches kept on the devices ahead of the consumer. Two is usually
+        enough to hide the transfer on a GPU; on a CPU it mostly costs memory.
+    sharding : jax.sharding.Sharding, optional
+        Where to put each array. ``None`` puts it on the default device. A
+        ``NamedSharding(mesh, PartitionSpec("batch"))`` splits each batch over
+        the mesh's devices (the batch must divide by their number). In a
+        multi-process run it is required and each process passes only its
+        rows (``jax.make_array_from_process_local_data``).
+
+    Returns
+    -------
+    DevicePrefetchIterator
+        With ``len()`` / ``remaining()`` and ``state_dict()`` /
+        ``load_state_dict()`` when ``batches`` has them; the state is the
+        consumer's position, not the prefetcher's.
+
+    Raises
+    ------
+    ValueError
+        For ``size < 1``, or no ``sharding`` with ``jax.process_count() > 1``.
+    ImportError
+        If JAX is not installed (``pip install batchup[jax]``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from batchup.sources import ArrayDataSource
+    >>> it = prefetch_to_device(ArrayDataSource([np.arange(5.0)]).batch_iterator(2))
+    >>> [type(x).__name__ for (x,) in it]
+    ['ArrayImpl', 'ArrayImpl', 'ArrayImpl']
+    """
+    return DevicePrefetchIterator(batches, size=size, sharding=sharding)
+
+
+def process_shard(process_index: int | None = None, process_count: int | None = None) -> tuple | None:
+    """Return ``(process_index, process_count)`` for ``shard=``, or ``None`` in a single process.
+
+    Missing values are read from ``jax.process_index()`` and
+    ``jax.process_count()``. Pass the result as ``shard=`` to
+    ``batch_iterator``: every process then gets disjoint samples and the
+    same number of batches per epoch.
+
+    Examples
+    --------
+    >>> process_shard(1, 4)
+    (1, 4)
+    >>> process_shard(0, 1) is None
+    True
+    """
+    if process_index is None or process_count is None:
+        jax = _jax()
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if not is_int(process_count) or process_count < 1:
+        raise ValueError(f"process_count must be an int >= 1, got {process_count!r}")
+    if not is_int(process_index) or not 0 <= process_index < process_count:
+        raise ValueError(f"process_index must be an int in [0, {process_count}), got {process_index!r}")
+    return None if process_count == 1 else (int(process_index), int(process_count))
+
+
+def local_batch_size(global_batch_size: int, process_count: int | None = None,
+                     local_device_count: int | None = None) -> int:
+    """Return this process's share of a global batch, checking that it divides evenly.
+
+    Raises
+    ------
+    ValueError
+        If the global batch does not divide by the number of processes, or
+        the local batch by the number of local devices (JAX would raise an
+        ``IndivisibleError`` at the first step).
+
+    Examples
+    --------
+    >>> local_batch_size(256, process_count=2, local_device_count=4)
+    128
+    """
+    gbs = positive_int("global_batch_size", global_batch_size)
+    if process_count is None or local_device_count is None:
+        jax = _jax()
+        process_count = jax.process_count() if process_count is None else process_count
+        local_device_count = jax.local_device_count() if local_device_count is None else local_device_count
+    positive_int("process_count", process_count)
+    positive_int("local_device_count", local_device_count)
+    if gbs % process_count:
+        raise ValueError(
+            f"global_batch_size={gbs} does not divide by the {process_count} processes"
+        )
+    local = gbs // process_count
+    if local % local_device_count:
+        raise ValueError(
+            f"the local batch of {local} samples (global_batch_size={gbs} over {process_count} "
+            f"processes) does not divide by the {local_device_count} local devices"
+        )
+    return local

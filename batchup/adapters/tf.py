@@ -1,0 +1,163 @@
+"""Feed ``tf.data`` pipelines (and Keras on the TensorFlow backend) from a batchup source.
+
+:func:`as_tf_dataset` wraps a generator *function* with
+``tf.data.Dataset.from_generator``. tf.data calls that function again for
+every pass, and each call is the next epoch (reshuffled from ``(seed,
+epoch)``). The ``output_signature`` is inferred from the first batch unless
+given, and the dataset's cardinality is set when the number of batches is
+known, so Keras does not warn that the input "ran out of data".
+TensorFlow is imported only when :func:`as_tf_dataset` is called; it is not
+part of the test extras (``pip install batchup[tf]``).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterator
+
+import numpy as np
+
+from batchup.adapters import _common
+from batchup.adapters._stream import EpochStream
+
+__all__ = ["as_tf_dataset", "infer_signature"]
+
+_ADAPTER = "batchup.adapters.tf"
+
+
+def _tf() -> Any:
+    return _common.require("tensorflow", "tf", _ADAPTER)
+
+
+def infer_signature(batch: Any) -> Any:
+    """Return the ``tf.TensorSpec`` nest of ``batch``, with an unknown batch dimension.
+
+    Tuples and lists become tuples, dicts stay dicts.
+
+    Raises
+    ------
+    TypeError
+        For a leaf TensorFlow cannot hold (an object array).
+    """
+    tf = _tf()
+
+    def spec(x: Any) -> Any:
+        arr = np.asarray(x)
+        if arr.dtype.kind == "O":
+            raise TypeError(f"cannot infer a tf.TensorSpec for an object array of shape {arr.shape}")
+        if arr.ndim == 0:
+            return tf.TensorSpec(shape=(), dtype=tf.as_dtype(arr.dtype))
+        dtype = tf.string if arr.dtype.kind in "US" else tf.as_dtype(arr.dtype)
+        return tf.TensorSpec(shape=(None,) + arr.shape[1:], dtype=dtype)
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: visit(v) for k, v in node.items()}
+        if isinstance(node, (tuple, list)):
+            return tuple(visit(v) for v in node)
+        return spec(node)
+
+    return visit(batch)
+
+
+class _Passes:
+    """The callable tf.data calls once per pass; call ``e`` yields epoch ``e``."""
+
+    def __init__(self, stream: EpochStream, first_epoch: int) -> None:
+        self._stream = stream
+        self._next_epoch = first_epoch
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Iterator:
+        with self._lock:
+            epoch = self._next_epoch
+            self._next_epoch += 1
+        for batch in self._stream.batches(epoch):
+            yield _tuples(batch)
+
+
+def _tuples(batch: Any) -> Any:
+    # tf.data treats a list as one tensor; the signature uses tuples.
+    if isinstance(batch, dict):
+        return {k: _tuples(v) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return tuple(_tuples(v) for v in batch)
+    return batch
+
+
+def as_tf_dataset(
+    source: Any,
+    batch_size: int,
+    *,
+    shuffle: Any = None,
+    drop_last: bool = False,
+    shard: Any = None,
+    structure: Any = None,
+    output_signature: Any = None,
+    epoch: int = 0,
+    **kwargs: Any,
+) -> Any:
+    """Return a ``tf.data.Dataset`` of the batches of ``source``.
+
+    Parameters
+    ----------
+    source : AbstractDataSource or list of arrays
+        Any source; random-access sources are fetched batch by batch.
+    batch_size : int
+        Samples per batch.
+    shuffle : None, int, bool, RandomState or Generator, default None
+        ``None`` keeps the order; an int seed gives pass ``e`` over the
+        dataset the order of epoch ``e``, derived from ``(seed, e)``.
+    drop_last : bool, default False
+        Leave out a final short batch.
+    shard : (rank, num_shards) or ShardSpec, optional
+        This worker's part of every epoch (random-access sources); prefer it
+        to ``Dataset.shard``, which would still read every batch.
+    structure : nested tuple/dict of int, optional
+        Rearrange the flat batch tuple, e.g. ``((0, 1), 2)`` for two inputs.
+    output_signature : nest of tf.TensorSpec, optional
+        Inferred from the first batch (batch dimension ``None``) when omitted;
+        that batch is read once more later.
+    epoch : int, default 0
+        The epoch of the first pass.
+    **kwargs
+        Passed to the source's iterator methods.
+
+    Returns
+    -------
+    tf.data.Dataset
+        With ``cardinality()`` set to the number of batches when known.
+
+    Raises
+    ------
+    ValueError
+        If the source yields no batch and no ``output_signature`` was given.
+    ImportError
+        If TensorFlow is not installed (``pip install batchup[tf]``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from batchup.sources import ArrayDataSource
+    >>> ds = as_tf_dataset(ArrayDataSource([np.arange(10.0), np.arange(10)]), 4, shuffle=0)  # doctest: +SKIP
+    >>> int(ds.cardinality()), ds.element_spec[0].shape.as_list()  # doctest: +SKIP
+    (3, [None])
+    """
+    tf = _tf()
+    stream = EpochStream(
+        source, batch_size, shuffle=shuffle, drop_last=drop_last, shard=shard, structure=structure, **kwargs,
+    )
+    if output_signature is None:
+        first = next(iter(stream.batches(epoch)), None)
+        if first is None:
+            raise ValueError(
+                "cannot infer output_signature: the source yields no batch; pass output_signature="
+            )
+        output_signature = infer_signature(_tuples(first))
+    ds = tf.data.Dataset.from_generator(_Passes(stream, epoch), output_signature=output_signature)
+    try:
+        n = len(stream)
+    except TypeError:
+        n = None
+    if n is not None:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+    return ds
