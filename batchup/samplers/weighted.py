@@ -150,7 +150,7 @@ class WeightedSampler(AbstractSampler):
     dropped with ``drop_last=True``), so ``len()`` and ``num_samples()``
     are known. With replacement every index is drawn independently with
     probability ``weights[i]``. Without replacement an epoch is a weighted
-    random ordering (Efraimidis-Spirakis keys ``log(u) / w``): its first
+    random ordering (Efraimidis-Spirakis keys ``u ** (1 / w)``): its first
     index is drawn with probability ``weights[i]``, each next one in
     proportion to the weights of those not drawn yet; ``num_samples``
     smaller than the number of positive weights keeps the first
@@ -394,11 +394,12 @@ def _draw_epoch(gen: Any, p: np.ndarray, cdf: np.ndarray, k: int, replace: bool)
     """Draw one epoch of ``k`` positions in ``range(len(p))`` from ``gen``."""
     if replace:
         return cdf.searchsorted(gen.random(k), side="right").astype(np.int64)
-    # Efraimidis-Spirakis: the k largest keys log(u) / w, in decreasing order,
+    # Efraimidis-Spirakis: the k largest keys u ** (1 / w), in decreasing order,
     # are a draw of k distinct items, each next in proportion to its weight.
+    # Ranked in the log domain, log(w) - log(-log(u)), so tiny weights cannot overflow.
     pos = np.flatnonzero(p > 0)
-    w = p[pos] / p[pos].max()
-    keys = np.log1p(-gen.random(len(pos))) / w
+    with np.errstate(divide="ignore"):
+        keys = np.log(p[pos]) - np.log(-np.log1p(-gen.random(len(pos))))
     top = np.argpartition(-keys, k - 1)[:k] if k < len(pos) else np.arange(len(pos))
     return pos[top[np.argsort(-keys[top], kind="stable")]].astype(np.int64)
 
