@@ -120,7 +120,7 @@ class IndexBatchIterator(StatefulIterator):
         self._base = base
         self._rng = rng
         self._drop_last = bool(drop_last)
-        self._order: np.ndarray | None = None
+        self._order: Any = None  # this epoch's order; None until the first draw
         self._epoch = 0
         self._offset = 0
         self._batches = 0

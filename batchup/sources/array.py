@@ -191,7 +191,7 @@ class ArrayBatchIterator(StatefulIterator):
         self._pending: list = []
         self._pos = 0
         self._group = 1
-        bs = getattr(indices, "_bs", None)
+        bs: Any = getattr(indices, "_bs", None)
         if bs and hasattr(indices, "take_run") and all(type(d) is np.ndarray for d in self._data):
             row_bytes = sum(d.itemsize * (d.size // max(len(d), 1)) for d in self._data) + 8
             self._group = int(max(1, min(CHUNK_BATCHES, CHUNK_BYTES // (row_bytes * bs))))

@@ -241,7 +241,7 @@ class RandomAccessDataSource(AbstractDataSource):
             rng = _rng.as_generator(rng)
         return sampler.shuffled_indices_batch_iterator(batch_size, rng, **extra)
 
-    def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> RandomAccessBatchIterator:
+    def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> StatefulIterator:
         """Return an iterator over batches; see :meth:`batch_indices_iterator` for the arguments."""
         return RandomAccessBatchIterator(self, self.batch_indices_iterator(batch_size, shuffle, **kwargs))
 

@@ -149,7 +149,7 @@ class ChoiceBatchIterator(StatefulIterator):
         self._wrap = wrap
         self._step = 0
         self._done = False
-        self._order: np.ndarray | None = None  # schedule, or the current round's order
+        self._order: Any = None  # schedule, or the current round's order
         self._rng_mark: Any = None
 
     def _make_order(self) -> None:

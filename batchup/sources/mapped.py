@@ -40,7 +40,7 @@ class MapDataSource(AbstractDataSource):
             raise TypeError(f"source must be a data source, got {type(source).__name__}")
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
-        self.source = source
+        self.source: Any = source
         self.fn = fn
         self.seed = None if seed is None else _rng.SeedKey(seed) if not isinstance(seed, _rng.SeedKey) else seed
         self._random_access = source.is_random_access
