@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Callable, Sequence
 
 from batchup._checks import positive_int
+from batchup._errors import DownloadError
 from batchup.records.encoders import DataEncoder, record_value
 
 __all__ = ["UrlDataEncoder", "UrlFetchError", "fetch_url"]
@@ -28,7 +29,7 @@ __all__ = ["UrlDataEncoder", "UrlFetchError", "fetch_url"]
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
-class UrlFetchError(OSError):
+class UrlFetchError(DownloadError):
     """A URL could not be fetched (after the allowed retries); ``url`` holds it."""
 
     def __init__(self, message: str, url: str) -> None:
