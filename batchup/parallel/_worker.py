@@ -1,0 +1,179 @@
+"""Worker loops: module-level functions run inside pool threads and processes.
+
+A process worker reads messages from its pipe: a shared constant to cache,
+a task to run, or ``stop``. It answers every task with either ``("ok", ...)``
+(the result, its arrays written to the task's shared-memory slot) or
+``("err", ...)`` (the exception pickled if possible, plus its formatted
+traceback naming the worker pid and the batch). It ignores SIGINT (Ctrl-C is
+the parent's business) and exits by itself when the parent dies.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from batchup.parallel import _shm
+from batchup.parallel.errors import exception_payload
+
+__all__ = ["ConstRef", "fetch_batch", "format_failure", "process_main", "run_call"]
+
+#: Objects shared by ``fork`` inheritance: token -> object, filled in the parent before forking.
+INHERITED: dict = {}
+#: How often an idle worker checks that its parent is still alive (seconds).
+WATCHDOG_PERIOD = 0.2
+
+
+class ConstRef:
+    """Stands for the shared constant ``token`` inside a task's arguments."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+    def __reduce__(self) -> tuple:
+        return ConstRef, (self.token,)
+
+    def __repr__(self) -> str:
+        return f"ConstRef({self.token})"
+
+
+def fetch_batch(source: Any, indices: Any, batch_number: int) -> Any:
+    """Return the batch at absolute ``indices`` of ``source`` (the task of a parallel source).
+
+    A seeded map gets ``batch_number`` so its generator comes from
+    ``(seed, batch number)`` whichever worker makes the batch.
+    """
+    if getattr(source, "seed", None) is not None and _takes_batch_number(source):
+        return source.samples_by_indices_nomapping(indices, batch_number=batch_number)
+    return source.samples_by_indices_nomapping(indices)
+
+
+def _takes_batch_number(source: Any) -> bool:
+    # Imported here: only map sources take the batch number (parallel builds on sources).
+    from batchup.sources.mapped import MapDataSource
+
+    return isinstance(source, MapDataSource)
+
+
+def run_call(fn: Any, args: tuple, kwargs: dict | None) -> Any:
+    return fn(*args, **kwargs) if kwargs else fn(*args)
+
+
+def format_failure(exc: BaseException, where: str) -> str:
+    """Return the traceback text of ``exc`` headed by where it happened."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f"{where}\n{text}"
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(WATCHDOG_PERIOD)
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+
+def _reseed_global_rngs() -> None:
+    # Forked workers inherit the parent's global RNG states; make them differ per worker so
+    # augmentation written with np.random / random does not repeat across workers.
+    import random
+
+    import numpy as np
+
+    seed = int.from_bytes(os.urandom(4), "little")
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def process_main(tasks: Any, results: Any, parent_pid: int, worker_id: int) -> None:
+    """Run a process worker until ``stop``, EOF, or the parent's death."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="batchup-watchdog", daemon=True).start()
+    _reseed_global_rngs()
+    pid = os.getpid()
+    cache: dict = {}
+    while True:
+        try:
+            raw = tasks.recv_bytes()
+        except (EOFError, OSError):
+            break
+        msg = pickle.loads(raw)
+        kind = msg[0]
+        if kind == "stop":
+            break
+        if kind == "const":
+            _, token, how, payload = msg
+            try:
+                cache[token] = INHERITED[token] if how == "inherit" else _shm.load_constant(payload)
+            except Exception as exc:  # noqa: BLE001 - reported with the first task that needs it
+                where = f"in worker {worker_id} (pid {pid}), loading a shared constant"
+                cache[token] = _Broken(exc, format_failure(exc, where))
+            continue
+        if kind == "drop":
+            cache.pop(msg[1], None)
+            continue
+        _, task_id, slot, label, inner = msg
+        where = f"in worker {worker_id} (pid {pid}), while preparing {label}"
+        try:
+            fn, args, kwargs = pickle.loads(inner)
+            args = tuple(_resolve(a, cache) for a in args)
+            result = run_call(fn, args, kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent
+            reply = _error(task_id, exc, where)
+        else:
+            try:
+                skeleton, nbytes = _shm.dump_result(result, slot)
+                reply = pickle.dumps(("ok", task_id, skeleton, nbytes), protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # noqa: BLE001
+                reply = _error(task_id, exc, where, f"the result of {label} could not be pickled: ")
+            del result
+        try:
+            results.send_bytes(reply)
+        except (EOFError, OSError):
+            break
+    sys.stdout.flush()
+
+
+class _Broken:
+    def __init__(self, exc: BaseException, text: str) -> None:
+        self.exc, self.text = exc, text
+
+
+def _resolve(arg: Any, cache: dict) -> Any:
+    if isinstance(arg, ConstRef):
+        value = cache[arg.token]
+        if isinstance(value, _Broken):
+            raise RuntimeError(f"the shared constant could not be loaded in this worker:\n{value.text}")
+        return value
+    return arg
+
+
+def _error(task_id: int, exc: BaseException, where: str, prefix: str = "") -> bytes:
+    text = format_failure(exc, where)
+    payload = None if prefix else exception_payload(exc)
+    msg = ("err", task_id, payload, prefix + type(exc).__qualname__, str(exc), text)
+    return pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def call_captured(fn: Any, label: str, kwargs: dict | None, *args: Any) -> tuple:
+    """Run ``fn(*args, **kwargs)`` where exceptions cannot travel well (joblib/Dask workers).
+
+    Return ``("ok", value)`` or ``("err", payload, type name, message, traceback text)``.
+    """
+    try:
+        return ("ok", run_call(fn, args, kwargs))
+    except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
+        where = f"in worker process {os.getpid()} ({_host()}), while preparing {label}"
+        return ("err", exception_payload(exc), type(exc).__qualname__, str(exc), format_failure(exc, where))
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()

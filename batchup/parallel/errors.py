@@ -1,0 +1,128 @@
+"""Errors of the worker pools, and how a worker's exception reaches the caller.
+
+A failure inside a worker is raised again in the consumer as the *same*
+exception type with the same arguments, so ``except ValueError`` keeps
+working; the worker's formatted traceback is attached as ``__cause__`` (a
+:class:`RemoteTraceback`), so the report shows where in the worker it
+happened. Failures of the machinery itself (a worker killed by a signal, a
+batch that took too long, a pool used after ``close()``) have their own types.
+"""
+from __future__ import annotations
+
+import pickle
+import signal
+from typing import Any
+
+__all__ = [
+    "BatchTimeoutError",
+    "PoolClosedError",
+    "RemoteTraceback",
+    "WorkerCrashedError",
+    "WorkerError",
+    "describe_exit",
+    "rebuild_exception",
+]
+
+
+class WorkerError(RuntimeError):
+    """A worker failed in a way that cannot be reported as the original exception."""
+
+
+class WorkerCrashedError(WorkerError):
+    """A worker process died (killed by a signal or exited) while holding work."""
+
+
+class BatchTimeoutError(WorkerError, TimeoutError):
+    """A task (a batch) was not ready within the stream's ``timeout``."""
+
+
+class PoolClosedError(RuntimeError):
+    """The pool was used after ``close()``."""
+
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in a worker.
+
+    Attached as ``__cause__`` of the re-raised exception; ``str()`` is the
+    traceback text, which names the worker and the batch.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n" + self.text
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Describe a process exit code: ``"killed by signal SIGKILL"`` or ``"exited with code 3"``."""
+    if exitcode is None:
+        return "is still running"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was killed by signal {name}"
+    return f"exited with code {exitcode}"
+
+
+def crash_hint(exitcode: int | None) -> str:
+    """Return the usual causes of a worker death, for the error message."""
+    if exitcode is not None and exitcode < 0 and -exitcode == getattr(signal, "SIGBUS", -1):
+        return (
+            "SIGBUS usually means the shared-memory folder is full; set BATCHUP_SHM_DIR to a "
+            "folder with more free space"
+        )
+    return (
+        "common causes: the out-of-memory killer, a crash (segfault) in native code, or "
+        "a task that called sys.exit()/os._exit(); the pool has replaced the worker"
+    )
+
+
+def rebuild_exception(payload: bytes | None, type_name: str, message: str, tb_text: str) -> BaseException:
+    """Return the exception to raise in the caller for a failure reported by a worker.
+
+    ``payload`` is the pickled exception (``None`` when the worker could not
+    pickle it). If it unpickles, that exception is returned with
+    :class:`RemoteTraceback` as its cause; otherwise a :class:`WorkerError`
+    naming the original class and message.
+    """
+    cause = RemoteTraceback(tb_text)
+    why = "it could not be pickled in the worker"
+    if payload is not None:
+        try:
+            exc = pickle.loads(payload)
+        except Exception as err:  # noqa: BLE001 - any failure to rebuild is reported
+            why = f"re-creating it in the parent failed: {type(err).__name__}: {err}"
+        else:
+            if isinstance(exc, BaseException):
+                exc.__cause__ = cause
+                return exc
+            why = f"it unpickled as a {type(exc).__name__}"
+    err = WorkerError(f"{type_name}: {message} (raised in a worker; {why})")
+    err.__cause__ = cause
+    return err
+
+
+def attach_cause(exc: BaseException, tb_text: str) -> BaseException:
+    """Attach ``tb_text`` as the cause of ``exc`` (used by in-process workers)."""
+    exc.__cause__ = RemoteTraceback(tb_text)
+    return exc
+
+
+def exception_payload(exc: BaseException) -> bytes | None:
+    """Pickle ``exc`` if it survives a round trip, else return ``None``."""
+    try:
+        data = pickle.dumps(exc)
+        pickle.loads(data)
+    except Exception:  # noqa: BLE001 - the caller reports a WorkerError instead
+        return None
+    return data
+
+
+def describe_value(value: Any) -> str:
+    """Return a short description of ``value`` for error messages."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,331 @@
+"""Worker pools: the pool contract, a thread pool, and the inline (serial) pool.
+
+A pool runs tasks ``fn(*args)`` and hands back futures whose ``get()``
+blocks and re-raises a task's exception. Streams (:mod:`work_stream`) keep
+a bounded number of tasks in flight on a pool and return results in
+submission order. Pools can be reused by any number of streams, are closed
+with :meth:`AbstractWorkerPool.close` or a ``with`` block, and are closed
+automatically when garbage-collected or at interpreter exit.
+
+Every parallel path has a serial twin: :class:`InlinePool` (``num_workers=0``)
+runs each task in the calling thread when its result is asked for, and gives
+exactly the same results.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import threading
+import time
+import warnings
+import weakref
+from typing import Any
+
+from batchup._checks import is_int
+from batchup.parallel import _worker
+from batchup.parallel.errors import BatchTimeoutError, PoolClosedError, attach_cause
+
+__all__ = ["AbstractWorkerPool", "InlinePool", "SharedConstant", "WorkerThreadPool", "check_processes"]
+
+#: Seconds ``close()`` waits for workers to finish before giving up on (threads) or killing (processes) them.
+CLOSE_TIMEOUT = 3.0
+_pool_ids = itertools.count()
+
+
+def check_processes(value: Any, name: str = "processes") -> int:
+    """Return a worker count as an int; TypeError/ValueError otherwise, a warning when oversized."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int >= 1, got {value!r} of type {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    cpus = os.cpu_count() or 1
+    if value > 4 * cpus:
+        warnings.warn(
+            f"{name}={value} is more than 4 x the {cpus} CPUs of this machine; extra workers "
+            "only add overhead",
+            UserWarning,
+            stacklevel=3,
+        )
+    return int(value)
+
+
+def check_timeout(timeout: Any) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
+    return float(timeout)
+
+
+class SharedConstant:
+    """A value shared with a pool's workers once (see :meth:`AbstractWorkerPool.shared_constant`).
+
+    Pass it as a top-level positional argument of a task; the task function
+    receives the plain value.
+    """
+
+    def __init__(self, value: Any, ref: Any = None) -> None:
+        self.value = value
+        self.ref = ref
+
+    def __repr__(self) -> str:
+        return f"SharedConstant({type(self.value).__name__})"
+
+
+class Future:
+    """The result of one task; :meth:`get` blocks and re-raises the task's exception."""
+
+    __slots__ = ("label", "_event", "_value", "_error", "_decode", "cancelled", "_abandon", "task_id", "__weakref__")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._event = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._decode: Any = None
+        self.cancelled = False
+        self._abandon: Any = None
+        self.task_id: int | None = None
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set_result(self, value: Any, decode: Any = None) -> None:
+        self._value, self._decode = value, decode
+        self._event.set()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until done (in short slices, so Ctrl-C stays responsive); return ``done()``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._event.is_set():
+            left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            self._event.wait(left)
+        return True
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Return the task's value, raising its exception or :class:`BatchTimeoutError`."""
+        if not self.wait(timeout):
+            if self._abandon is not None:
+                self._abandon(self)
+            raise BatchTimeoutError(f"{self.label} was not ready within timeout={timeout:g} s")
+        if self._error is not None:
+            raise self._error
+        if self._decode is not None:
+            decode, self._decode = self._decode, None
+            self._value = decode(self._value)
+        return self._value
+
+
+class AbstractWorkerPool:
+    """Base class of worker pools.
+
+    Subclasses implement :meth:`shared_constant` and ``_submit``; the base
+    class provides ``_apply_async`` (BatchUp 0.2's name), :meth:`work_stream`,
+    :meth:`parallel_data_source`, :meth:`close` and the context manager.
+    """
+
+    #: Number of workers (0 for the inline pool).
+    num_workers = 0
+
+    def shared_constant(self, x: Any) -> Any:
+        """Share ``x`` with the workers once; pass the result as a task argument."""
+        raise NotImplementedError("shared_constant is abstract in AbstractWorkerPool")
+
+    def _submit(self, fn: Any, args: tuple, kwargs: dict | None = None, *, label: str = "a task",
+                slot: Any = None) -> Future:
+        raise NotImplementedError("_submit is abstract in AbstractWorkerPool")
+
+    def _apply_async(self, fn: Any, args: tuple) -> Future:
+        """Schedule ``fn(*args)``; return an object whose ``get()`` blocks for the value."""
+        return self._submit(fn, tuple(args))
+
+    def _new_ring(self, size: int) -> Any:
+        """Return shared-memory result slots for a stream (process pools only)."""
+        return None
+
+    def _cancel(self, futures: list) -> None:
+        """Forget tasks whose results nobody will read."""
+        for fut in futures:
+            fut.cancelled = True
+
+    def work_stream(self, task_generator: Any, task_buffer_size: int = 20, *, timeout: Any = None) -> Any:
+        """Return a :class:`~batchup.parallel.work_stream.WorkStream` running ``task_generator`` here."""
+        from batchup.parallel.work_stream import WorkStream
+
+        return WorkStream(self, task_generator, task_buffer_size=task_buffer_size, timeout=timeout)
+
+    def parallel_data_source(self, ds: Any, batch_buffer_size: int = 20, *, timeout: Any = None) -> Any:
+        """Return a :class:`~batchup.parallel.prefetch.ParallelDataSource` preparing ``ds``'s batches here."""
+        from batchup.parallel.prefetch import ParallelDataSource
+
+        return ParallelDataSource(ds, batch_buffer_size, self, timeout=timeout)
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise PoolClosedError(f"{type(self).__name__} is closed; create a new pool")
+
+    def close(self) -> None:
+        """Stop the workers and free their resources (idempotent)."""
+
+    def __enter__(self) -> "AbstractWorkerPool":
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class InlinePool(AbstractWorkerPool):
+    """The serial twin: each task runs in the calling thread when its result is asked for."""
+
+    num_workers = 0
+
+    def __init__(self) -> None:
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def shared_constant(self, x: Any) -> Any:
+        self._check_open()
+        return x
+
+    def _submit(self, fn: Any, args: tuple, kwargs: dict | None = None, *, label: str = "a task",
+                slot: Any = None) -> Future:
+        self._check_open()
+        fut = Future(label)
+        fut.set_result((fn, args, kwargs), decode=_run_inline)
+        return fut
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def _run_inline(call: tuple) -> Any:
+    fn, args, kwargs = call
+    return _worker.run_call(fn, tuple(a.value if isinstance(a, SharedConstant) else a for a in args), kwargs)
+
+
+class WorkerThreadPool(AbstractWorkerPool):
+    """Run tasks in ``processes`` worker threads, started at construction.
+
+    Parameters
+    ----------
+    processes : int, default 1
+        Number of worker threads (>= 1).
+
+    Notes
+    -----
+    Nothing is pickled: tasks may be lambdas or closures, and
+    :meth:`shared_constant` returns its argument. Threads help when tasks
+    release the GIL (NumPy, I/O, decoding libraries); for Python-heavy
+    preparation use :class:`~batchup.parallel.process_pool.WorkerProcessPool`.
+    A task stuck forever cannot be stopped; ``close()`` then warns naming
+    the thread and returns (the threads are daemons).
+
+    Examples
+    --------
+    >>> with WorkerThreadPool(processes=2) as pool:
+    ...     print(pool._apply_async(pow, (2, 10)).get())
+    1024
+    """
+
+    def __init__(self, processes: int = 1) -> None:
+        self.num_workers = self.processes = check_processes(processes)
+        self._core = _ThreadCore(self.processes)
+        self._finalizer = weakref.finalize(self, self._core.shutdown)
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    def shared_constant(self, x: Any) -> Any:
+        self._check_open()
+        return x
+
+    def _submit(self, fn: Any, args: tuple, kwargs: dict | None = None, *, label: str = "a task",
+                slot: Any = None) -> Future:
+        self._check_open()
+        fut = Future(label)
+        self._core.tasks.put((fut, fn, args, kwargs))
+        return fut
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+class _ThreadCore:
+    """The threads and queue of a thread pool (no reference to the pool object)."""
+
+    def __init__(self, n: int) -> None:
+        self.closed = False
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        pid = next(_pool_ids)
+        self.threads = [
+            threading.Thread(target=self._run, name=f"batchup-thread-pool-{pid}-{k}", daemon=True)
+            for k in range(n)
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _run(self) -> None:
+        name = threading.current_thread().name
+        while True:
+            item = self.tasks.get()
+            if item is None:
+                return
+            fut, fn, args, kwargs = item
+            if fut.cancelled:
+                continue
+            try:
+                value = _worker.run_call(fn, args, kwargs)
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer
+                text = _worker.format_failure(exc, f"in thread {name}, while preparing {fut.label}")
+                fut.set_exception(attach_cause(exc, text))
+            else:
+                fut.set_result(value)
+            del item, fut, fn, args, kwargs
+
+    def shutdown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        pending = []
+        while True:
+            try:
+                item = self.tasks.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                pending.append(item[0])
+        for fut in pending:
+            fut.set_exception(PoolClosedError(f"the pool was closed before {fut.label} ran"))
+        for _ in self.threads:
+            self.tasks.put(None)
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        me = threading.current_thread()
+        for t in self.threads:
+            if t is not me:
+                t.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in self.threads if t.is_alive() and t is not me]
+        if stuck:
+            warnings.warn(
+                f"WorkerThreadPool.close(): thread(s) {', '.join(stuck)} are still running a task "
+                f"after {CLOSE_TIMEOUT:g} s; they are daemon threads and end with the interpreter",
+                RuntimeWarning,
+                stacklevel=3,
+            )

@@ -1,0 +1,164 @@
+"""WorkStream: a bounded, ordered stream of tasks submitted ahead of consumption.
+
+The stream keeps up to ``task_buffer_size`` tasks outstanding on a pool and
+hands back their results in submission order, whatever order they finish
+in. Taking a result submits the next task, so the buffer is the only
+backpressure needed: a slow consumer never lets work pile up.
+"""
+from __future__ import annotations
+
+import collections
+import weakref
+from typing import Any, Iterator
+
+from batchup._checks import is_int
+from batchup.parallel.pool import AbstractWorkerPool, check_timeout
+
+__all__ = ["WorkStream", "check_buffer_size"]
+
+
+def check_buffer_size(value: Any, name: str) -> int:
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int >= 1, got {value!r} of type {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def _split_task(task: Any) -> tuple:
+    if not isinstance(task, tuple) or not 1 <= len(task) <= 3:
+        raise TypeError(f"a task must be a tuple (fn,), (fn, args) or (fn, args, kwargs), got {task!r}")
+    fn = task[0]
+    if not callable(fn):
+        raise TypeError(f"the first element of a task must be callable, got {fn!r}")
+    args = tuple(task[1]) if len(task) > 1 else ()
+    kwargs = dict(task[2]) if len(task) > 2 else None
+    return fn, args, kwargs
+
+
+class WorkStream:
+    """Run the tasks of ``task_generator`` on ``worker_pool``, ``task_buffer_size`` at a time.
+
+    Parameters
+    ----------
+    worker_pool : AbstractWorkerPool
+        The pool that runs the tasks.
+    task_generator : iterator
+        Yields tasks ``(fn, args)`` (also ``(fn,)`` or ``(fn, args, kwargs)``).
+        It is advanced in the calling thread.
+    task_buffer_size : int, default 20
+        Tasks kept outstanding; construction submits that many at once.
+    timeout : float, optional
+        Keyword-only: seconds :meth:`retrieve` waits for one result before
+        raising :class:`~batchup.parallel.errors.BatchTimeoutError`.
+
+    Notes
+    -----
+    After a task raises (or times out), the exception reaches the caller at
+    that task's turn, the remaining tasks are cancelled and the stream ends.
+    ``close()`` (or leaving a ``with`` block, or dropping the stream)
+    cancels what is outstanding.
+
+    Examples
+    --------
+    >>> from batchup.parallel import WorkerThreadPool
+    >>> with WorkerThreadPool(processes=2) as pool:
+    ...     stream = pool.work_stream((pow, (2, i)) for i in range(5))
+    ...     print(list(stream.retrieve_iter()))
+    [1, 2, 4, 8, 16]
+    """
+
+    def __init__(
+        self,
+        worker_pool: AbstractWorkerPool,
+        task_generator: Any,
+        task_buffer_size: int = 20,
+        *,
+        timeout: Any = None,
+        _label: str = "task",
+        _first_number: int = 0,
+    ) -> None:
+        if not isinstance(worker_pool, AbstractWorkerPool):
+            raise TypeError(f"worker_pool must be an AbstractWorkerPool, got {type(worker_pool).__name__}")
+        self._buffer = check_buffer_size(task_buffer_size, "task_buffer_size")
+        self._timeout = check_timeout(timeout)
+        worker_pool._check_open()
+        self._pool = worker_pool
+        self._tasks = iter(task_generator)
+        self._label = _label
+        self._number = int(_first_number)
+        self._outstanding: collections.deque = collections.deque()
+        self._exhausted = False
+        self._ring = worker_pool._new_ring(self._buffer)
+        self._finalizer = weakref.finalize(self, _release, worker_pool, self._outstanding, self._ring)
+        try:
+            self._fill()
+        except BaseException:
+            self.close()
+            raise
+
+    def _fill(self) -> None:
+        while len(self._outstanding) < self._buffer and not self._exhausted:
+            try:
+                task = next(self._tasks)
+            except StopIteration:
+                self._exhausted = True
+                return
+            fn, args, kwargs = _split_task(task)
+            number = self._number
+            slot = None if self._ring is None else self._ring.path(number)
+            fut = self._pool._submit(fn, args, kwargs, label=f"{self._label} {number}", slot=slot)
+            self._outstanding.append(fut)
+            self._number = number + 1
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def _next(self) -> Any:
+        """Return the next result; raise StopIteration when nothing is outstanding."""
+        if self.closed or not self._outstanding:
+            raise StopIteration
+        try:
+            value = self._outstanding[0].get(self._timeout)
+            self._outstanding.popleft()
+            self._fill()
+        except BaseException:
+            self.close()
+            raise
+        return value
+
+    def retrieve(self) -> Any:
+        """Return the oldest task's result (re-raising its exception), or ``None`` when done."""
+        try:
+            return self._next()
+        except StopIteration:
+            return None
+
+    def retrieve_iter(self) -> Iterator[Any]:
+        """Yield the results in submission order until nothing is outstanding."""
+        while True:
+            try:
+                value = self._next()
+            except StopIteration:
+                return
+            yield value
+
+    def close(self) -> None:
+        """Cancel outstanding tasks and free the stream's result slots (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> "WorkStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _release(pool: AbstractWorkerPool, outstanding: collections.deque, ring: Any) -> None:
+    futures = list(outstanding)
+    outstanding.clear()
+    if futures:
+        pool._cancel(futures)
+    if ring is not None:
+        ring.close()
