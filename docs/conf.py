@@ -38,7 +38,7 @@ else:
     }
 
 templates_path: list = []
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]  # _generated is included into other pages
 html_theme = "alabaster"
 html_static_path = ["_static"]
 nitpicky = False
