@@ -1,0 +1,144 @@
+"""Pieces every dataset module shares: file tables, split rules, ready data sources.
+
+Each dataset module lists its files in a module-level tuple of
+:class:`RemoteFile` (name, official URL, SHA-256). The fetch function builds
+its :class:`~batchup.datasets.dataset.DownloadSourceFile` objects from that
+table at call time, so tests (or a user with a re-packed copy) can replace
+the table, e.g. ``monkeypatch.setattr(mnist, "FILES", my_files)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from batchup._checks import is_int
+from batchup.datasets import _cache
+from batchup.datasets.dataset import DownloadSourceFile
+from batchup.image.utils import ImageArrayUInt8ToFloat32
+from batchup.sources import ArrayDataSource
+
+__all__ = ["RemoteFile", "SplitDataset", "check_count", "download_sources", "open_cache", "split_last"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteFile:
+    """One file of a dataset: its name, its official URL and its SHA-256."""
+
+    filename: str
+    url: str
+    sha256: str
+
+
+def download_sources(files: Sequence[RemoteFile], dataset: str) -> list[DownloadSourceFile]:
+    """Return download sources for ``files``, kept under ``temp/<dataset>``."""
+    return [DownloadSourceFile(f.filename, url=f.url, sha256=f.sha256, dataset=dataset) for f in files]
+
+
+def open_cache(fetch: Callable[..., str | None], name: str, **kwargs: Any) -> dict[str, np.ndarray]:
+    """Fetch a dataset and return its cached arrays; a damaged cache is rebuilt once.
+
+    Raises
+    ------
+    RuntimeError
+        If ``fetch`` returns ``None`` (a source could not be acquired).
+    """
+    for attempt in (1, 2):
+        path = fetch(**kwargs)
+        if path is None:
+            raise RuntimeError(f"could not load the {name} dataset: a source file could not be acquired "
+                               f"(see the messages above)")
+        try:
+            return _cache.load(path)
+        except _cache.CacheError as err:
+            if attempt == 2:
+                raise
+            print(f"{err}; converting {name} again", file=sys.stderr)
+            _cache.remove(path)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_count(value: Any, limit: int, name: str, unit: str = "training samples") -> int:
+    """Return ``value`` (``None`` meaning 0) checked to lie in ``[0, limit)``."""
+    if value is None:
+        return 0
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int or None, got {value!r}")
+    value = int(value)
+    if not 0 <= value < limit:
+        raise ValueError(f"{name} must be between 0 and {limit - 1} (there are {limit} {unit}), got {value}")
+    return value
+
+
+def split_last(X: Any, y: np.ndarray, n_val: int) -> tuple[Any, np.ndarray, Any, np.ndarray]:
+    """Split off the last ``n_val`` samples as the validation set (no shuffling)."""
+    if n_val == 0:
+        return X, y, np.zeros((0,) + tuple(X.shape[1:]), X.dtype), np.zeros((0,), y.dtype)
+    return X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:]
+
+
+class SplitDataset:
+    """Mixin giving a dataset ready :class:`~batchup.sources.ArrayDataSource` objects for its splits.
+
+    A split ``s`` is built from the attributes ``s_X`` (float32 view) or
+    ``s_X_u8`` (``uint8=True``) and ``s_y``.
+    """
+
+    #: The split names :meth:`source` accepts.
+    splits: tuple[str, ...] = ("train", "val", "test")
+
+    def _split_arrays(self, split: str, uint8: bool) -> list[Any]:
+        X = getattr(self, f"{split}_X_u8" if uint8 else f"{split}_X")
+        return [X, getattr(self, f"{split}_y")]
+
+    def source(self, split: str = "train", *, uint8: bool = False, **kwargs: Any) -> ArrayDataSource:
+        """Return an ``ArrayDataSource`` over ``[X, y]`` of ``split``.
+
+        Parameters
+        ----------
+        split : str, default 'train'
+            One of :attr:`splits`.
+        uint8 : bool, default False
+            Keyword-only. Serve the raw uint8 images instead of the float32 view.
+        **kwargs
+            Passed to :class:`~batchup.sources.ArrayDataSource`
+            (``indices``, ``repeats``, ``sampler``, ``include_indices``).
+        """
+        self._check_split(split)
+        return ArrayDataSource(self._split_arrays(split, uint8), **kwargs)
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise ValueError(f"split must be one of {', '.join(map(repr, self.splits))}, got {split!r}")
+
+    def train_source(self, **kwargs: Any) -> ArrayDataSource:
+        """Return :meth:`source` for the training split."""
+        return self.source("train", **kwargs)
+
+    def val_source(self, **kwargs: Any) -> ArrayDataSource:
+        """Return :meth:`source` for the validation split."""
+        return self.source("val", **kwargs)
+
+    def test_source(self, **kwargs: Any) -> ArrayDataSource:
+        """Return :meth:`source` for the test split."""
+        return self.source("test", **kwargs)
+
+
+class ImageSplits(SplitDataset):
+    """Train/val/test uint8 images with float32 views, split by the last ``n_val`` samples."""
+
+    def _set_splits(self, arrays: dict[str, np.ndarray], n_val: Any, val_lower: float, val_upper: float,
+                    name: str = "n_val") -> None:
+        train_X, train_y = arrays["train_X_u8"], np.asarray(arrays["train_y"], dtype=np.int32)
+        n_val = check_count(n_val, len(train_y), name)
+        self.train_X_u8, self.train_y, self.val_X_u8, self.val_y = split_last(train_X, train_y, n_val)
+        self.test_X_u8 = arrays["test_X_u8"]
+        self.test_y = np.asarray(arrays["test_y"], dtype=np.int32)
+        self._wrap(val_lower, val_upper)
+
+    def _wrap(self, val_lower: float, val_upper: float) -> None:
+        self.train_X = ImageArrayUInt8ToFloat32(self.train_X_u8, val_lower, val_upper)
+        self.val_X = ImageArrayUInt8ToFloat32(self.val_X_u8, val_lower, val_upper)
+        self.test_X = ImageArrayUInt8ToFloat32(self.test_X_u8, val_lower, val_upper)

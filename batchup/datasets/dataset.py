@@ -1,0 +1,297 @@
+"""Fetch-and-convert machinery shared by the standard datasets.
+
+A dataset is made from one or more *source files* (downloaded, copied, or
+already on disk) that a *converter* turns into a cache in the batchup data
+directory. :func:`fetch_and_convert_dataset` wires the two together: it
+returns the cache at once when it exists, and otherwise acquires the sources,
+converts into a temporary name, renames the result into place, and only then
+deletes the sources. The whole step holds a lock, so two processes never
+convert the same dataset at once, and a crash never leaves a half-written
+cache that a later run would trust.
+
+Every call into :mod:`batchup.config` goes through the module attribute
+(``config.download_data`` and so on), so replacing those helpers works.
+"""
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import sys
+import urllib.parse
+from typing import Any, Callable, Iterable, Sequence, Union
+
+from batchup import config
+from batchup._errors import ArchiveError, DownloadError, IntegrityError, UnsafeArchiveError
+from batchup.datasets import _cache
+
+__all__ = [
+    "AbstractSourceFile", "ArchiveError", "BatchUpSourceFile", "CopySourceFile", "DownloadError",
+    "DownloadSourceFile", "ExistingSourceFile", "IntegrityError", "UnsafeArchiveError",
+    "classnames_from_h5", "delete_dataset_cache", "fetch_and_convert_dataset", "path_string",
+]
+
+PathLike = Union[str, Callable[[], str]]
+
+
+def path_string(p: PathLike) -> str:
+    """Return ``p`` if it is a string, ``p()`` if it is callable.
+
+    Examples
+    --------
+    >>> path_string("mnist"), path_string(lambda: "cifar10")
+    ('mnist', 'cifar10')
+    """
+    if isinstance(p, str):
+        return p
+    if callable(p):
+        return p()
+    raise TypeError(f"a path must be a str or a zero-argument callable, got {type(p).__name__}")
+
+
+def classnames_from_h5(arr: Iterable[Any]) -> list[str]:
+    """Return the class names stored in ``arr`` as a list of str (bytes decoded as latin-1).
+
+    Examples
+    --------
+    >>> classnames_from_h5([b"cat", "dog"])
+    ['cat', 'dog']
+    """
+    return [x.decode("latin-1") if isinstance(x, bytes) else str(x) for x in arr]
+
+
+class AbstractSourceFile:
+    """A file a dataset is built from; :meth:`acquire` makes it available locally.
+
+    Parameters
+    ----------
+    sha256 : str or None
+        The expected SHA-256 digest (64 hex digits); ``None`` skips the check.
+    """
+
+    def __init__(self, sha256: str | None = None) -> None:
+        self.sha256 = config.check_sha256(sha256)
+
+    def acquire(self, **kwargs: Any) -> str | None:
+        """Return a local path of the verified file, or ``None`` if it is unavailable."""
+        raise NotImplementedError(f"Abstract for type {type(self).__name__}")
+
+    def clean_up(self) -> None:
+        """Delete what :meth:`acquire` created, once the dataset has been converted."""
+
+
+def _plain_name(filename: str) -> str:
+    if not isinstance(filename, str) or not filename or filename in (".", "..") or "/" in filename \
+            or "\\" in filename or os.path.isabs(filename):
+        raise ValueError(f"filename must be a plain file name inside the batchup data directory, "
+                         f"got {filename!r}")
+    return filename
+
+
+class BatchUpSourceFile(AbstractSourceFile):
+    """A source file kept under ``<data dir>/temp`` until its dataset is converted.
+
+    Parameters
+    ----------
+    filename : str
+        A plain file name.
+    sha256 : str or None
+        The expected digest.
+    dataset : str, optional
+        Keyword-only. A folder under ``temp`` (and under a download mirror)
+        that keeps equally named files of different datasets apart, e.g.
+        MNIST's and Fashion-MNIST's ``train-images-idx3-ubyte.gz``.
+
+    Notes
+    -----
+    ``path`` is computed in the constructor from the data directory in effect
+    then; constructing one therefore creates the batchup home.
+    """
+
+    def __init__(self, filename: str, sha256: str | None = None, *, dataset: str | None = None) -> None:
+        super().__init__(sha256)
+        self.filename = _plain_name(filename)
+        self.dataset = None if dataset is None else _plain_name(dataset)
+        self.temp_filename = os.path.join("temp", *([self.dataset] if self.dataset else []), self.filename)
+        self.path = config.get_data_path(self.temp_filename)
+
+    def clean_up(self) -> None:
+        if os.path.isfile(self.path):
+            os.remove(self.path)
+
+
+class DownloadSourceFile(BatchUpSourceFile):
+    """A source file downloaded from ``url`` (or ``base_url + filename``).
+
+    With a mirror set (``$BATCHUP_MIRROR`` or ``[download] mirror``), it is
+    fetched from ``<mirror>/<dataset>/<filename>`` instead; see
+    :func:`batchup.config.mirror_url`.
+
+    Raises
+    ------
+    TypeError
+        If neither ``url`` nor ``base_url`` is given.
+    ValueError
+        If the URL is not http/https, ``sha256`` is not 64 hex digits, or
+        ``filename`` is not a plain name.
+
+    Examples
+    --------
+    >>> f = DownloadSourceFile("t10k-labels-idx1-ubyte.gz", base_url="https://example.org/mnist",
+    ...                        dataset="mnist")  # doctest: +SKIP
+    >>> f.url  # doctest: +SKIP
+    'https://example.org/mnist/t10k-labels-idx1-ubyte.gz'
+    """
+
+    def __init__(self, filename: str, url: str | None = None, base_url: str | None = None,
+                 sha256: str | None = None, *, dataset: str | None = None) -> None:
+        if url is None and base_url is None:
+            raise TypeError("DownloadSourceFile needs url or base_url; both are None")
+        if url is None:
+            url = base_url + filename if base_url.endswith("/") else base_url + "/" + filename
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(f"url must use the http or https scheme, got {url!r}")
+        self.url = url
+        super().__init__(filename, sha256, dataset=dataset)
+
+    def __str__(self) -> str:
+        return f"downloadable file {self.filename} from {self.url}"
+
+    def acquire(self, **kwargs: Any) -> str | None:
+        return config.download_data(self.temp_filename, config.mirror_url(self.url, self.dataset), self.sha256)
+
+
+class CopySourceFile(BatchUpSourceFile):
+    """A source file copied from ``source_path``, or from the keyword ``arg_name`` given to fetch.
+
+    Raises
+    ------
+    TypeError
+        If neither ``source_path`` nor ``arg_name`` is given.
+    """
+
+    def __init__(self, filename: str, source_path: str | None = None, arg_name: str | None = None,
+                 sha256: str | None = None, *, dataset: str | None = None) -> None:
+        if source_path is None and arg_name is None:
+            raise TypeError("CopySourceFile needs source_path or arg_name; both are None")
+        self.source_path, self.arg_name = source_path, arg_name
+        super().__init__(filename, sha256, dataset=dataset)
+
+    def __str__(self) -> str:
+        return f"file {self.filename} on filesystem at {self.source_path}"
+
+    def acquire(self, **kwargs: Any) -> str | None:
+        src = self.source_path if self.source_path is not None else kwargs.get(self.arg_name)
+        if src is None:
+            print(f"pass {self.arg_name}=<path of {self.filename}> to fetch this dataset", file=sys.stderr)
+            return None
+        return config.copy_data(self.temp_filename, src, self.sha256)
+
+
+class ExistingSourceFile(AbstractSourceFile):
+    """A file already in its final place; never deleted by :meth:`clean_up`.
+
+    ``path`` is a string or a zero-argument callable, resolved when used.
+    """
+
+    def __init__(self, path: PathLike, sha256: str | None = None) -> None:
+        if not isinstance(path, str) and not callable(path):
+            raise TypeError(f"path must be a str or a zero-argument callable, got {type(path).__name__}")
+        super().__init__(sha256)
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"file at {path_string(self.path)}"
+
+    def acquire(self, **kwargs: Any) -> str | None:
+        p = path_string(self.path)
+        if os.path.exists(p) and config.verify_file(p, self.sha256):
+            return p
+        return None
+
+
+def _check_sources(source_files: Sequence[Any]) -> list[AbstractSourceFile]:
+    sources = list(source_files)
+    for i, src in enumerate(sources):
+        if not isinstance(src, AbstractSourceFile):
+            raise TypeError(f"source_files[{i}] must be an AbstractSourceFile, got {type(src).__name__}")
+    return sources
+
+
+def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Callable[[], Sequence[Any]],
+                              target_filename: PathLike) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate ``convert(source_paths, target_path)`` into ``fetch(**kwargs) -> path or None``.
+
+    Parameters
+    ----------
+    source_files : list of AbstractSourceFile, or a zero-argument callable returning one
+        The files to acquire, in order. A callable is called at fetch time,
+        so source paths are not computed at import.
+    target_filename : str or zero-argument callable
+        The cache name, relative to the batchup data directory.
+
+    Notes
+    -----
+    ``fetch`` returns the existing cache without acquiring anything. Otherwise
+    it locks the target, acquires the sources (``**kwargs`` go to
+    ``acquire``; a source returning ``None`` makes fetch return ``None``,
+    keeping the sources acquired so far for the next try), calls ``convert``
+    with a temporary target path and renames the result into place; if
+    ``convert`` raises, the temporary output is deleted. Sources are cleaned
+    up only after a successful conversion.
+
+    Raises
+    ------
+    TypeError
+        At the factory call, for a bad ``target_filename`` or a source that
+        is not an :class:`AbstractSourceFile`.
+    """
+    if not isinstance(target_filename, str) and not callable(target_filename):
+        raise TypeError(f"target_filename must be a str or a callable, got {type(target_filename).__name__}")
+    lazy = callable(source_files) and not isinstance(source_files, (list, tuple))
+    fixed = None if lazy else _check_sources(source_files)
+
+    def decorate(convert: Callable[[list[str], str], Any]) -> Callable[..., Any]:
+        @functools.wraps(convert)
+        def fetch(**kwargs: Any) -> str | None:
+            target_path = config.get_data_path(path_string(target_filename))
+            if _cache.is_complete(target_path):
+                return target_path
+            sources = _check_sources(source_files()) if lazy else fixed
+            with config.file_lock(target_path):
+                if _cache.is_complete(target_path):
+                    return target_path
+                _cache.remove(target_path)  # an unfinished folder that is not a cache
+                for stale in glob.glob(glob.escape(target_path) + ".tmp-*"):
+                    _cache.remove(stale)  # left by a killed conversion (we hold the lock)
+                paths: list[str] = []
+                for src in sources:
+                    path = src.acquire(**kwargs)
+                    if path is None:
+                        print(f"could not acquire {src}", file=sys.stderr)
+                        return None
+                    if path in paths:
+                        raise ValueError(f"two sources of {target_path} resolve to the same file {path}")
+                    paths.append(path)
+                tmp = f"{target_path}.tmp-{os.getpid()}"
+                try:
+                    result = convert(paths, tmp)
+                    if result is not None and os.path.abspath(result) == os.path.abspath(tmp):
+                        os.replace(tmp, target_path)
+                        result = target_path
+                finally:
+                    _cache.remove(tmp)
+                if result is not None:
+                    for src in sources:
+                        src.clean_up()
+                return result
+
+        return fetch
+
+    return decorate
+
+
+def delete_dataset_cache(*filenames: PathLike) -> None:
+    """Delete the named caches (files or cache folders) from the batchup data directory."""
+    for name in filenames:
+        _cache.remove(config.get_data_path(path_string(name)))

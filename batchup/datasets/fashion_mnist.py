@@ -1,0 +1,61 @@
+"""Fashion-MNIST: 70,000 28x28 grey images of clothing in 10 classes, MNIST's format.
+
+H. Xiao, K. Rasul and R. Vollgraf, "Fashion-MNIST: a Novel Image Dataset for
+Benchmarking Machine Learning Algorithms", arXiv:1708.07747, 2017 (MIT
+licence). The files share MNIST's names, so they are kept apart under
+``temp/fashion-mnist`` (and ``<mirror>/fashion-mnist``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from batchup.datasets._base import RemoteFile, download_sources, open_cache
+from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
+from batchup.datasets.mnist import MNISTBase, convert_idx
+
+__all__ = ["CLASS_NAMES", "FILES", "FashionMNIST", "delete_cache", "fetch_fashion_mnist"]
+
+_BASE = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+#: The source files: training images, training labels, test images, test labels.
+FILES = (
+    RemoteFile("train-images-idx3-ubyte.gz", _BASE + "train-images-idx3-ubyte.gz",
+               "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+    RemoteFile("train-labels-idx1-ubyte.gz", _BASE + "train-labels-idx1-ubyte.gz",
+               "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+    RemoteFile("t10k-images-idx3-ubyte.gz", _BASE + "t10k-images-idx3-ubyte.gz",
+               "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+    RemoteFile("t10k-labels-idx1-ubyte.gz", _BASE + "t10k-labels-idx1-ubyte.gz",
+               "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+)
+#: Name of the converted cache.
+CACHE = "fashion-mnist"
+#: The names of labels 0 to 9.
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+@fetch_and_convert_dataset(lambda: download_sources(FILES, "fashion-mnist"), lambda: CACHE)
+def fetch_fashion_mnist(source_paths: list[str], target_path: str) -> str:
+    """Fetch and convert Fashion-MNIST; return the cache path, or ``None``."""
+    return convert_idx(source_paths, target_path, "fashion-mnist")
+
+
+def delete_cache() -> None:
+    """Delete the converted Fashion-MNIST cache."""
+    delete_dataset_cache(CACHE)
+
+
+class FashionMNIST(MNISTBase):
+    """Fashion-MNIST, with the attributes of :class:`~batchup.datasets.mnist.MNISTBase` and ``class_names``.
+
+    Examples
+    --------
+    >>> from batchup.datasets import fashion_mnist
+    >>> ds = fashion_mnist.FashionMNIST(n_val=10000)  # doctest: +SKIP
+    >>> ds.class_names[ds.test_y[0]]  # doctest: +SKIP
+    'Ankle boot'
+    """
+
+    def __init__(self, n_val: Any = 10000, val_lower: float = 0.0, val_upper: float = 1.0, **kwargs: Any) -> None:
+        self._set_splits(open_cache(fetch_fashion_mnist, "Fashion-MNIST", **kwargs), n_val, val_lower, val_upper)
+        self.class_names = list(CLASS_NAMES)
