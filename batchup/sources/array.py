@@ -16,7 +16,7 @@ import numpy as np
 from batchup._checks import index_array
 from batchup._iterator import StatefulIterator, check_state
 from batchup.arrays import sorted_reads as _sorted_reads
-from batchup.samplers import StandardSampler, WeightedSampler
+from batchup.samplers import BalancedSampler, StandardSampler, WeightedSampler
 from batchup.sources.base import RandomAccessDataSource, _load_into, _state_of
 
 __all__ = ["ArrayBatchIterator", "ArrayDataSource"]
@@ -155,7 +155,7 @@ class ArrayDataSource(RandomAccessDataSource):
 
 
 def _check_sampler_fits(sampler: Any, length: int) -> None:
-    if isinstance(sampler, (StandardSampler, WeightedSampler)) and sampler.length != length:
+    if isinstance(sampler, (StandardSampler, WeightedSampler, BalancedSampler)) and sampler.length != length:
         raise ValueError(
             f"sampler is sized for {sampler.length} samples but the data has {length} samples"
         )

@@ -18,6 +18,7 @@ from batchup._checks import index_array, positive_int, repeats_value
 from batchup._iterator import StatefulIterator, check_state
 from batchup.samplers import (
     AbstractSampler,
+    BalancedSampler,
     StandardSampler,
     SubsetSampler,
     WeightedSampler,
@@ -30,7 +31,7 @@ __all__ = ["AbstractDataSource", "RandomAccessBatchIterator", "RandomAccessDataS
 
 # Samplers that understand a SeedKey and ``drop_last``; a user's own sampler
 # receives a plain Generator instead.
-_OWN_SAMPLERS = (StandardSampler, SubsetSampler, WeightedSampler, WeightedSubsetSampler)
+_OWN_SAMPLERS = (StandardSampler, SubsetSampler, WeightedSampler, WeightedSubsetSampler, BalancedSampler)
 # Path tag of the per-rank random streams of samplers that draw with replacement.
 _SHARD_STREAM = 0x5A4D
 
@@ -250,9 +251,15 @@ class RandomAccessDataSource(AbstractDataSource):
     def num_samples(self, **kwargs: Any) -> Any:
         n = self.sampler.num_indices_generated()
         spec = as_shard(kwargs.get("shard"))
-        if spec is not None and isinstance(self.sampler, (StandardSampler, SubsetSampler)) and n != np.inf:
-            return spec.per_rank(self.sampler.length) * (n // max(self.sampler.length, 1))
-        return n
+        if spec is None or n == np.inf:
+            return n
+        if isinstance(self.sampler, (StandardSampler, SubsetSampler)):
+            epoch = self.sampler.length
+        elif _finite_weighted(self.sampler):
+            epoch = self.sampler.num_samples
+        else:
+            return n
+        return spec.per_rank(epoch) * (n // max(epoch, 1))
 
     def samples_by_indices_nomapping(self, indices: Any) -> Any:
         """Return the samples at absolute ``indices`` (abstract here)."""
@@ -278,7 +285,8 @@ class RandomAccessDataSource(AbstractDataSource):
             Keyword-only: take only this rank's disjoint part of every epoch;
             every rank gets the same number of batches. Shuffling must then use
             an int seed that all ranks share. Weighted samplers draw an
-            independent stream per rank instead. See :class:`~batchup.samplers.ShardSpec`.
+            independent stream per rank instead (finite weighted epochs are
+            split between ranks). See :class:`~batchup.samplers.ShardSpec`.
         """
         positive_int("batch_size", batch_size)
         rng = _rng.resolve_shuffle(shuffle)
@@ -288,7 +296,7 @@ class RandomAccessDataSource(AbstractDataSource):
         own = type(sampler) in _OWN_SAMPLERS  # a subclass may not understand SeedKey
         extra: dict = {"drop_last": drop_last} if (own and drop_last) else {}
         if spec is not None:
-            if own and isinstance(sampler, (StandardSampler, SubsetSampler)):
+            if own and (isinstance(sampler, (StandardSampler, SubsetSampler)) or _finite_weighted(sampler)):
                 extra["shard"] = spec
             elif isinstance(rng, _rng.SeedKey):
                 rng = rng.child(_SHARD_STREAM, spec.rank)
@@ -306,6 +314,11 @@ class RandomAccessDataSource(AbstractDataSource):
     def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> StatefulIterator:
         """Return an iterator over batches; see :meth:`batch_indices_iterator` for the arguments."""
         return RandomAccessBatchIterator(self, self.batch_indices_iterator(batch_size, shuffle, **kwargs))
+
+
+def _finite_weighted(sampler: Any) -> bool:
+    """Weighted samplers with finite epochs split each epoch between ranks like the others."""
+    return isinstance(sampler, (WeightedSampler, WeightedSubsetSampler)) and sampler.num_samples is not None
 
 
 class RandomAccessBatchIterator(StatefulIterator):

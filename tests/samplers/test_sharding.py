@@ -118,3 +118,25 @@ def test_sharded_resume():
     state = StandardSampler(11).shuffled_indices_batch_iterator(3, 5, shard=(1, 3)).state_dict()
     with pytest.raises(ValueError, match="shard"):
         StandardSampler(11).shuffled_indices_batch_iterator(3, 5, shard=(2, 3)).load_state_dict(state)
+
+
+def test_finite_weighted_epochs_are_split_between_ranks():
+    from batchup.samplers import WeightedSampler
+
+    w = np.ones(20)
+    ds = ArrayDataSource([np.arange(20)], sampler=WeightedSampler(w, num_samples=20, replace=False))
+    assert ds.num_samples(shard=(0, 2)) == 10
+    ids = [np.concatenate([b[0] for b in ds.batch_iterator(4, shuffle=7, shard=(r, 2))]) for r in range(2)]
+    assert len(ids[0]) == len(ids[1]) == 10
+    assert sorted(np.concatenate(ids).tolist()) == list(range(20))
+
+
+def test_balanced_sampler_gets_the_seed_and_is_size_checked():
+    from batchup.samplers import BalancedSampler
+
+    y = np.repeat(np.arange(4), 5)
+    ds = ArrayDataSource([np.arange(20), y], sampler=BalancedSampler(y, 2, 3))
+    it = ds.batch_iterator(6, shuffle=5)
+    assert it.state_dict()["indices"]["shuffle"] == "seed"
+    with pytest.raises(ValueError, match="samples"):
+        ArrayDataSource([np.arange(19)], sampler=BalancedSampler(y, 2, 3))

@@ -1,0 +1,126 @@
+"""Finite epochs of weighted draws, with or without replacement.
+
+A :class:`~batchup.samplers.WeightedSampler` given ``num_samples=`` (or
+``replace=False``) has epochs of ``num_samples`` indices. Each epoch is drawn
+whole from a generator derived from ``(seed, epoch)`` and then cut into
+batches by the same arithmetic as :class:`~batchup.samplers.IndexBatchIterator`,
+so these iterators resume, shard and drop a short last batch like the
+unweighted ones.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+
+from batchup import _rng
+from batchup._checks import positive_int, repeats_value
+from batchup.samplers.base import IndexBatchIterator
+from batchup.samplers.sharding import as_shard
+
+__all__ = ["WeightedEpochBatchIterator", "draw_epoch", "EpochOptions"]
+
+
+class EpochOptions:
+    """The finite-epoch options shared by both weighted samplers, validated."""
+
+    def __init__(self, p: np.ndarray, num_samples: Any, replace: Any, repeats: Any) -> None:
+        if not isinstance(replace, (bool, np.bool_)):
+            raise TypeError(f"replace must be a bool, got {replace!r}")
+        self.replace = bool(replace)
+        positive = int(np.count_nonzero(p))
+        if num_samples is None and not self.replace:
+            num_samples = positive
+        if num_samples is not None:
+            num_samples = positive_int("num_samples", num_samples)
+            if not self.replace and num_samples > positive:
+                raise ValueError(
+                    f"num_samples={num_samples} exceeds the {positive} indices with a positive weight; "
+                    "without replacement an epoch cannot draw more"
+                )
+        self.num_samples = num_samples
+        self.repeats = repeats_value(repeats)
+        if num_samples is None and repeats != 1:
+            raise ValueError(
+                f"repeats={repeats!r} needs finite epochs: pass num_samples= (the default stream is "
+                "already endless)"
+            )
+
+    def count(self) -> Any:
+        if self.num_samples is None or self.repeats is None:
+            return np.inf
+        return self.num_samples * self.repeats
+
+
+
+def draw_epoch(gen: Any, p: np.ndarray, cdf: np.ndarray, k: int, replace: bool) -> np.ndarray:
+    """Draw one epoch of ``k`` positions in ``range(len(p))`` from ``gen``."""
+    if replace:
+        return cdf.searchsorted(gen.random(k), side="right").astype(np.int64)
+    # Efraimidis-Spirakis: the k largest keys u ** (1 / w), in decreasing order,
+    # are a draw of k distinct items, each next in proportion to its weight.
+    # Ranked in the log domain, log(w) - log(-log(u)), so tiny weights cannot overflow.
+    pos = np.flatnonzero(p > 0)
+    with np.errstate(divide="ignore"):
+        keys = np.log(p[pos]) - np.log(-np.log1p(-gen.random(len(pos))))
+    top = np.argpartition(-keys, k - 1)[:k] if k < len(pos) else np.arange(len(pos))
+    return pos[top[np.argsort(-keys[top], kind="stable")]].astype(np.int64)
+
+
+class WeightedEpochBatchIterator(IndexBatchIterator):
+    """Finite epochs of weighted draws, cut into batches like :class:`IndexBatchIterator`.
+
+    Epoch ``e`` of a seeded run is drawn from a generator derived from
+    ``(seed, e)``; restoring recomputes that one epoch and jumps to the
+    position, so the state is a few integers.
+    """
+
+    KIND = "weighted_epoch"
+
+    def __init__(
+        self,
+        p: np.ndarray,
+        cdf: np.ndarray,
+        base: np.ndarray | None,
+        batch_size: int,
+        rng: Any,
+        *,
+        num_samples: int,
+        replace: bool,
+        repeats: int | None = 1,
+        drop_last: bool = False,
+        shard: Any = None,
+    ) -> None:
+        if rng is None:
+            raise NotImplementedError(
+                "in-order iteration is not supported by weighted samplers; pass shuffle"
+            )
+        if not isinstance(rng, _rng.SeedKey) and not callable(getattr(rng, "random", None)):
+            raise TypeError(f"shuffle must be an int seed, a RandomState or a Generator here, got {rng!r}")
+        self._p = p
+        self._cdf = cdf
+        self._subset = base
+        self._replace = bool(replace)
+        self._crc = zlib.crc32(np.ascontiguousarray(p).tobytes())
+        super().__init__(num_samples, batch_size, repeats, rng=rng, drop_last=drop_last, shard=as_shard(shard))
+
+    def _draw(self, epoch: int) -> None:
+        rng = self._rng
+        if isinstance(rng, _rng.SeedKey):
+            gen = rng.generator(epoch)
+        else:
+            try:
+                self._rng_epoch_start = _rng.get_rng_state(rng)
+            except TypeError:
+                self._rng_epoch_start = None
+            gen = rng
+        order = draw_epoch(gen, self._p, self._cdf, self._global_n, self._replace)
+        if self._subset is not None:
+            order = self._subset[order]
+        self._order = order if self._shard is None else self._shard.select(order)
+
+    def _fingerprint(self) -> dict:
+        state = super()._fingerprint()
+        state.update(replace=self._replace, weights_crc=self._crc)
+        return state
