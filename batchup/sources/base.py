@@ -249,14 +249,15 @@ class RandomAccessDataSource(AbstractDataSource):
         return True
 
     def num_samples(self, **kwargs: Any) -> Any:
-        n = self.sampler.num_indices_generated()
+        sampler: Any = self.sampler
+        n = sampler.num_indices_generated()
         spec = as_shard(kwargs.get("shard"))
         if spec is None or n == np.inf:
             return n
-        if isinstance(self.sampler, (StandardSampler, SubsetSampler)):
-            epoch = self.sampler.length
-        elif _finite_weighted(self.sampler):
-            epoch = self.sampler.num_samples
+        if isinstance(sampler, (StandardSampler, SubsetSampler)):
+            epoch = sampler.length
+        elif _finite_weighted(sampler):
+            epoch = sampler.num_samples
         else:
             return n
         return spec.per_rank(epoch) * (n // max(epoch, 1))
