@@ -304,7 +304,7 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
         scheme = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, newurl)).scheme
         if scheme not in ("http", "https"):
-            err = DownloadError(f"refusing a redirect from {req.full_url} to {newurl!r} "
+            err = DownloadError(f"refusing the HTTP {code} redirect from {req.full_url} to {newurl!r} "
                                 f"(only http and https are followed)")
             err.status = code
             raise err
@@ -508,7 +508,7 @@ def download_and_verify(path: str, source_url: str, sha256: str | None) -> str:
         if isinstance(last, IntegrityError):
             raise last
         tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")
-        raise _fail(f"could not download {source_url} to {path}: gave up after {tries}: {last}",
+        raise _fail(f"could not download {source_url} to {path} (gave up after {tries}): {last}",
                     getattr(last, "status", None)) from last
 
 
