@@ -184,6 +184,7 @@ class _Worker:
         self.inherited = inherited
         self.retiring = False
         self.expected_exit = False
+        self.replied = False
 
 
 class _Const:
@@ -208,6 +209,8 @@ class _ProcessCore:
         self.ids = itertools.count()
         self.wids = itertools.count()
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.broken: str | None = None
+        self.startup_failures = 0
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         for _ in range(n):
@@ -324,6 +327,8 @@ class _ProcessCore:
         with self.lock:
             if self.closed:
                 raise PoolClosedError("WorkerProcessPool is closed; create a new pool")
+            if self.broken:
+                raise WorkerCrashedError(self.broken)
             task = _Task(next(self.ids), fut, inner, tokens, label, slot)
             fut.task_id = task.id
             fut._abandon = self.abandon
@@ -440,6 +445,7 @@ class _ProcessCore:
                 w.results.close()
                 return
             msg = pickle.loads(raw)
+            w.replied = True
             with self.lock:
                 task = self.tasks.get(msg[1])
                 if task is None:
@@ -477,11 +483,21 @@ class _ProcessCore:
                     self._finish(task)
                 else:
                     self.pending.appendleft(task)
-            if not w.retiring and not _exiting:
+            if not w.expected_exit:
+                self.startup_failures = 0 if w.replied else self.startup_failures + 1
+            if self.startup_failures > 2 * self.n:
+                self.broken = (
+                    f"the pool's workers keep dying before finishing a task (the last, pid {w.pid}, "
+                    f"{describe_exit(code)}); under 'spawn'/'forkserver' the main module must be "
+                    "importable and guarded by if __name__ == '__main__'; create a new pool"
+                )
+            elif not w.retiring and not _exiting:
                 self._start_worker()
             if crashed is not None:
                 self._finish(crashed)
             self._dispatch()
+        if self.broken:
+            self._fail_all(WorkerCrashedError(self.broken))
         if crashed is not None and not crashed.future.cancelled:
             crashed.future.set_exception(
                 WorkerCrashedError(

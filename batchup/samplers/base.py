@@ -273,6 +273,8 @@ class IndexBatchIterator(StatefulIterator):
             raise ValueError(f"{type(self).__name__}: malformed state, offset {offset} epoch {epoch}")
         self._epoch, self._offset, self._batches, self._done = epoch, offset, batches, done
         self._order = None
+        # Loading may rewind an iterator that already drew (a prefetching one): forget that draw.
+        self._rng_epoch_start = None
         if self._fingerprint()["shuffle"] == "rng":
             if started:
                 _rng.set_rng_state(self._rng, state["rng_epoch_start"])

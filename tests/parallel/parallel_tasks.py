@@ -1,0 +1,101 @@
+"""Module-level task functions and array-likes for the pool tests (picklable under spawn)."""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+
+def square(x):
+    return x * x
+
+
+def pid_of(_):
+    time.sleep(0.002)
+    return os.getpid()
+
+
+def fail_on(x, bad):
+    if x == bad:
+        raise ValueError(f"bad {x}")
+    return x
+
+
+class TwoArgError(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a}/{b}")
+
+
+class LockedError(Exception):
+    def __init__(self, msg):
+        super().__init__(msg)
+        self.lock = threading.Lock()
+
+
+def raise_two_arg(_):
+    raise TwoArgError("x", "y")
+
+
+def raise_locked(_):
+    raise LockedError("holds a lock")
+
+
+def return_lambda(x):
+    return lambda: 0
+
+
+def sleep_then(x, seconds):
+    time.sleep(seconds)
+    return x
+
+
+def bad_batch(X, y, bad=7, bs=10):
+    """Map fn for W1: raises on batch ``bad`` of an in-order arange source."""
+    if X[0] // bs == bad:
+        raise ValueError(f"bad {bad}")
+    return X, y
+
+
+def add_noise(X, y, rng=None):
+    """Seeded map: per-batch noise from the generator batchup passes in."""
+    return X + rng.integers(0, 1000, size=X.shape), y
+
+
+def global_draw(X):
+    return (np.array([np.random.random()]),)
+
+
+def crash_on(X, bad, how):
+    if X[0] == bad:
+        if how == "segv":
+            ctypes.string_at(0)
+        elif how == "exit":
+            sys.exit(123)
+        elif how == "sleep":
+            time.sleep(3600)
+    return (X,)
+
+
+class LoadFromDisk:
+    """Seed 003's array-like: samples loaded from files on demand (here .npy files)."""
+
+    def __init__(self, paths):
+        self.paths = paths
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return np.load(self.paths[index])
+        if isinstance(index, slice):
+            return np.stack([np.load(p) for p in self.paths[index]])
+        if isinstance(index, np.ndarray):
+            if index.ndim != 1:
+                raise ValueError(f"index array should have 1 dimension, not {index.ndim}")
+            return np.stack([np.load(self.paths[i]) for i in index])
+        raise TypeError(f"index should be an int, slice or array, not {type(index)}")
