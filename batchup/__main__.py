@@ -1,4 +1,4 @@
-"""Command line: ``python -m batchup demo [--epochs N] [--batch-size B] [--seed S]``."""
+"""Command line: ``python -m batchup demo [--dataset digits|mnist] [--epochs N] [--batch-size B] [--seed S]``."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +18,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0, help="seed for shuffling and initialisation")
     demo.add_argument("--lr", type=float, default=0.5, help="learning rate (default 0.5)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    demo.add_argument("--dataset", choices=["digits", "mnist"], default="digits",
+                      help="digits (shipped, the default) or mnist (when cached or downloadable; "
+                           "falls back to digits)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from batchup.demo import run_demo
@@ -28,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             lr=args.lr,
             progress=not args.no_progress,
+            dataset=args.dataset,
         )
     return 0
 

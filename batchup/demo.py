@@ -5,7 +5,8 @@ It trains on the UCI handwritten digits shipped inside the package
 everyday batchup loop: shuffled batches from an ``ArrayDataSource``, a
 seeded ``map`` augmentation, ``batch_map_mean`` for the validation loss and
 error each epoch, ``batch_map_concat`` for the test predictions, and
-progress bars.
+progress bars. With ``dataset="mnist"`` it trains on MNIST instead when
+that is cached or can be downloaded, and falls back to the digits otherwise.
 """
 from __future__ import annotations
 
@@ -79,18 +80,43 @@ class SoftmaxClassifier:
         self.b -= lr * grad.sum(axis=0)
 
 
-def run_demo(epochs: int = 20, batch_size: int = 64, seed: int = 0, lr: float = 0.5,
-             progress: bool = True, out: Any = print) -> float:
-    """Train the demo classifier and return its test accuracy."""
+def _load_mnist(out: Any) -> tuple | None:
+    """Return MNIST as (train, val, test sources, test labels, inputs), or None if it is unavailable."""
+    try:
+        from batchup.datasets import mnist
+
+        ds = mnist.MNIST(n_val=0)
+    except (OSError, ValueError, RuntimeError) as err:
+        out(f"MNIST is not available ({type(err).__name__}: {err}); using the shipped digits instead")
+        return None
+    n = len(ds.train_y)
+    n_val = min(10000, n // 6)
+    train, val = np.arange(n - n_val), np.arange(n - n_val, n)
+    out(f"mnist: {len(train)} train / {n_val} validation / {len(ds.test_y)} test samples, 28x28 pixels")
+    return (ArrayDataSource([ds.train_X, ds.train_y], indices=train),
+            ArrayDataSource([ds.train_X, ds.train_y], indices=val),
+            ArrayDataSource([ds.test_X]), np.asarray(ds.test_y), 28 * 28)
+
+
+def _load_digits(seed: int, out: Any) -> tuple:
     X, y = load_digits()
     order = np.random.default_rng(seed).permutation(len(X))
     train, val, test = order[:1197], order[1197:1497], order[1497:]
     out(f"digits: {len(train)} train / {len(val)} validation / {len(test)} test samples, 8x8 pixels")
+    return (ArrayDataSource([X, y], indices=train), ArrayDataSource([X, y], indices=val),
+            ArrayDataSource([X], indices=test), y[test], 64)
 
-    train_ds = ArrayDataSource([X, y], indices=train).map(_augment, seed=seed)
-    val_ds = ArrayDataSource([X, y], indices=val)
-    test_ds = ArrayDataSource([X], indices=test)
-    model = SoftmaxClassifier(64, 10, seed)
+
+def run_demo(epochs: int = 20, batch_size: int = 64, seed: int = 0, lr: float = 0.5,
+             progress: bool = True, out: Any = print, dataset: str = "digits") -> float:
+    """Train the demo classifier on ``dataset`` ('digits' or 'mnist') and return its test accuracy."""
+    if dataset not in ("digits", "mnist"):
+        raise ValueError(f"dataset must be 'digits' or 'mnist', got {dataset!r}")
+    data = _load_mnist(out) if dataset == "mnist" else None
+    train_src, val_ds, test_ds, test_y, n_in = data if data is not None else _load_digits(seed, out)
+
+    train_ds = train_src.map(_augment, seed=seed)
+    model = SoftmaxClassifier(n_in, 10, seed)
 
     seen = 0
     start = time.perf_counter()
@@ -105,7 +131,7 @@ def run_demo(epochs: int = 20, batch_size: int = 64, seed: int = 0, lr: float = 
     elapsed = time.perf_counter() - start
 
     (pred,) = test_ds.batch_map_concat(model.predict, 256, progress=progress)
-    accuracy = float((pred == y[test]).mean())
-    out(f"test accuracy: {accuracy * 100:.2f}% on {len(test)} samples")
+    accuracy = float((pred == test_y).mean())
+    out(f"test accuracy: {accuracy * 100:.2f}% on {len(test_y)} samples")
     out(f"training speed: {seen / elapsed:,.0f} samples/s ({seen} samples in {elapsed:.2f} s)")
     return accuracy
