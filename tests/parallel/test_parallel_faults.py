@@ -1,0 +1,222 @@
+"""Faults: dead workers, abandoned iterators, Ctrl-C, parent death, exit (reliability W5-W12).
+
+Cases that could hang or kill the interpreter run in a child interpreter with a
+hard timeout; the child prints what the test asserts on.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import time
+
+import numpy as np
+import parallel_tasks as T
+import pytest
+from conftest import run_child, start_child, wait_gone
+
+from batchup.parallel import WorkerCrashedError, WorkerProcessPool, WorkerThreadPool
+from batchup.sources import ArrayDataSource
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_sigkill_is_reported_and_pool_recovers(method):
+    """W5: SIGKILL of a worker -> WorkerCrashedError naming pid and signal; delivered batches are a prefix."""
+    ds = ArrayDataSource([np.arange(400)])
+    ref = [b[0] for b in ds.batch_iterator(4, shuffle=1)]
+    with WorkerProcessPool(2, start_method=method) as pool:
+        it = pool.parallel_data_source(ds, 6).batch_iterator(4, shuffle=1)
+        got = [next(it)[0] for _ in range(3)]
+        victim = pool.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(WorkerCrashedError, match=rf"pid {victim}\) was killed by signal SIGKILL") as info:
+            for b in it:
+                got.append(b[0])
+        assert time.monotonic() - start < 5
+        assert "out-of-memory" in str(info.value)
+        assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+        assert list(it) == []
+        assert len(list(pool.parallel_data_source(ds, 4).batch_iterator(50))) == 8
+
+
+@pytest.mark.parametrize("how, expect", [("segv", "killed by signal SIGSEGV"), ("exit", "exited with code 123")])
+def test_segfault_and_exit(how, expect):
+    """W6: a segfault or sys.exit(123) in a worker is a WorkerCrashedError, never a hang."""
+    res = run_child(f"""
+        import functools, numpy as np, parallel_tasks as T
+        from batchup.parallel import WorkerProcessPool, WorkerCrashedError
+        from batchup.sources import ArrayDataSource
+        ds = ArrayDataSource([np.arange(40)]).map(functools.partial(T.crash_on, bad=12, how={how!r}))
+        with WorkerProcessPool(2) as pool:
+            n = 0
+            try:
+                for b in pool.parallel_data_source(ds, 4).batch_iterator(4):
+                    n += 1
+            except WorkerCrashedError as e:
+                print("CRASH", n, e)
+            print("AGAIN", len(list(pool.parallel_data_source(ds.source, 4).batch_iterator(4))))
+    """)
+    assert res.returncode == 0, res.stderr
+    assert f"CRASH 3 " in res.stdout and expect in res.stdout
+    assert "AGAIN 10" in res.stdout
+
+
+def test_thread_timeout_and_stuck_close():
+    """W7 (threads): BatchTimeoutError within timeout + 3 s; close() returns and warns about the stuck thread."""
+    res = run_child("""
+        import functools, time, warnings, numpy as np, parallel_tasks as T
+        from batchup.parallel import WorkerThreadPool, BatchTimeoutError
+        from batchup.sources import ArrayDataSource
+        import batchup.parallel.pool as P
+        P.CLOSE_TIMEOUT = 0.5
+        ds = ArrayDataSource([np.arange(20)]).map(functools.partial(T.crash_on, bad=4, how="sleep"))
+        pool = WorkerThreadPool(2)
+        t = time.monotonic()
+        try:
+            list(pool.parallel_data_source(ds, 2, timeout=1).batch_iterator(4))
+        except BatchTimeoutError as e:
+            print("TIMEOUT", round(time.monotonic() - t, 1), e)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            pool.close()
+        print("WARN", [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)])
+    """)
+    assert res.returncode == 0, res.stderr
+    assert "TIMEOUT" in res.stdout and "batch 1 was not ready within timeout=1" in res.stdout
+    assert float(res.stdout.split("TIMEOUT ")[1].split()[0]) < 4
+    assert "batchup-thread-pool" in res.stdout.split("WARN")[1]
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+@pytest.mark.parametrize("how", ["del", "break", "close"])
+def test_abandoned_iterator_is_released(kind, how):
+    """W8: dropping, breaking out of or closing an iterator cancels its prefetch; a user-owned pool stays usable."""
+    ds = ArrayDataSource([np.arange(1000), np.arange(1000)])
+    pool = WorkerThreadPool(2) if kind == "thread" else WorkerProcessPool(2)
+    with pool:
+        par = pool.parallel_data_source(ds, 8)
+        it = par.batch_iterator(10)
+        if how == "break":
+            for i, _ in enumerate(it):
+                if i == 2:
+                    break
+        else:
+            for _ in range(3):
+                next(it)
+        if how == "close":
+            it.close()
+            assert list(it) == []
+        del it
+        gc.collect()
+        assert len(list(par.batch_iterator(100))) == 10
+
+
+def test_owned_pool_goes_with_its_source():
+    """W8: a ds.prefetch() source that is dropped takes its workers with it (leak guard checks)."""
+    par = ArrayDataSource([np.arange(100)]).prefetch(2)
+    it = par.batch_iterator(10)
+    next(it)
+    del par, it
+    gc.collect()
+
+
+def test_consumer_exception_exits_cleanly():
+    """W9: the consumer raises with the iterator in the traceback; the child exits quickly, workers gone."""
+    res = run_child("""
+        import numpy as np
+        from batchup.sources import ArrayDataSource
+        from batchup.parallel import WorkerProcessPool
+        pool = WorkerProcessPool(2)
+        print("PIDS", *pool.worker_pids(), flush=True)
+        it = pool.parallel_data_source(ArrayDataSource([np.arange(100)]), 8).batch_iterator(5)
+        for i, b in enumerate(it):
+            if i == 2:
+                raise RuntimeError("consumer failed")
+    """, timeout=15)
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert lines[-1] == "RuntimeError: consumer failed"
+    assert "leaked" not in res.stderr and "resource_tracker" not in res.stderr
+    pids = [int(p) for p in res.stdout.split("PIDS")[1].split()]
+    assert wait_gone(pids) == []
+
+
+def test_ctrl_c():
+    """W10: SIGINT gives one KeyboardInterrupt traceback, and the child exits having reaped its workers."""
+    proc = start_child("""
+        import functools, numpy as np, time
+        from batchup.sources import ArrayDataSource
+        from batchup.parallel import WorkerProcessPool
+        import parallel_tasks as T
+        pool = WorkerProcessPool(2)
+        ds = ArrayDataSource([np.arange(10**6)]).map(functools.partial(T.crash_on, bad=-1, how="none"))
+        print("PIDS", *pool.worker_pids(), flush=True)
+        print("READY", flush=True)
+        while True:
+            for b in pool.parallel_data_source(ds, 8).batch_iterator(1000):
+                time.sleep(0.001)
+    """)
+    first = proc.stdout.readline()
+    assert proc.stdout.readline().strip() == "READY"
+    pids = [int(p) for p in first.split()[1:]]
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode != 0
+    assert err.count("KeyboardInterrupt") == 1, err
+    assert wait_gone(pids) == []
+
+
+def test_parent_sigkill_orphans_exit():
+    """W11: workers of a SIGKILLed parent exit by themselves within 10 s; next pool sweeps its segments."""
+    proc = start_child("""
+        import os, signal, numpy as np
+        from batchup.sources import ArrayDataSource
+        from batchup.parallel import WorkerProcessPool
+        pool = WorkerProcessPool(2)
+        it = pool.parallel_data_source(ArrayDataSource([np.zeros((1000, 2000))]), 4).batch_iterator(10)
+        next(it)
+        print("PIDS", os.getpid(), *pool.worker_pids(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    out, _ = proc.communicate(timeout=30)
+    parent, *pids = [int(p) for p in out.split("PIDS")[1].split()]
+    assert wait_gone(pids, 10) == []
+    from batchup.parallel import _shm
+
+    WorkerProcessPool(1).close()  # sweeps segments of dead parents
+    assert not [n for n in os.listdir(_shm.shm_dir()) if n.startswith(f"batchup-{parent}-")]
+
+
+def test_exit_without_close():
+    """W12: falling off the end with a live pool exits 0 quickly with empty stderr and no children."""
+    t = time.monotonic()
+    res = run_child("""
+        import numpy as np
+        from batchup.sources import ArrayDataSource
+        from batchup.parallel import WorkerProcessPool, WorkerThreadPool
+        pool = WorkerProcessPool(2)
+        tpool = WorkerThreadPool(2)
+        print("PIDS", *pool.worker_pids(), flush=True)
+        for p in (pool, tpool):
+            it = p.parallel_data_source(ArrayDataSource([np.zeros((100, 3000))]), 8).batch_iterator(5)
+            next(it), next(it)
+    """, timeout=15)
+    assert res.returncode == 0 and res.stderr == ""
+    assert time.monotonic() - t < 10
+    assert wait_gone([int(p) for p in res.stdout.split()[1:]]) == []
+
+
+def test_thread_pool_worker_error_reaches_consumer_at_its_batch():
+    """W1 (threads): batches 0-6 arrive, the 8th next() raises, the cause names the batch."""
+    ds = ArrayDataSource([np.arange(100), np.arange(100)]).map(T.bad_batch)
+    with WorkerThreadPool(2) as pool:
+        it = pool.parallel_data_source(ds, 4).batch_iterator(10)
+        got = []
+        with pytest.raises(ValueError, match="bad 7") as info:
+            for b in it:
+                got.append(b)
+        assert [b[0][0] for b in got] == [0, 10, 20, 30, 40, 50, 60]
+        assert "batch 7" in str(info.value.__cause__) and "batchup-thread-pool" in str(info.value.__cause__)
+        assert len(list(pool.parallel_data_source(ds.source, 4).batch_iterator(10))) == 10
