@@ -23,8 +23,8 @@ from batchup.parallel import _shm
 _HERE = os.path.dirname(os.path.abspath(__file__))
 CLOSE = 5.0
 HARD = 60.0
-# Helper processes the standard library keeps for the whole interpreter's life.
-_STDLIB_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+# Helper processes multiprocessing (and joblib's loky) keep for the whole interpreter's life.
+_STDLIB_HELPERS = ("resource_tracker import main", "multiprocessing.forkserver")
 
 
 def _children(root: int) -> set:
