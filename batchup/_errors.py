@@ -20,7 +20,12 @@ __all__ = [
 
 class DownloadError(OSError):
     """A file could not be fetched: HTTP error status, refused connection,
-    timeout, truncated body or a redirect batchup will not follow."""
+    timeout, truncated body or a redirect batchup will not follow.
+
+    ``status`` holds the HTTP status code when there was one, else ``None``.
+    """
+
+    status: int | None = None
 
 
 class IntegrityError(ValueError):

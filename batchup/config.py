@@ -254,6 +254,7 @@ def file_lock(path: str) -> Iterator[None]:
     """
     lock_path = path + ".lock"
     os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
+    fcntl: Any
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: a best-effort lock
@@ -392,7 +393,8 @@ class _Progress:
     """A tqdm bar driven by a ``hook(count, block_size, total_size)`` reporthook."""
 
     def __init__(self, desc: str) -> None:
-        self.desc, self.bar, self.shown = desc, None, 0
+        self.desc, self.shown = desc, 0
+        self.bar: Any = None
 
     def hook(self, count: int, block_size: int, total_size: int) -> None:
         if self.bar is None:

@@ -19,7 +19,7 @@ import glob
 import os
 import sys
 import urllib.parse
-from typing import Any, Callable, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Sequence, Union, cast
 
 from batchup import config
 from batchup._errors import ArchiveError, DownloadError, IntegrityError, UnsafeArchiveError
@@ -148,7 +148,8 @@ class DownloadSourceFile(BatchUpSourceFile):
         if url is None and base_url is None:
             raise TypeError("DownloadSourceFile needs url or base_url; both are None")
         if url is None:
-            url = base_url + filename if base_url.endswith("/") else base_url + "/" + filename
+            base = str(base_url)
+            url = base + filename if base.endswith("/") else base + "/" + filename
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise ValueError(f"url must use the http or https scheme, got {url!r}")
         self.url = url
@@ -181,7 +182,7 @@ class CopySourceFile(BatchUpSourceFile):
         return f"file {self.filename} on filesystem at {self.source_path}"
 
     def acquire(self, **kwargs: Any) -> str | None:
-        src = self.source_path if self.source_path is not None else kwargs.get(self.arg_name)
+        src = self.source_path if self.source_path is not None else kwargs.get(str(self.arg_name))
         if src is None:
             print(f"pass {self.arg_name}=<path of {self.filename}> to fetch this dataset", file=sys.stderr)
             return None
@@ -248,8 +249,11 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
     """
     if not isinstance(target_filename, str) and not callable(target_filename):
         raise TypeError(f"target_filename must be a str or a callable, got {type(target_filename).__name__}")
-    lazy = callable(source_files) and not isinstance(source_files, (list, tuple))
-    fixed = None if lazy else _check_sources(source_files)
+    if callable(source_files) and not isinstance(source_files, (list, tuple)):
+        make_sources: Callable[[], Sequence[Any]] = source_files
+    else:
+        checked = _check_sources(cast(Sequence[Any], source_files))
+        make_sources = lambda: checked  # noqa: E731
 
     def decorate(convert: Callable[[list[str], str], Any]) -> Callable[..., Any]:
         @functools.wraps(convert)
@@ -257,7 +261,7 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
             target_path = config.get_data_path(path_string(target_filename))
             if _cache.is_complete(target_path):
                 return target_path
-            sources = _check_sources(source_files()) if lazy else fixed
+            sources = _check_sources(make_sources())
             with config.file_lock(target_path):
                 if _cache.is_complete(target_path):
                     return target_path
