@@ -67,7 +67,7 @@ def _run_ranks(n: int, world: int = 2, timeout: float = 120.0) -> dict:
             if p.poll() is None:
                 p.kill()
                 p.communicate()
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     line = next(x for x in outs[0][0].splitlines() if x.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
