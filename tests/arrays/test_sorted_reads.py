@@ -140,6 +140,13 @@ class TestGather:
         sorted_gather(FakeH5(), np.array([50, 0]))
         assert isinstance(calls[0], np.ndarray) and calls[0].tolist() == [0, 50]
 
+    def test_non_contiguous_memmap(self, stores):
+        """A strided memmap view (no page-touch shortcut) still gives NumPy's rows."""
+        view = stores["memmap"][:, ::2]
+        assert isinstance(view, np.memmap) and not view.flags.c_contiguous
+        idx = np.array([9, 2, 9, 40])
+        np.testing.assert_array_equal(gather(view, idx), DATA[:, ::2][idx])
+
     def test_memmap_batch_is_a_copy(self, stores):
         """A batch from a memmap never aliases the file."""
         b = gather(stores["memmap"], np.arange(5))

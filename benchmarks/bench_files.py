@@ -1,0 +1,131 @@
+"""Files on disk: one shuffled epoch of small PNG and .npy files, FileArray vs a plain loop.
+
+Workload: 2,048 files (1,024 with ``--quick``) of one 32 x 32 RGB uint8
+image each, written by this script to a temporary directory (deleted at the
+end), with an int label per file; one shuffled epoch in batches of 64. The
+files sit in the page cache (they were just written), so this measures the
+per-file overhead (open, decode, stack) rather than the disk. Contenders:
+
+- ``plain loop`` (reference): per batch, ``np.stack([load(path) for path in
+  paths[idx]])`` over a NumPy permutation -- the hand-written baseline;
+- ``seed 004 Sequence``: seed 004's ``keras.utils.Sequence`` pattern, one
+  ``DataFrame.iloc`` lookup and one load per row;
+- ``FileArray``: ``ArrayDataSource([FileArray(paths, load), labels])``
+  iterated with ``shuffle=seed``;
+- ``FileArray max_workers=2``: the same with a batch's files read in two
+  threads.
+
+Run: ``python benchmarks/bench_files.py [--quick]``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import add_common_args, best_of, contender, format_table, repeats_from, workload, write_results  # noqa: E402
+
+from batchup.arrays import FileArray, read_image, read_npy  # noqa: E402
+from batchup.sources import ArrayDataSource  # noqa: E402
+
+BATCH = 64
+
+
+def make_files(root: Path, n: int, kind: str) -> list:
+    """Write ``n`` 32x32 RGB images as PNG or .npy files; return their names."""
+    rng = np.random.default_rng(0)
+    names = []
+    if kind == "png":
+        from PIL import Image
+    for i in range(n):
+        img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        name = f"img_{i:05d}.{kind}"
+        if kind == "png":
+            Image.fromarray(img).save(root / name)
+        else:
+            np.save(root / name, img)
+        names.append(name)
+    return names
+
+
+def plain_loop(root: Path, names: list, labels: np.ndarray, load) -> int:  # noqa: ANN001
+    order = np.random.default_rng(1).permutation(len(names))
+    paths = np.array([os.path.join(root, n) for n in names])
+    seen = 0
+    for start in range(0, len(order), BATCH):
+        idx = order[start : start + BATCH]
+        x = np.stack([load(p) for p in paths[idx]])
+        y = labels[idx]
+        seen += len(x) + 0 * int(y[0])
+    return seen
+
+
+def seed004_sequence(root: Path, names: list, labels: np.ndarray, load) -> int:  # noqa: ANN001
+    import pandas as pd
+
+    df = pd.DataFrame({"image": names, "label": labels})
+    order = np.random.default_rng(1).permutation(len(df))
+    seen = 0
+    for b in range(int(np.ceil(len(df) / BATCH))):
+        idx = order[b * BATCH : (b + 1) * BATCH]
+        x = np.empty((len(idx), 32, 32, 3), dtype=np.uint8)
+        y = np.empty(len(idx), dtype=np.int64)
+        for k, i in enumerate(idx):
+            x[k] = load(os.path.join(root, df.iloc[i, 0]))
+            y[k] = df.iloc[i, 1]
+        seen += len(x)
+    return seen
+
+
+def file_array(root: Path, names: list, labels: np.ndarray, load, workers) -> int:  # noqa: ANN001
+    ds = ArrayDataSource([FileArray(names, load, base_dir=root, max_workers=workers), labels])
+    return sum(len(x) for x, _ in ds.batch_iterator(BATCH, shuffle=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(parser, default_repeats=5, quick_repeats=2)
+    args = parser.parse_args()
+    repeats = repeats_from(args)
+    n = 1024 if args.quick else 2048
+    loaders = {"png": read_image, "npy": read_npy}
+    workloads = []
+    tmp = Path(tempfile.mkdtemp(prefix="batchup-bench-files-"))
+    try:
+        for kind, load in loaders.items():
+            root = tmp / kind
+            root.mkdir()
+            names = make_files(root, n, kind)
+            labels = np.arange(n) % 10
+            data = (root, names, labels, load)
+            runs = {
+                "plain loop": partial(plain_loop, *data),
+                "seed 004 Sequence": partial(seed004_sequence, *data),
+                "FileArray": partial(file_array, *data, None),
+                "FileArray max_workers=2": partial(file_array, *data, 2),
+            }
+            contenders = []
+            for name, run in runs.items():
+                secs, _, seen = best_of(run, repeats)
+                if seen != n:
+                    raise SystemExit(f"{name} saw {seen} samples, expected {n}")
+                contenders.append(contender(name, secs, f"{n} {kind} files of 32x32x3, batch {BATCH}"))
+            workloads.append(workload(f"shuffled epoch over {n} small {kind.upper()} files", "plain loop", contenders))
+            print(format_table({"benchmark": "files", "machine": "", "workloads": workloads[-1:]}), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = write_results("files", workloads, args.out, quick=bool(args.quick))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
