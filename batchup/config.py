@@ -460,7 +460,9 @@ def download_and_verify(path: str, source_url: str, sha256: str | None) -> str:
     An existing ``path`` is verified first and re-fetched if it is corrupt. A
     download goes to ``path + '.unverified'`` and is renamed into place only
     after its digest matched. Up to :data:`TRIES` attempts are made, with
-    exponential backoff; HTTP 4xx errors are not retried. Other processes
+    exponential backoff; HTTP 4xx errors are not retried. The partial bytes
+    of a download interrupted by Ctrl-C (or a killed process) are resumed by
+    the next call; after a failure they are deleted. Other processes
     fetching the same ``path`` wait for this one (:func:`file_lock`).
 
     Raises
@@ -481,6 +483,7 @@ def download_and_verify(path: str, source_url: str, sha256: str | None) -> str:
         _remove(tmp)  # a finished but unchecked file of a killed run; its ``.part`` is kept for resuming
         last: Exception | None = None
         attempt = 0
+        keep_part = False
         try:
             for attempt in range(1, TRIES + 1):
                 if attempt > 1:
@@ -505,8 +508,13 @@ def download_and_verify(path: str, source_url: str, sha256: str | None) -> str:
                 last = _mismatch(path, source_url, sha256, actual, _head(tmp))
                 _say(f"attempt {attempt} of {TRIES}: {last}")
                 _remove(tmp, tmp + ".part")
+        except (KeyboardInterrupt, SystemExit):
+            keep_part = True  # interrupted by the user: the next call resumes from the partial bytes
+            raise
         finally:
-            _remove(tmp, tmp + ".part")
+            _remove(tmp)
+            if not keep_part:
+                _remove(tmp + ".part")
         if isinstance(last, IntegrityError):
             raise last
         tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")

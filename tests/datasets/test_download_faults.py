@@ -168,6 +168,28 @@ def test_f10_killed_download_resumes_in_the_next_run(server, target):
     assert server.ranges and server.ranges[-1][1].startswith("bytes=") and server.ranges[-1][1] != "bytes=0-"
 
 
+def test_ctrl_c_keeps_the_partial_bytes_for_the_next_call(server, target, monkeypatch):
+    body = os.urandom(200_000)
+    url = _serve(server, "trickle", body)
+    real_hook = config._Progress.hook
+
+    def interrupt(self, count, block_size, total_size):
+        real_hook(self, count, block_size, total_size)
+        if count >= 20_000:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(config._Progress, "hook", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        config.download_and_verify(target, url, sha256(body))
+    part = target + ".unverified.part"
+    assert os.path.getsize(part) >= 20_000 and not os.path.exists(target)
+    monkeypatch.setattr(config._Progress, "hook", real_hook)
+    server.modes["/f/file.bin"] = "ok"
+    assert config.download_and_verify(target, url, sha256(body)) == target
+    assert config.compute_sha256(target) == sha256(body) and not os.path.exists(part)
+    assert len(server.ranges) == 1 and server.ranges[0][1] not in ("bytes=0-", "")
+
+
 def test_f11_two_processes_fetch_once(server, target):
     body = os.urandom(100_000)
     url = _serve(server, "trickle", body)
