@@ -180,7 +180,7 @@ class AbstractWorkerPool:
     def close(self) -> None:
         """Stop the workers and free their resources (idempotent)."""
 
-    def __enter__(self) -> "AbstractWorkerPool":
+    def __enter__(self) -> AbstractWorkerPool:
         self._check_open()
         return self
 

@@ -91,7 +91,7 @@ class ParallelDataSource(AbstractDataSource):
     def num_samples(self, **kwargs: Any) -> Any:
         return self.ds.num_samples(**kwargs)
 
-    def batch_iterator(self, batch_size: int, **kwargs: Any) -> "ParallelBatchIterator":
+    def batch_iterator(self, batch_size: int, **kwargs: Any) -> ParallelBatchIterator:
         """Return an iterator over the batches of ``ds.batch_iterator(batch_size, **kwargs)``.
 
         The workers start preparing batches at once.
@@ -103,7 +103,7 @@ class ParallelDataSource(AbstractDataSource):
         if self._owns_pool:
             self.pool.close()
 
-    def __enter__(self) -> "ParallelDataSource":
+    def __enter__(self) -> ParallelDataSource:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -121,7 +121,7 @@ class _BatchTasks:
         self.indices, self.shared, self.number, self.snapshots = indices, shared, first, snapshots
         self.can_snapshot = callable(getattr(indices, "state_dict", None))
 
-    def __iter__(self) -> "_BatchTasks":
+    def __iter__(self) -> _BatchTasks:
         return self
 
     def __next__(self) -> tuple:
@@ -190,7 +190,7 @@ class ParallelBatchIterator(StatefulIterator):
         if self._stream is not None:
             self._stream.close()
 
-    def __enter__(self) -> "ParallelBatchIterator":
+    def __enter__(self) -> ParallelBatchIterator:
         return self
 
     def __exit__(self, *exc: Any) -> None:

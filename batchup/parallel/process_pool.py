@@ -53,7 +53,7 @@ __all__ = ["WorkerProcessPool"]
 #: Tasks a worker holds at once: one being prepared, one waiting in its pipe.
 MAX_INFLIGHT = 2
 _START_METHODS = ("fork", "forkserver", "spawn")
-_live_cores: "weakref.WeakSet[_ProcessCore]" = weakref.WeakSet()
+_live_cores: weakref.WeakSet[_ProcessCore] = weakref.WeakSet()
 _STOP = pickle.dumps(("stop",))
 
 

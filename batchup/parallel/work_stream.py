@@ -148,7 +148,7 @@ class WorkStream:
         """Cancel outstanding tasks and free the stream's result slots (idempotent)."""
         self._finalizer()
 
-    def __enter__(self) -> "WorkStream":
+    def __enter__(self) -> WorkStream:
         return self
 
     def __exit__(self, *exc: Any) -> None:

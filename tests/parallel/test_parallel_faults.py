@@ -58,7 +58,7 @@ def test_segfault_and_exit(how, expect):
             print("AGAIN", len(list(pool.parallel_data_source(ds.source, 4).batch_iterator(4))))
     """)
     assert res.returncode == 0, res.stderr
-    assert f"CRASH 3 " in res.stdout and expect in res.stdout
+    assert "CRASH 3 " in res.stdout and expect in res.stdout
     assert "AGAIN 10" in res.stdout
 
 
