@@ -226,3 +226,14 @@ def test_two_jax_processes_build_global_batches():
     assert a["sums"] == b["sums"] and len(a["sums"]) == 4  # one global array per step, seen alike
     assert not set(a["ids"]) & set(b["ids"]) and len(a["ids"]) == len(b["ids"]) == 32
     assert sum(a["sums"]) == sum(a["ids"]) + sum(b["ids"])
+
+
+def test_prefetch_over_a_batchup_pool():
+    from batchup import work_pool
+
+    src = ArrayDataSource([np.arange(30.0)])
+    serial = [b[0].tolist() for b in src.batch_iterator(4, shuffle=1)]
+    with work_pool.WorkerThreadPool(processes=2) as pool:
+        parallel = pool.parallel_data_source(src, batch_buffer_size=4)
+        got = [np.asarray(b[0]).tolist() for b in prefetch_to_device(parallel.batch_iterator(4, shuffle=1))]
+    assert got == serial

@@ -263,3 +263,16 @@ def test_balanced_batches_feed_keras(digits):
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
     model.compile("adam", "categorical_crossentropy")
     model.fit(ds, epochs=1, verbose=0)
+
+
+def test_generator_over_a_batchup_pool_matches_the_serial_source():
+    """batchup's pools instead of Keras' workers: the same batches, in order."""
+    from batchup import work_pool
+
+    src = ArrayDataSource([np.arange(40), np.arange(40) * 2]).map(lambda x, y, rng: (x + rng.integers(9), y),
+                                                                      seed=3)
+    serial = [b[0].tolist() for b in as_generator(src, 8, shuffle=2, epochs=2)]
+    with work_pool.WorkerThreadPool(processes=2) as pool:
+        parallel = pool.parallel_data_source(src, batch_buffer_size=4)
+        pooled = [b[0].tolist() for b in as_generator(parallel, 8, shuffle=2, epochs=2)]
+    assert pooled == serial and len(serial) == 10

@@ -174,3 +174,15 @@ def test_iter_tensors_pin_memory_without_accelerator_warns():
     with pytest.warns(UserWarning, match="no accelerator is available"):
         it = iter_tensors(ArrayDataSource([np.arange(4.0)]).batch_iterator(2), pin_memory=True, device="cpu")
     assert [b[0].tolist() for b in it] == [[0.0, 1.0], [2.0, 3.0]]
+
+
+def test_iter_tensors_over_a_batchup_pool():
+    """The DataLoader-free path: batchup's pool prefetches, iter_tensors converts."""
+    from batchup import work_pool
+
+    src = ArrayDataSource([np.arange(30.0)])
+    serial = [b[0].tolist() for b in src.batch_iterator(4, shuffle=1)]
+    with work_pool.WorkerThreadPool(processes=2) as pool:
+        parallel = pool.parallel_data_source(src, batch_buffer_size=4)
+        got = [b[0] for b in iter_tensors(parallel.batch_iterator(4, shuffle=1))]
+    assert all(isinstance(t, torch.Tensor) for t in got) and [t.tolist() for t in got] == serial
