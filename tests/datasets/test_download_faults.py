@@ -201,18 +201,19 @@ def test_f11_two_processes_fetch_once(server, target):
     assert server.requests["/f/file.bin"] == 1
 
 
-def _limit_file_size():  # runs in the child before exec
-    import resource
-
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+_LIMITED = """
+import resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+""" + _CHILD
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX resource limits")
 def test_f12_disk_full_is_an_os_error_naming_the_file_and_not_retried(server, target):
     body = os.urandom(300_000)
     url = _serve(server, "ok", body)
-    proc = _child(target, url, sha256(body), preexec_fn=_limit_file_size)
+    proc = subprocess.Popen([sys.executable, "-c", _LIMITED, target, url, sha256(body)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert "File too large" in err and "file.bin" in err and "DownloadError" not in err
