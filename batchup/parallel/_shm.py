@@ -5,11 +5,13 @@ being copied through a pipe:
 
 * **Results.** A stream of ``k`` outstanding tasks owns a ring of ``k`` slot
   files in the shared-memory folder. The *parent* creates and unlinks them; a
-  worker opens the slot named in its task, grows it if needed, writes the
-  result's arrays into it and closes it. Only a small skeleton (the result
-  with every array replaced by an ``(offset, dtype, shape)`` reference) goes
-  through the pipe. The parent copies the arrays out when the consumer
-  retrieves the result, before the slot can be handed to another task.
+  worker opens the slot named in its task, sizes it, writes the result's
+  arrays into it and closes it. Only a small skeleton (the result with every
+  array replaced by an ``(offset, dtype, shape)`` reference) goes through the
+  pipe. When the consumer retrieves the result, the parent maps the file and
+  puts another file in the slot: the batch's arrays are views of that
+  mapping, so nothing is copied and no later task can overwrite a batch the
+  caller keeps; once the batch is garbage-collected its file is reused.
 * **Shared constants** (the data source). Large arrays inside are not
   pickled: a ``np.memmap`` travels as its file name, and under ``spawn`` /
   ``forkserver`` an in-memory array is copied once into a segment the parent
@@ -28,6 +30,7 @@ import os
 import pickle
 import tempfile
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -89,16 +92,22 @@ def _alive(pid: int) -> bool:
 
 
 class SlotRing:
-    """``size`` empty slot files, created and unlinked by the parent."""
+    """``size`` slot files, created and unlinked by the parent.
+
+    When a result is handed out, its file stays mapped under the batch's
+    arrays and the slot gets another file: a free one (whose batch has been
+    garbage-collected, so its pages are warm) or a new one.
+    """
 
     def __init__(self, size: int) -> None:
         self.paths: list = []
+        self.free: list = []
+        self.owned: set = set()
+        self.closed = False
+        self.lock = threading.Lock()
         try:
             for _ in range(size):
-                path = new_name("slot")
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-                os.close(fd)
-                self.paths.append(path)
+                self.paths.append(self._create())
         except OSError as err:
             self.close()
             raise OSError(
@@ -106,16 +115,48 @@ class SlotRing:
                 "set BATCHUP_SHM_DIR to a writable folder"
             ) from err
 
+    def _create(self) -> str:
+        path = new_name("slot")
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        os.close(fd)
+        self.owned.add(path)
+        return path
+
     def path(self, number: int) -> str:
         return self.paths[number % len(self.paths)]
 
-    def close(self) -> None:
-        paths, self.paths = self.paths, []
-        for path in paths:
+    def renew(self, path: str) -> None:
+        """Give the slot holding ``path`` another file (``path`` now backs a handed-out batch)."""
+        with self.lock:
+            if self.closed:
+                return
             try:
-                os.unlink(path)
-            except OSError:
-                pass
+                k = self.paths.index(path)
+            except ValueError:
+                return
+            self.paths[k] = self.free.pop() if self.free else self._create()
+
+    def release(self, path: str) -> None:
+        """The batch mapped on ``path`` is gone: reuse the file, or remove it if the ring is closed."""
+        with self.lock:
+            if not self.closed:
+                self.free.append(path)
+                return
+        _unlink(path)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            owned, self.owned, self.paths, self.free = self.owned, set(), [], []
+        for path in owned:
+            _unlink(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 # -- results ---------------------------------------------------------------------------
@@ -137,12 +178,10 @@ class _ResultPickler(pickle.Pickler):
 
 
 def _from_slot(offset: int, dtype: Any, shape: tuple) -> np.ndarray:
-    buf = _local.buffer
-    out = np.empty(shape, dtype=dtype)
-    if out.nbytes:
-        src = np.frombuffer(buf, dtype=np.uint8, count=out.nbytes, offset=offset)
-        out.reshape(-1).view(np.uint8)[:] = src
-    return out
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    # A view of the handed-over mapping: no copy; the mapping lives as long as the array.
+    return np.frombuffer(_local.buffer, dtype=dtype, count=count, offset=offset).reshape(shape)
 
 
 def dump_result(result: Any, slot: str | None) -> tuple:
@@ -152,38 +191,47 @@ def dump_result(result: Any, slot: str | None) -> tuple:
     pickler.dump(result)
     if slot is None or not pickler.arrays:
         return buf.getvalue(), 0
-    total = pickler.offset
-    fd = os.open(slot, os.O_RDWR)
+    fd = os.open(slot, os.O_WRONLY)
     try:
-        if os.fstat(fd).st_size < total:
-            # Reserve the space first: a full tmpfs then raises ENOSPC here instead of SIGBUS later.
-            os.posix_fallocate(fd, 0, total)
-        with mmap.mmap(fd, total) as mm:
-            for offset, arr in pickler.arrays:
-                dst = np.frombuffer(mm, dtype=np.uint8, count=arr.nbytes, offset=offset)
-                dst[:] = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
-                del dst
+        # Plain writes: no page faults in the worker, and a full folder raises ENOSPC, never SIGBUS.
+        for offset, arr in pickler.arrays:
+            view = memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+            done = 0
+            while done < len(view):
+                done += os.pwrite(fd, view[done:], offset + done)
+        if os.fstat(fd).st_size < pickler.offset:
+            os.ftruncate(fd, pickler.offset)
     finally:
         os.close(fd)
-    return buf.getvalue(), total
+    return buf.getvalue(), pickler.offset
 
 
-def load_result(skeleton: bytes, nbytes: int, slot: str | None) -> Any:
-    """Rebuild a result written by :func:`dump_result` (arrays are fresh copies)."""
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+
+def load_result(skeleton: bytes, nbytes: int, slot: str | None, ring: SlotRing | None = None) -> Any:
+    """Rebuild a result written by :func:`dump_result`.
+
+    The slot's file is handed over: the batch's arrays are views of a
+    mapping of it (nothing is copied) and ``ring`` puts another file in the
+    slot, so no later task can overwrite a batch the caller keeps. When the
+    batch is garbage-collected the file returns to the ring for reuse.
+    """
     if not nbytes:
         return pickle.loads(skeleton)
-    fd = os.open(slot, os.O_RDONLY)
+    fd = os.open(slot, os.O_RDWR)
     try:
-        with mmap.mmap(fd, nbytes, access=mmap.ACCESS_READ) as mm:
-            _local.buffer = mm
-            try:
-                return pickle.loads(skeleton)
-            finally:
-                _local.buffer = None
+        mm = mmap.mmap(fd, nbytes, flags=_MAP_FLAGS)
     finally:
         os.close(fd)
-
-
+    if ring is not None:
+        ring.renew(slot)
+        weakref.finalize(mm, ring.release, slot)
+    _local.buffer = mm
+    try:
+        return pickle.loads(skeleton)
+    finally:
+        _local.buffer = None
 # -- shared constants ------------------------------------------------------------------------
 
 

@@ -90,8 +90,8 @@ class WorkerProcessPool(AbstractWorkerPool):
     -----
     Tasks, their arguments and results must be picklable (except shared
     constants under ``fork``). Results of streams come back through
-    shared-memory slots owned by the parent; a task's arrays are copied out
-    when the result is retrieved. Workers ignore SIGINT and exit by
+    shared-memory slots owned by the parent; a batch's arrays are views of
+    a private mapping handed over when the result is retrieved (no copy). Workers ignore SIGINT and exit by
     themselves if the parent dies. A crashed worker is replaced, so the pool
     stays usable; its pids are :meth:`worker_pids`.
 
@@ -168,11 +168,12 @@ class WorkerProcessPool(AbstractWorkerPool):
 
 
 class _Task:
-    __slots__ = ("id", "future", "inner", "tokens", "label", "slot", "worker")
+    __slots__ = ("id", "future", "inner", "tokens", "label", "slot", "ring", "worker")
 
     def __init__(self, tid: int, future: Future, inner: bytes, tokens: list, label: str, slot: Any) -> None:
         self.id, self.future, self.inner, self.tokens = tid, future, inner, tokens
-        self.label, self.slot, self.worker = label, slot, None
+        self.ring, self.slot = slot if slot is not None else (None, None)
+        self.label, self.worker = label, None
 
 
 class _Worker:
@@ -457,7 +458,7 @@ class _ProcessCore:
             if fut.cancelled:
                 continue
             if msg[0] == "ok":
-                fut.set_result((msg[2], msg[3], task.slot), decode=_decode)
+                fut.set_result((msg[2], msg[3], task.slot, task.ring), decode=_decode)
             else:
                 fut.set_exception(rebuild_exception(*msg[2:]))
 
@@ -559,8 +560,8 @@ class _ProcessCore:
 
 
 def _decode(raw: tuple) -> Any:
-    skeleton, nbytes, slot = raw
-    return _shm.load_result(skeleton, nbytes, slot)
+    skeleton, nbytes, slot, ring = raw
+    return _shm.load_result(skeleton, nbytes, slot, ring)
 
 
 def _close_quietly(*conns: Any) -> None:

@@ -106,7 +106,7 @@ class WorkStream:
                 return
             fn, args, kwargs = _split_task(task)
             number = self._number
-            slot = None if self._ring is None else self._ring.path(number)
+            slot = None if self._ring is None else (self._ring, self._ring.path(number))
             fut = self._pool._submit(fn, args, kwargs, label=f"{self._label} {number}", slot=slot)
             self._outstanding.append(fut)
             self._number = number + 1

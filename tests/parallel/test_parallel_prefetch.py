@@ -217,3 +217,13 @@ class TestSeed003Examples:
         ref = list(ds.batch_iterator(batch_size=16, shuffle=np.random.RandomState(12345)))
         assert_batches_equal(got, ref)
         proc_pool.close()
+
+
+def test_kept_batches_never_change():
+    """P14: batches kept by the caller stay intact while later batches are produced and after close."""
+    ds = ArrayDataSource([np.arange(200 * 600, dtype=np.float64).reshape(200, 600)])
+    ref = stream(ds.batch_iterator(10, shuffle=4))
+    with WorkerProcessPool(2) as pool:
+        kept = stream(pool.parallel_data_source(ds, 3).batch_iterator(10, shuffle=4))
+        kept[0][0][...] += 0  # writable
+    assert_batches_equal(kept, ref)

@@ -1,0 +1,304 @@
+"""Parallel batch preparation: batchup's pools against the serial loop, torch and BatchUp 0.2.3.
+
+One command: ``python benchmarks/bench_parallel.py`` (``--quick`` for a small run).
+
+Workloads
+---------
+* ``augmented epoch``: 100,000 x 3x32x32 uint8 images with int labels, batch
+  128, shuffled; a per-batch augmentation that reflect-pads, randomly crops
+  and flips *each sample in a Python loop* and scales to float32 (it holds
+  the GIL). Contenders: the serial loop, batchup threads (2), batchup
+  processes (2), torch ``DataLoader(num_workers=2, batch_size=None)`` over a
+  batch-returning dataset that returns tensors, and BatchUp 0.2.3's thread and
+  process pools run in ``benchmarks/.venv-batchup023`` (skipped with a note
+  if that environment is missing).
+* ``time to first batch``: from creating the pool and the iterator to the
+  first batch, 2 process workers.
+* ``memory``: total proportional set size (PSS) of the parent and 2 process
+  workers iterating over a 1 GB in-memory array (unit GB).
+* ``overlap``: a consumer that spends C ms per batch in NumPy (GIL released)
+  and a loader that spends L ms; a prefetching thread pool should take about
+  ``n x max(C, L)``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    BENCH_DIR,
+    add_common_args,
+    best_of,
+    contender,
+    emit_json,
+    format_table,
+    repeats_from,
+    run_json_subprocess,
+    workload,
+    write_results,
+)
+
+BS = 128
+SEED = 0
+VENV023 = BENCH_DIR / ".venv-batchup023"
+
+
+def augment_sample_loop(X, y, rng):
+    """Reflect-pad by 4, random 32x32 crop, random flip, per sample in Python; scale to float32."""
+    out = np.empty(X.shape, dtype=np.float32)
+    offsets = rng.integers(0, 9, size=(len(X), 2))
+    flips = rng.random(len(X)) < 0.5
+    for k in range(len(X)):
+        padded = np.pad(X[k], ((0, 0), (4, 4), (4, 4)), mode="reflect")
+        i, j = offsets[k]
+        crop = padded[:, i : i + 32, j : j + 32]
+        if flips[k]:
+            crop = crop[:, :, ::-1]
+        out[k] = crop * np.float32(1.0 / 255.0)
+    return out, y
+
+
+def make_data(n):
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, size=n).astype(np.int64)
+
+
+def consume(it):
+    total = 0
+    for xb, yb in it:
+        total += len(yb)
+        xb[-1, 0, 0, 0]
+    return total
+
+
+# -- contenders of the augmented epoch -----------------------------------------------------
+
+
+def run_batchup(X, y, workers, kind):
+    from batchup.sources import ArrayDataSource
+
+    ds = ArrayDataSource([X, y]).map(augment_sample_loop, seed=SEED)
+    if workers == 0:
+        return consume(ds.batch_iterator(BS, shuffle=SEED))
+    with ds.prefetch(workers, kind=kind, buffer_size=8) as par:
+        return consume(par.batch_iterator(BS, shuffle=SEED))
+
+
+class _TorchBatches:
+    """A map-style torch dataset whose item ``b`` is the whole augmented batch ``b`` as tensors."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+        self.order = np.random.default_rng(SEED).permutation(len(X))
+
+    def __len__(self):
+        return (len(self.X) + BS - 1) // BS
+
+    def __getitem__(self, b):
+        import torch
+
+        idx = np.sort(self.order[b * BS : (b + 1) * BS])
+        xb, yb = augment_sample_loop(self.X[idx], self.y[idx], np.random.default_rng([SEED, b]))
+        return torch.from_numpy(xb), torch.from_numpy(yb)
+
+
+def run_torch(X, y):
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(_TorchBatches(X, y), batch_size=None, shuffle=False, num_workers=2)
+    return consume((xb.numpy(), yb.numpy()) for xb, yb in loader)
+
+
+def run_batchup023(data_dir, n_repeats, quick):
+    py = VENV023 / "bin" / "python"
+    if not py.exists():
+        return {kind: {"error": f"no BatchUp 0.2.3 environment at {VENV023.name}"} for kind in ("thread", "process")}
+    out = {}
+    for kind in ("thread", "process"):
+        out[kind] = run_json_subprocess(
+            [str(py), str(Path(__file__).resolve()), "--worker023", kind, "--data", str(data_dir),
+             "--repeats", str(n_repeats)],
+            timeout=1800,
+        )
+    return out
+
+
+def worker023(kind, data_dir, n_repeats):
+    """Inside the BatchUp 0.2.3 environment: time one epoch with its pool (global RNG augmentation)."""
+    import importlib.metadata
+
+    from batchup import data_source, work_pool
+
+    X = np.load(Path(data_dir) / "X.npy")
+    y = np.load(Path(data_dir) / "y.npy")
+
+    def one_epoch():
+        pool = work_pool.WorkerThreadPool(processes=2) if kind == "thread" else work_pool.WorkerProcessPool(processes=2)
+        ds = data_source.ArrayDataSource([X, y]).map(_augment_global_rng)
+        par = pool.parallel_data_source(ds, batch_buffer_size=8)
+        return consume(par.batch_iterator(BS, shuffle=np.random.RandomState(SEED)))
+
+    best, times, total = best_of(one_epoch, n_repeats, warmup=0)
+    emit_json({"seconds": best, "times": times, "samples": total,
+               "batchup_version": importlib.metadata.version("batchup")})
+
+
+def _augment_global_rng(X, y):
+    return augment_sample_loop(X, y, np.random.default_rng(np.random.randint(1 << 31)))
+
+
+# -- the other workloads -----------------------------------------------------------------------
+
+
+def time_to_first_batch(X, y, repeats):
+    from batchup.parallel import WorkerProcessPool
+    from batchup.sources import ArrayDataSource
+
+    def run():
+        t0 = time.perf_counter()
+        with WorkerProcessPool(2) as pool:
+            it = pool.parallel_data_source(ArrayDataSource([X, y]).map(augment_sample_loop, seed=SEED), 8)
+            next(it.batch_iterator(BS, shuffle=SEED))
+            elapsed = time.perf_counter() - t0
+        return elapsed
+
+    return min(run() for _ in range(repeats))
+
+
+def memory_total(n_bytes):
+    import psutil
+
+    from batchup.parallel import WorkerProcessPool
+    from batchup.sources import ArrayDataSource
+
+    X = np.ones((n_bytes // (3 * 32 * 32), 3, 32, 32), dtype=np.uint8)
+    me = psutil.Process()
+    alone = me.memory_full_info().pss
+    with WorkerProcessPool(2) as pool:
+        it = pool.parallel_data_source(ArrayDataSource([X]), 8).batch_iterator(BS, shuffle=SEED)
+        for _, _b in zip(range(300), it):
+            pass
+        pss = me.memory_full_info().pss
+        for pid in pool.worker_pids():
+            pss += psutil.Process(pid).memory_full_info().pss
+        it.close()
+    return alone / 2**30, pss / 2**30
+
+
+def overlap(n, c_ms, l_ms):
+    from batchup.sources import ArrayDataSource
+
+    a = np.random.default_rng(0).random((400, 400))
+    reps = 1
+    t0 = time.perf_counter()
+    a @ a
+    one = time.perf_counter() - t0
+    reps = max(1, int(round(c_ms / 1000 / max(one, 1e-6))))
+
+    def consumer_work():
+        for _ in range(reps):
+            a @ a
+
+    t0 = time.perf_counter()
+    consumer_work()
+    c_real = time.perf_counter() - t0
+
+    def loader(X):
+        time.sleep(l_ms / 1000)
+        return (X,)
+
+    ds = ArrayDataSource([np.arange(n * 4)]).map(loader)
+    t0 = time.perf_counter()
+    for _ in ds.batch_iterator(4):
+        consumer_work()
+    serial = time.perf_counter() - t0
+    with ds.prefetch(2, kind="thread", buffer_size=4) as par:
+        t0 = time.perf_counter()
+        for _ in par.batch_iterator(4):
+            consumer_work()
+        threaded = time.perf_counter() - t0
+    ideal = n * max(c_real, l_ms / 1000)
+    return ideal, serial, threaded
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_common_args(parser, default_repeats=2, quick_repeats=1)
+    parser.add_argument("--worker023", choices=["thread", "process"], help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    repeats = repeats_from(args)
+    if args.worker023:
+        worker023(args.worker023, args.data, repeats)
+        return
+
+    n = 10_000 if args.quick else 100_000
+    X, y = make_data(n)
+    note_n = f"{n} images, batch {BS}"
+    timed = {}
+    for name, fn in [
+        ("serial", lambda: run_batchup(X, y, 0, "thread")),
+        ("batchup threads (2)", lambda: run_batchup(X, y, 2, "thread")),
+        ("batchup processes (2)", lambda: run_batchup(X, y, 2, "process")),
+    ]:
+        timed[name] = best_of(fn, repeats, warmup=0)[0]
+        print(f"  {name}: {timed[name]:.2f} s", flush=True)
+    cons = [contender(k, v, note_n) for k, v in timed.items()]
+    try:
+        import torch  # noqa: F401
+
+        secs = best_of(lambda: run_torch(X, y), repeats, warmup=0)[0]
+        cons.append(contender("torch DataLoader (2 workers)", secs, "batch_size=None, batch-returning dataset, tensors"))
+    except ImportError:
+        cons.append(contender("torch DataLoader (2 workers)", None, "torch is not installed"))
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "X.npy", X)
+        np.save(Path(tmp) / "y.npy", y)
+        old = run_batchup023(tmp, repeats, args.quick)
+    for kind, label in (("thread", "BatchUp 0.2.3 threads (2)"), ("process", "BatchUp 0.2.3 processes (2)")):
+        res = old[kind]
+        if "error" in res:
+            cons.append(contender(label, None, res["error"]))
+        else:
+            cons.append(contender(label, res["seconds"], f"batchup {res.get('batchup_version')}, own venv"))
+    workloads = [workload("augmented epoch", "serial", cons)]
+
+    ttfb = time_to_first_batch(X[:20_000], y[:20_000], max(repeats, 3))
+    workloads.append(workload("time to first batch", "batchup processes (2)", [
+        contender("batchup processes (2)", ttfb, "pool creation + iterator + first augmented batch; target <= 1 s"),
+    ]))
+
+    gb = 0.25 if args.quick else 1.0
+    try:
+        alone, total = memory_total(int(gb * 2**30))
+        workloads.append(workload("memory", "parent alone", [
+            contender("parent alone", alone, f"PSS with a {gb:g} GB uint8 array"),
+            contender("parent + 2 process workers", total, "PSS summed over the 3 processes; target <= 1.3 GB"),
+        ], unit="GB"))
+    except ImportError:
+        pass
+
+    nb = 20 if args.quick else 50
+    ideal, serial, threaded = overlap(nb, 20, 20)
+    workloads.append(workload("overlap", "n x max(C, L)", [
+        contender("n x max(C, L)", ideal, f"{nb} batches, C = L = 20 ms"),
+        contender("serial loop", serial, "n x (C + L)"),
+        contender("batchup threads (2), prefetch 4", threaded, "target <= 1.1 x n x max(C, L)"),
+    ]))
+
+    path = write_results("parallel", workloads, args.out, quick=bool(args.quick))
+    import json
+
+    print(format_table(json.loads(path.read_text())))
+    print(f"wrote {os.path.relpath(path)}")
+
+
+if __name__ == "__main__":
+    main()
