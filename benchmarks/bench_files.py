@@ -1,10 +1,11 @@
 """Files on disk: one shuffled epoch of small PNG and .npy files, FileArray vs a plain loop.
 
-Workload: 2,048 files (1,024 with ``--quick``) of one 32 x 32 RGB uint8
-image each, written by this script to a temporary directory (deleted at the
-end), with an int label per file; one shuffled epoch in batches of 64. The
-files sit in the page cache (they were just written), so this measures the
-per-file overhead (open, decode, stack) rather than the disk. Contenders:
+Workloads: 2,048 files (1,024 with ``--quick``) of one 32 x 32 RGB uint8
+image each, as PNG and as .npy, and 512 PNGs (128) of 256 x 256 RGB, written
+by this script to a temporary directory (deleted at the end), with an int
+label per file; one shuffled epoch in batches of 64. The files sit in the
+page cache (they were just written), so this measures the per-file overhead
+(open, decode, stack) rather than the disk. Contenders:
 
 - ``plain loop`` (reference): per batch, ``np.stack([load(path) for path in
   paths[idx]])`` over a NumPy permutation -- the hand-written baseline;
@@ -40,14 +41,14 @@ from batchup.sources import ArrayDataSource  # noqa: E402
 BATCH = 64
 
 
-def make_files(root: Path, n: int, kind: str) -> list:
-    """Write ``n`` 32x32 RGB images as PNG or .npy files; return their names."""
+def make_files(root: Path, n: int, kind: str, side: int) -> list:
+    """Write ``n`` side x side RGB images as PNG or .npy files; return their names."""
     rng = np.random.default_rng(0)
     names = []
     if kind == "png":
         from PIL import Image
     for i in range(n):
-        img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        img = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
         name = f"img_{i:05d}.{kind}"
         if kind == "png":
             Image.fromarray(img).save(root / name)
@@ -77,7 +78,7 @@ def seed004_sequence(root: Path, names: list, labels: np.ndarray, load) -> int: 
     seen = 0
     for b in range(int(np.ceil(len(df) / BATCH))):
         idx = order[b * BATCH : (b + 1) * BATCH]
-        x = np.empty((len(idx), 32, 32, 3), dtype=np.uint8)
+        x = np.empty((len(idx),) + load(os.path.join(root, df.iloc[0, 0])).shape, dtype=np.uint8)
         y = np.empty(len(idx), dtype=np.int64)
         for k, i in enumerate(idx):
             x[k] = load(os.path.join(root, df.iloc[i, 0]))
@@ -96,15 +97,16 @@ def main() -> None:
     add_common_args(parser, default_repeats=5, quick_repeats=2)
     args = parser.parse_args()
     repeats = repeats_from(args)
-    n = 1024 if args.quick else 2048
-    loaders = {"png": read_image, "npy": read_npy}
+    small = 1024 if args.quick else 2048
+    large = 128 if args.quick else 512
+    cases = [("png", read_image, small, 32), ("npy", read_npy, small, 32), ("png", read_image, large, 256)]
     workloads = []
     tmp = Path(tempfile.mkdtemp(prefix="batchup-bench-files-"))
     try:
-        for kind, load in loaders.items():
-            root = tmp / kind
+        for kind, load, n, side in cases:
+            root = tmp / f"{kind}{side}"
             root.mkdir()
-            names = make_files(root, n, kind)
+            names = make_files(root, n, kind, side)
             labels = np.arange(n) % 10
             data = (root, names, labels, load)
             runs = {
@@ -118,8 +120,9 @@ def main() -> None:
                 secs, _, seen = best_of(run, repeats)
                 if seen != n:
                     raise SystemExit(f"{name} saw {seen} samples, expected {n}")
-                contenders.append(contender(name, secs, f"{n} {kind} files of 32x32x3, batch {BATCH}"))
-            workloads.append(workload(f"shuffled epoch over {n} small {kind.upper()} files", "plain loop", contenders))
+                contenders.append(contender(name, secs, f"{n} {kind} files of {side}x{side}x3, batch {BATCH}"))
+            title = f"shuffled epoch over {n} {kind.upper()} files of {side}x{side}x3"
+            workloads.append(workload(title, "plain loop", contenders))
             print(format_table({"benchmark": "files", "machine": "", "workloads": workloads[-1:]}), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
