@@ -94,19 +94,19 @@ class ArrayDataSource(RandomAccessDataSource):
         if not data:
             raise ValueError("data must contain at least one array")
         for i, d in enumerate(data):
-            if not (hasattr(d, "__len__") and hasattr(d, "__getitem__")):
+            if not ((hasattr(d, "__len__") or _has_shape(d)) and hasattr(d, "__getitem__")):
                 raise TypeError(
-                    f"data[{i}] is not array-like (it needs __len__ and __getitem__): "
+                    f"data[{i}] is not array-like (it needs __len__ or a shape, and __getitem__): "
                     f"{type(d).__name__}"
                 )
             if isinstance(d, np.ndarray) and d.ndim == 0:
                 raise TypeError(f"data[{i}] must have at least 1 dimension, got a 0-d array")
-        length = len(data[0])
+        length = _num_rows(data[0])
         for i, d in enumerate(data[1:], start=1):
-            if len(d) != length:
+            if _num_rows(d) != length:
                 raise ValueError(
                     f"all arrays in data must have the same length: data[0] has {length} "
-                    f"samples but data[{i}] has {len(d)}"
+                    f"samples but data[{i}] has {_num_rows(d)}"
                 )
         super().__init__(length, indices=indices, repeats=repeats, sampler=sampler, include_indices=include_indices)
         if sampler is not None:
@@ -152,6 +152,18 @@ class ArrayDataSource(RandomAccessDataSource):
 
     def __repr__(self) -> str:
         return f"ArrayDataSource(<{len(self.data)} arrays of {self._length} samples>, sampler={self.sampler!r})"
+
+
+def _has_shape(d: Any) -> bool:
+    shape = getattr(d, "shape", None)
+    return isinstance(shape, tuple) and len(shape) >= 1
+
+
+def _num_rows(d: Any) -> int:
+    """Return the number of samples: ``len(d)``, or ``d.shape[0]`` for arrays without ``__len__`` (zarr 3)."""
+    if hasattr(d, "__len__"):
+        return len(d)
+    return int(d.shape[0])
 
 
 def _check_sampler_fits(sampler: Any, length: int) -> None:

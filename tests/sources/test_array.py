@@ -203,3 +203,30 @@ def test_empty_forever_raises():
     with pytest.raises(ValueError, match="empty"):
         ArrayDataSource([np.zeros(0)], repeats=-1).batch_iterator(3)
     assert list(ArrayDataSource([np.zeros(0)]).batch_iterator(3)) == []
+
+
+def test_array_with_shape_but_no_len_is_accepted():
+    """zarr 3 arrays have a shape and __getitem__ but no __len__."""
+
+    class NoLen:
+        def __init__(self, a):
+            self.a = a
+            self.shape = a.shape
+
+        def __getitem__(self, idx):
+            return self.a[idx]
+
+    X = np.arange(12).reshape(6, 2)
+    ds = ArrayDataSource([NoLen(X), np.arange(6)])
+    got = np.concatenate([b[0] for b in ds.batch_iterator(4, shuffle=2)])
+    assert sorted(got[:, 0].tolist()) == X[:, 0].tolist()
+    with pytest.raises(ValueError, match="5"):
+        ArrayDataSource([NoLen(X), np.arange(5)])
+
+
+def test_zarr_array_directly():
+    zarr = pytest.importorskip("zarr")
+    z = zarr.array(np.arange(20).reshape(10, 2))
+    ds = ArrayDataSource([z])
+    got = np.concatenate([b[0] for b in ds.batch_iterator(3, shuffle=1)])
+    assert sorted(got[:, 0].tolist()) == list(range(0, 20, 2))
