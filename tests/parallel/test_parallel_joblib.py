@@ -127,9 +127,15 @@ def dask_cli(tmp_path):
         yield client
     finally:
         if client is not None:
-            client.close()
+            try:
+                client.shutdown()  # stops the scheduler and its workers
+            except Exception:  # noqa: BLE001 - fall back to signals below
+                client.close()
         for p in (worker, sched):
-            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.terminate()
         for p in (worker, sched):
             try:
                 p.wait(15)
