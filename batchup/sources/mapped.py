@@ -71,13 +71,20 @@ class MapDataSource(AbstractDataSource):
         self._require_random_access()
         return self.source.batch_indices_iterator(batch_size, **kwargs)
 
-    def samples_by_indices_nomapping(self, indices: Any, batch_number: int | None = None) -> Any:
+    def _inner(self, method: str, indices: Any, batch_number: int | None) -> Any:
         self._require_random_access()
-        return self.apply(self.source.samples_by_indices_nomapping(indices), batch_number)
+        fetch = getattr(self.source, method)
+        if isinstance(self.source, MapDataSource):
+            # A nested map numbers batches the same way, so it gets the same batch number.
+            return fetch(indices, batch_number)
+        return fetch(indices)
+
+    def samples_by_indices_nomapping(self, indices: Any, batch_number: int | None = None) -> Any:
+        batch = self._inner("samples_by_indices_nomapping", indices, batch_number)
+        return self.apply(batch, batch_number)
 
     def samples_by_indices(self, indices: Any, batch_number: int | None = None) -> Any:
-        self._require_random_access()
-        return self.apply(self.source.samples_by_indices(indices), batch_number)
+        return self.apply(self._inner("samples_by_indices", indices, batch_number), batch_number)
 
 
 class MapBatchIterator(StatefulIterator):

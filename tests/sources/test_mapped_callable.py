@@ -120,3 +120,13 @@ def test_abstract_classes_are_instantiable_and_raise():
     with pytest.raises(NotImplementedError):
         next(r.batch_iterator(3))
     assert not hasattr(a, "__len__") and not hasattr(r, "__getitem__")
+
+
+def test_nested_seeded_maps_by_indices_match_iteration():
+    src = ArrayDataSource([np.zeros(6)])
+    inner = src.map(lambda x, rng: (x + rng.random(len(x)),), seed=1)
+    outer = inner.map(lambda x, rng: (x + 10 * rng.random(len(x)),), seed=2)
+    it_batches = [b[0].tolist() for b in outer.batch_iterator(2)]
+    by_index = [outer.samples_by_indices_nomapping(np.arange(2 * k, 2 * k + 2), batch_number=k)[0].tolist()
+                for k in range(3)]
+    assert it_batches == by_index
