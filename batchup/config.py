@@ -17,35 +17,41 @@ lets one process fetch while others wait for its result.
 ``[download] mirror=`` in the config file, or ``$BATCHUP_MIRROR``, names a
 base URL that replaces the official hosts (see :func:`mirror_url`).
 
+As in BatchUp 0.2, :func:`download_and_verify`, :func:`copy_and_verify`,
+:func:`download_data` and :func:`copy_data` return ``None`` when the file
+cannot be had: the reason (URL, attempts, HTTP status, expected and actual
+SHA-256, mirror setting) is printed on stderr as a ``DownloadError: ...`` or
+``IntegrityError: ...`` line. Local failures (a full disk), Ctrl-C, a bad
+argument or an unusable config file still raise. The dataset classes turn a
+failed fetch into a ``RuntimeError`` whose ``__cause__`` is that error.
+
 The helpers of BatchUp 0.2 (``urlretrieve``, ``download``,
 ``get_batchup_path``, ``get_data_dir``) are looked up through this module at
 call time, so they can be replaced, e.g. ``batchup.config.urlretrieve =
-my_fetch``. Nothing happens at import: no directory is created and no file is
-read until a function asks for it.
+my_fetch``; so are the knobs :data:`TIMEOUT`, :data:`TRIES` and
+:data:`BACKOFF`. The HTTP machinery lives in ``batchup._fetch`` and the lock
+in ``batchup._filelock``. Nothing happens at import: no directory is created
+and no file is read until a function asks for it.
 """
 from __future__ import annotations
 
 import configparser
-import contextlib
 import hashlib
-import http.client
 import os
 import shutil
-import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import batchup
+from batchup import _fetch
 from batchup._errors import (
     ArchiveError,
     ConfigError,
     DownloadError,
     IntegrityError,
     UnsafeArchiveError,
+    report_failure,
 )
+from batchup._filelock import file_lock
 
 __all__ = [
     "ArchiveError", "ConfigError", "DownloadError", "IntegrityError", "UnsafeArchiveError",
@@ -60,7 +66,7 @@ HOME_ENV = "BATCHUP_HOME"
 MIRROR_ENV = "BATCHUP_MIRROR"
 #: Seconds to wait for a connection, and for each read, before a try fails.
 TIMEOUT = 30.0
-#: Download attempts before :func:`download_and_verify` gives up.
+#: Download attempts before :func:`download_and_verify` gives up (HTTP 4xx: one attempt).
 TRIES = 3
 #: Seconds before the second attempt; doubles for each further attempt.
 BACKOFF = 1.0
@@ -73,10 +79,6 @@ class BatchupHomeError(NotADirectoryError, RuntimeError):
 
     Also a ``RuntimeError``, the type BatchUp 0.2 raised here.
     """
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- configuration -------------------------------------------------------------------------------------
@@ -210,7 +212,7 @@ def mirror_url(url: str, subdir: str | None = None) -> str:
     return prefix + name
 
 
-# -- hashing and locking -------------------------------------------------------------------------------
+# -- hashing ------------------------------------------------------------------------------------------
 
 def compute_sha256(path: str) -> str:
     """Return the lowercase hex SHA-256 digest of the file at ``path``."""
@@ -231,7 +233,7 @@ def verify_file(path: str, sha256: str | None) -> bool:
         return False
     actual = compute_sha256(path)
     if sha256 is None:
-        _say(f"SHA-256 of {path} is {actual}")
+        _fetch.say(f"SHA-256 of {path} is {actual}")
         return True
     return actual == sha256.lower()
 
@@ -245,47 +247,11 @@ def check_sha256(sha256: Any, name: str = "sha256") -> str | None:
     return sha256.lower()
 
 
-@contextlib.contextmanager
-def file_lock(path: str) -> Iterator[None]:
-    """Hold an exclusive inter-process lock on ``<path>.lock`` for the ``with`` block.
-
-    The lock dies with its process (``flock``), so a killed fetch never blocks
-    the next one. The lock file is removed on release.
-    """
-    lock_path = path + ".lock"
-    os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
-    fcntl: Any
+def _mirror_note() -> str:
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: a best-effort lock
-        fcntl = None
-    while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        if fcntl is None:  # pragma: no cover
-            break
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _say(f"waiting for another process to finish with {path}")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:  # the holder we waited for may have removed the file: lock the current one
-            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(lock_path)
-        os.close(fd)
-
-
-def _remove(*paths: str) -> None:
-    for p in paths:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.remove(p)
+        return get_mirror() or "none (official URLs)"
+    except ConfigError:  # a bad mirror setting must not hide the failure being reported
+        return "unreadable"
 
 
 def _trusted_existing(path: str, sha256: str | None) -> bool:
@@ -294,34 +260,12 @@ def _trusted_existing(path: str, sha256: str | None) -> bool:
         return False
     if verify_file(path, sha256):
         return True
-    _say(f"{path} is corrupt (SHA-256 mismatch); fetching it again")
-    _remove(path)
+    _fetch.say(f"{path} is corrupt (SHA-256 mismatch); fetching it again")
+    _fetch.remove(path)
     return False
 
 
-# -- HTTP -----------------------------------------------------------------------------------------------
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
-        scheme = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, newurl)).scheme
-        if scheme not in ("http", "https"):
-            err = DownloadError(f"refusing the HTTP {code} redirect from {req.full_url} to {newurl!r} "
-                                f"(only http and https are followed)")
-            err.status = code
-            raise err
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _fail(message: str, status: int | None = None) -> DownloadError:
-    err = DownloadError(message)
-    err.status = status
-    return err
-
-
-def _retryable(err: DownloadError) -> bool:
-    status = getattr(err, "status", None)
-    return status is None or status >= 500 or status in (408, 429)
-
+# -- downloads and copies (the BatchUp 0.2 functions) --------------------------------------------------
 
 def urlretrieve(url: str, filename: str, reporthook: Callable[[int, int, int], Any] | None = None,
                 *, timeout: float | None = None) -> tuple[str, Any]:
@@ -330,8 +274,12 @@ def urlretrieve(url: str, filename: str, reporthook: Callable[[int, int, int], A
     A ``.part`` left by an interrupted try is resumed with an HTTP range
     request (restarted when the server ignores it). ``reporthook`` is called
     as ``hook(bytes_so_far, 1, total_bytes)``, ``total_bytes`` being ``-1``
-    when unknown. Returns ``(filename, headers)`` like
-    :func:`urllib.request.urlretrieve`.
+    when unknown. ``timeout`` defaults to :data:`TIMEOUT`. Returns
+    ``(filename, headers)`` like :func:`urllib.request.urlretrieve`.
+
+    :func:`download` calls ``batchup.config.urlretrieve(url, path,
+    reporthook=hook)``, so assigning another function here (one with that
+    signature) changes how every file is fetched.
 
     Raises
     ------
@@ -339,78 +287,12 @@ def urlretrieve(url: str, filename: str, reporthook: Callable[[int, int, int], A
         For an HTTP error status (``.status`` holds it), a refused or timed-out
         connection, a body shorter than its ``Content-Length``, or a redirect
         to a scheme other than http/https.
+    ValueError
+        If ``url`` is not http or https.
     OSError
         If writing the local file fails (e.g. the disk is full).
     """
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError(f"url must use the http or https scheme, got {url!r}")
-    part = filename + ".part"
-    start = os.path.getsize(part) if os.path.isfile(part) else 0
-    headers = {"User-Agent": f"batchup/{batchup.__version__}"}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    opener = urllib.request.build_opener(_HttpOnlyRedirects)
-    try:
-        resp = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout or TIMEOUT)
-    except urllib.error.HTTPError as err:
-        err.close()
-        if err.code == 416:  # our range no longer fits the file: start again next try
-            _remove(part)
-        raise _fail(f"HTTP {err.code} {err.reason} for {url}", err.code) from err
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-        if isinstance(err, DownloadError):
-            raise
-        reason = getattr(err, "reason", err)
-        raise _fail(f"could not connect to {url}: {reason}") from err
-    with resp:
-        resumed = resp.status == 206 and resp.headers.get("Content-Range", "").startswith(f"bytes {start}-")
-        done = start if resumed else 0
-        length = resp.headers.get("Content-Length")
-        total = done + int(length) if length and length.isdigit() else -1
-        with open(part, "ab" if resumed else "wb") as out:
-            while True:
-                try:
-                    block = resp.read1(_CHUNK)
-                except (OSError, http.client.HTTPException) as err:
-                    got = f"got {done} of {total} bytes" if total >= 0 else f"after {done} bytes"
-                    raise _fail(f"connection to {url} failed: {got} ({type(err).__name__}: {err})") from err
-                if not block:
-                    break
-                try:
-                    out.write(block)
-                except OSError as err:  # a local problem (disk full, quota): retrying will not help
-                    raise OSError(err.errno, f"{err.strerror} while writing the download", part) from err
-                done += len(block)
-                if reporthook is not None:
-                    reporthook(done, 1, total)
-        if total >= 0 and done < total:
-            raise _fail(f"connection to {url} closed early: got {done} of {total} bytes")
-        os.replace(part, filename)
-        return filename, resp.headers
-
-
-class _Progress:
-    """A tqdm bar driven by a ``hook(count, block_size, total_size)`` reporthook."""
-
-    def __init__(self, desc: str) -> None:
-        self.desc, self.shown = desc, 0
-        self.bar: Any = None
-
-    def hook(self, count: int, block_size: int, total_size: int) -> None:
-        if self.bar is None:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:  # pragma: no cover - tqdm is a dependency, but stay quiet without it
-                return
-            self.bar = tqdm(total=total_size if total_size > 0 else None, unit="B", unit_scale=True,
-                            unit_divisor=1024, desc=self.desc, leave=False)
-        now = count * block_size
-        self.bar.update(now - self.shown)
-        self.shown = now
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    return _fetch.http_get(url, filename, reporthook, timeout or TIMEOUT)
 
 
 def download(path: str, source_url: str) -> str:
@@ -418,122 +300,87 @@ def download(path: str, source_url: str) -> str:
 
     An existing ``path`` is returned at once. Progress is shown with tqdm.
     Uses ``batchup.config.urlretrieve`` (replaceable). On any error the file
-    at ``path`` is removed and the error propagates.
+    at ``path`` is removed and the error propagates: this is the one try that
+    :func:`download_and_verify` repeats.
     """
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
     if os.path.exists(path):
         return path
-    _say(f"Downloading {source_url} to {path}")
-    progress = _Progress(os.path.basename(path))
+    _fetch.say(f"Downloading {source_url} to {path}")
+    progress = _fetch.Progress(os.path.basename(path))
     try:
         urlretrieve(source_url, path, reporthook=progress.hook)
     except BaseException:
-        _remove(path)
+        _fetch.remove(path)
         raise
     finally:
         progress.close()
     return path
 
 
-def _mismatch(path: str, source: str, expected: str, actual: str, sample: bytes = b"") -> IntegrityError:
-    try:
-        mirror = get_mirror() or "none (official URLs)"
-    except Exception:  # noqa: BLE001 - a bad mirror setting must not hide the mismatch
-        mirror = "unreadable"
-    hint = ""
-    if sample.lstrip()[:15].lower().startswith((b"<!doctype", b"<html")):
-        hint = " The server sent an HTML page instead of the file (an error or login page?)."
-    return IntegrityError(f"SHA-256 mismatch for {path} from {source}: expected {expected}, got {actual}. "
-                          f"Mirror setting: {mirror}.{hint} If the source is right, delete the file and retry.")
-
-
-def _head(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(64)
-
-
-def download_and_verify(path: str, source_url: str, sha256: str | None) -> str:
-    """Download ``source_url`` to ``path`` and verify its SHA-256; return ``path``.
-
-    An existing ``path`` is verified first and re-fetched if it is corrupt. A
-    download goes to ``path + '.unverified'`` and is renamed into place only
-    after its digest matched. Up to :data:`TRIES` attempts are made, with
-    exponential backoff; HTTP 4xx errors are not retried. The partial bytes
-    of a download interrupted by Ctrl-C (or a killed process) are resumed by
-    the next call; after a failure they are deleted. Other processes
-    fetching the same ``path`` wait for this one (:func:`file_lock`).
-
-    Raises
-    ------
-    DownloadError
-        After the last failed attempt (the message names the URL and the
-        number of attempts), or at once for an HTTP 4xx status.
-    IntegrityError
-        If the last attempt produced a file with the wrong digest.
-    OSError
-        If writing locally fails (not retried).
-    """
+def _download_and_verify(path: str, source_url: str, sha256: str | None) -> str:
+    """:func:`download_and_verify`, raising ``DownloadError``/``IntegrityError`` instead of returning ``None``."""
     sha256 = check_sha256(sha256)
     with file_lock(path):
         if _trusted_existing(path, sha256):
             return path
-        tmp = path + ".unverified"
-        _remove(tmp)  # a finished but unchecked file of a killed run; its ``.part`` is kept for resuming
-        last: Exception | None = None
-        attempt = 0
-        keep_part = False
-        try:
-            for attempt in range(1, TRIES + 1):
-                if attempt > 1:
-                    time.sleep(BACKOFF * 2 ** (attempt - 2))
-                try:
-                    download(tmp, source_url)
-                except DownloadError as err:
-                    last = err
-                    _say(f"attempt {attempt} of {TRIES} failed: {err}")
-                    if not _retryable(err):
-                        break
-                    continue
-                if not os.path.isfile(tmp):
-                    last = _fail(f"downloading {source_url} produced no file at {tmp}")
-                    continue
-                actual = compute_sha256(tmp)
-                if sha256 is None or actual == sha256:
-                    if sha256 is None:
-                        _say(f"SHA-256 of {path} is {actual} (not checked: no digest given)")
-                    os.replace(tmp, path)
-                    return path
-                last = _mismatch(path, source_url, sha256, actual, _head(tmp))
-                _say(f"attempt {attempt} of {TRIES}: {last}")
-                _remove(tmp, tmp + ".part")
-        except (KeyboardInterrupt, SystemExit):
-            keep_part = True  # interrupted by the user: the next call resumes from the partial bytes
-            raise
-        finally:
-            _remove(tmp)
-            if not keep_part:
-                _remove(tmp + ".part")
-        if isinstance(last, IntegrityError):
-            raise last
-        tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")
-        raise _fail(f"could not download {source_url} to {path} (gave up after {tries}): {last}",
-                    getattr(last, "status", None)) from last
+        return _fetch.download_verified(path, source_url, sha256, download=download, digest=compute_sha256,
+                                        tries=TRIES, backoff=BACKOFF, mirror=_mirror_note())
 
 
-def copy_and_verify(path: str, source_path: str, sha256: str | None) -> str | None:
-    """Copy ``source_path`` to ``path``, verify it, and return ``path``.
+def download_and_verify(path: str, source_url: str, sha256: str | None) -> str | None:
+    """Download ``source_url`` to ``path``, verify its SHA-256, and return ``path`` (``None`` on failure).
 
-    Returns ``None`` when ``source_path`` does not exist. An existing
-    ``path`` is verified first. The copy is made with ``shutil.copy`` (looked
-    up at call time) to ``path + '.unverified'`` and renamed after it matched.
+    An existing ``path`` is verified first and re-fetched if it is corrupt. A
+    download goes to ``path + '.unverified'`` (through ``batchup.config.download``,
+    looked up at call time) and is renamed into place only after its digest
+    matched. Up to :data:`TRIES` attempts are made, with exponential backoff
+    from :data:`BACKOFF` seconds; an HTTP 4xx error (other than 408/429) is
+    not retried. The partial bytes of a download interrupted by Ctrl-C (or a
+    killed process) are resumed by the next call; after a failure they are
+    deleted. Other processes fetching the same ``path`` wait for this one
+    (:func:`file_lock`).
+
+    Parameters
+    ----------
+    path : str
+        Where the verified file goes.
+    source_url : str
+        An http or https URL.
+    sha256 : str or None
+        The expected digest (64 hex digits); ``None`` accepts any file and
+        prints its digest so that it can be recorded.
+
+    Returns
+    -------
+    str or None
+        ``path``; or ``None`` after every attempt failed (the contract of
+        BatchUp 0.2). Each failed attempt prints a line on stderr, and the
+        final reason is printed as ``DownloadError: ...`` (URL, number of
+        attempts, last failure with its HTTP status, mirror setting) or
+        ``IntegrityError: ...`` (the file, expected and actual SHA-256, the
+        mirror setting).
 
     Raises
     ------
-    IntegrityError
-        If the copy's digest differs from ``sha256`` (the copy is removed).
+    OSError
+        If writing locally fails, e.g. a full disk (not retried).
+    ValueError
+        If ``sha256`` is not 64 hex digits or the URL is not http/https.
+    ConfigError
+        If the config file cannot be parsed.
     """
+    try:
+        return _download_and_verify(path, source_url, sha256)
+    except (DownloadError, IntegrityError) as err:
+        report_failure(err)
+        return None
+
+
+def _copy_and_verify(path: str, source_path: str, sha256: str | None) -> str | None:
+    """:func:`copy_and_verify`, raising ``IntegrityError`` on a mismatch."""
     sha256 = check_sha256(sha256)
     with file_lock(path):
         if _trusted_existing(path, sha256):
@@ -545,20 +392,46 @@ def copy_and_verify(path: str, source_path: str, sha256: str | None) -> str | No
             shutil.copy(source_path, tmp)
             actual = compute_sha256(tmp)
             if sha256 is not None and actual != sha256:
-                raise _mismatch(path, source_path, sha256, actual, _head(tmp))
+                raise _fetch.integrity_error(path, source_path, sha256, actual, _fetch.head(tmp), _mirror_note())
             if sha256 is None:
-                _say(f"SHA-256 of {path} is {actual} (not checked: no digest given)")
+                _fetch.say(f"SHA-256 of {path} is {actual} (not checked: no digest given)")
             os.replace(tmp, path)
         finally:
-            _remove(tmp)
+            _fetch.remove(tmp)
         return path
 
 
-def download_data(filename: str, source_url: str, sha256: str | None) -> str:
-    """:func:`download_and_verify` into ``get_data_path(filename)``."""
+def copy_and_verify(path: str, source_path: str, sha256: str | None) -> str | None:
+    """Copy ``source_path`` to ``path``, verify it, and return ``path`` (``None`` on failure).
+
+    An existing ``path`` is verified first. The copy is made with
+    ``shutil.copy`` (looked up at call time) to ``path + '.unverified'`` and
+    renamed after its digest matched; there is a single attempt.
+
+    Returns
+    -------
+    str or None
+        ``path``; ``None`` without a word when ``source_path`` does not
+        exist; ``None`` after a failed verification, which is printed as
+        ``IntegrityError: ...`` (both digests) and leaves no copy behind.
+
+    Raises
+    ------
+    OSError
+        If copying fails for another reason (unreadable source, full disk).
+    """
+    try:
+        return _copy_and_verify(path, source_path, sha256)
+    except IntegrityError as err:
+        report_failure(err)
+        return None
+
+
+def download_data(filename: str, source_url: str, sha256: str | None) -> str | None:
+    """:func:`download_and_verify` into ``get_data_path(filename)``; the path, or ``None`` on failure."""
     return download_and_verify(get_data_path(filename), source_url, sha256)
 
 
 def copy_data(filename: str, source_path: str, sha256: str | None) -> str | None:
-    """:func:`copy_and_verify` into ``get_data_path(filename)``."""
+    """:func:`copy_and_verify` into ``get_data_path(filename)``; the path, or ``None`` on failure."""
     return copy_and_verify(get_data_path(filename), source_path, sha256)

@@ -6,7 +6,8 @@ if one has an absolute name, climbs out with ``..``, is a symbolic or hard
 link, or is a device, FIFO or other special file. Only then is anything
 written, through ``extractall(filter='data')`` as a second layer (PEP 706),
 which also clears setuid/setgid bits. :func:`load_pickle` unpickles with a
-whitelist that admits NumPy arrays and nothing that can run code.
+whitelist that admits NumPy arrays and nothing that can run code
+(``UnsafePickleError`` otherwise).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from batchup._errors import ArchiveError, UnsafeArchiveError
+from batchup._errors import ArchiveError, UnsafeArchiveError, UnsafePickleError
 
 __all__ = ["check_member", "load_pickle", "safe_extract"]
 
@@ -92,7 +93,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if module.startswith("numpy.core"):  # NumPy 1.x spelling; NumPy 2 renamed the package
             canonical = "numpy._core" + module[len("numpy.core"):]
         if (canonical, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"{self.where}: refusing to load the global {module}.{name} "
+            raise UnsafePickleError(f"{self.where}: refusing to load the global {module}.{name} "
                                          f"(only NumPy arrays are allowed in dataset pickles)")
         if canonical.startswith("numpy._core") and not hasattr(np, "_core"):  # pragma: no cover - NumPy 1.x
             canonical = "numpy.core" + canonical[len("numpy._core"):]
@@ -104,17 +105,19 @@ def load_pickle(path: str) -> Any:
 
     Raises
     ------
-    pickle.UnpicklingError
-        If the pickle refers to any other global (the message names it).
+    UnsafePickleError
+        If the pickle refers to any other global (the message names it); it
+        is an :class:`~batchup.config.UnsafeArchiveError` and a
+        ``pickle.UnpicklingError``.
     ArchiveError
         If the file is truncated or not a pickle.
     """
     with open(path, "rb") as f:
         try:
             return _RestrictedUnpickler(f, path).load()
+        except UnsafePickleError:
+            raise
         except pickle.UnpicklingError as err:
-            if "refusing to load" in str(err):
-                raise
             raise ArchiveError(f"{path} is not a valid pickle: {err}") from err
         except (EOFError, ValueError, TypeError) as err:
             raise ArchiveError(f"{path} is not a valid pickle: {type(err).__name__}: {err}") from err

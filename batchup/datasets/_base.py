@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from batchup._checks import is_int
+from batchup._errors import FETCH_FAILURES, SourceUnavailableError
 from batchup.datasets import _cache
 from batchup.datasets.dataset import DownloadSourceFile
 from batchup.image.utils import ImageArrayUInt8ToFloat32
@@ -40,16 +41,33 @@ def download_sources(files: Sequence[RemoteFile], dataset: str) -> list[Download
 def open_cache(fetch: Callable[..., str | None], name: str, **kwargs: Any) -> dict[str, np.ndarray]:
     """Fetch a dataset and return its cached arrays; a damaged cache is rebuilt once.
 
+    ``fetch`` is a function made by
+    :func:`~batchup.datasets.dataset.fetch_and_convert_dataset`; its raising
+    twin ``fetch.or_raise`` is used when it has one.
+
     Raises
     ------
     RuntimeError
-        If ``fetch`` returns ``None`` (a source could not be acquired).
+        If the dataset cannot be fetched: a source could not be downloaded,
+        copied or verified, or its archive is broken. The message gives the
+        reason and ``__cause__`` holds the underlying
+        :class:`~batchup.config.DownloadError`,
+        :class:`~batchup.config.IntegrityError` or
+        :class:`~batchup.config.ArchiveError` (a
+        :class:`~batchup.datasets.dataset.SourceUnavailableError` when a
+        source gave ``None`` without a reported reason).
     """
+    fetch_or_raise = getattr(fetch, "or_raise", fetch)
     for attempt in (1, 2):
-        path = fetch(**kwargs)
+        try:
+            path = fetch_or_raise(**kwargs)
+        except FETCH_FAILURES as err:
+            # chain the download/verification error itself, not the "could not acquire" wrapper
+            cause = err.__cause__ if isinstance(err, SourceUnavailableError) and err.__cause__ else err
+            raise RuntimeError(f"could not load the {name} dataset: {err}") from cause
         if path is None:
-            raise RuntimeError(f"could not load the {name} dataset: a source file could not be acquired "
-                               f"(see the messages above)")
+            raise RuntimeError(f"could not load the {name} dataset: {getattr(fetch, '__name__', 'fetch')} "
+                               f"returned None (see the messages above)")
         try:
             return _cache.load(path)
         except _cache.CacheError as err:

@@ -63,6 +63,13 @@ class CIFAR10(ImageSplits):
     Parameters and attributes are those of :class:`~batchup.datasets.mnist.MNISTBase`
     (without ``h5_path``), plus ``class_names`` (a list of 10 str).
 
+    Raises
+    ------
+    RuntimeError
+        If the dataset cannot be fetched (a download, copy or checksum
+        failed, or the archive is broken); the message says why and
+        ``__cause__`` holds the underlying error.
+
     Examples
     --------
     >>> from batchup.datasets import cifar10

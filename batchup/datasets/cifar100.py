@@ -73,6 +73,13 @@ class CIFAR100(ImageSplits):
     (20 str). :meth:`source` takes ``coarse=True`` to add the coarse labels
     as a third array.
 
+    Raises
+    ------
+    RuntimeError
+        If the dataset cannot be fetched (a download, copy or checksum
+        failed, or the archive is broken); the message says why and
+        ``__cause__`` holds the underlying error.
+
     Examples
     --------
     >>> from batchup.datasets import cifar100

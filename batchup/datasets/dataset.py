@@ -9,25 +9,42 @@ deletes the sources. The whole step holds a lock, so two processes never
 convert the same dataset at once, and a crash never leaves a half-written
 cache that a later run would trust.
 
+The BatchUp 0.2 contract holds: :meth:`AbstractSourceFile.acquire` returns a
+path or ``None``, and a fetch function returns the cache path or ``None``
+after printing why (which source, and the download or verification error).
+Each fetch function also has a raising twin, ``fetch.or_raise(**kwargs)``,
+which the dataset classes use to raise ``RuntimeError`` with that reason as
+its ``__cause__``.
+
 Every call into :mod:`batchup.config` goes through the module attribute
-(``config.download_data`` and so on), so replacing those helpers works.
+(``config.download_data`` and so on), so replacing those helpers works, for
+the raising twin too.
 """
 from __future__ import annotations
 
 import functools
 import glob
 import os
-import sys
 import urllib.parse
 from typing import Any, Callable, Iterable, Sequence, Union, cast
 
 from batchup import config
-from batchup._errors import ArchiveError, DownloadError, IntegrityError, UnsafeArchiveError
+from batchup._errors import (
+    FETCH_FAILURES,
+    ArchiveError,
+    DownloadError,
+    IntegrityError,
+    SourceUnavailableError,
+    UnsafeArchiveError,
+    collect_failures,
+    report_failure,
+)
+from batchup._filelock import file_lock
 from batchup.datasets import _cache
 
 __all__ = [
     "AbstractSourceFile", "ArchiveError", "BatchUpSourceFile", "CopySourceFile", "DownloadError",
-    "DownloadSourceFile", "ExistingSourceFile", "IntegrityError", "UnsafeArchiveError",
+    "DownloadSourceFile", "ExistingSourceFile", "IntegrityError", "SourceUnavailableError", "UnsafeArchiveError",
     "classnames_from_h5", "delete_dataset_cache", "fetch_and_convert_dataset", "path_string",
 ]
 
@@ -73,7 +90,12 @@ class AbstractSourceFile:
         self.sha256 = config.check_sha256(sha256)
 
     def acquire(self, **kwargs: Any) -> str | None:
-        """Return a local path of the verified file, or ``None`` if it is unavailable."""
+        """Return a local path of the verified file, or ``None`` if it is unavailable.
+
+        A subclass reports why it returns ``None`` (as
+        :func:`batchup.config.download_and_verify` does), so that the reason
+        reaches the user and the ``RuntimeError`` of a dataset class.
+        """
         raise NotImplementedError(f"Abstract for type {type(self).__name__}")
 
     def clean_up(self) -> None:
@@ -184,9 +206,13 @@ class CopySourceFile(BatchUpSourceFile):
     def acquire(self, **kwargs: Any) -> str | None:
         src = self.source_path if self.source_path is not None else kwargs.get(str(self.arg_name))
         if src is None:
-            print(f"pass {self.arg_name}=<path of {self.filename}> to fetch this dataset", file=sys.stderr)
+            report_failure(SourceUnavailableError(f"pass {self.arg_name}=<path of {self.filename}> "
+                                                  f"to fetch this dataset"))
             return None
-        return config.copy_data(self.temp_filename, src, self.sha256)
+        path = config.copy_data(self.temp_filename, src, self.sha256)
+        if path is None and not os.path.exists(src):  # copy_data is silent about a missing source
+            report_failure(SourceUnavailableError(f"{src} does not exist"))
+        return path
 
 
 class ExistingSourceFile(AbstractSourceFile):
@@ -206,8 +232,13 @@ class ExistingSourceFile(AbstractSourceFile):
 
     def acquire(self, **kwargs: Any) -> str | None:
         p = path_string(self.path)
-        if os.path.exists(p) and config.verify_file(p, self.sha256):
+        if not os.path.exists(p):
+            return None
+        if config.verify_file(p, self.sha256):
             return p
+        if os.path.isfile(p) and self.sha256 is not None:
+            report_failure(IntegrityError(f"SHA-256 mismatch for {p}: expected {self.sha256}, "
+                                          f"got {config.compute_sha256(p)}"))
         return None
 
 
@@ -217,6 +248,17 @@ def _check_sources(source_files: Sequence[Any]) -> list[AbstractSourceFile]:
         if not isinstance(src, AbstractSourceFile):
             raise TypeError(f"source_files[{i}] must be an AbstractSourceFile, got {type(src).__name__}")
     return sources
+
+
+def _acquire(src: AbstractSourceFile, kwargs: dict[str, Any]) -> str:
+    """Return ``src.acquire(**kwargs)``; raise SourceUnavailableError, caused by the reported failure, on ``None``."""
+    with collect_failures() as failures:
+        path = src.acquire(**kwargs)
+    if path is not None:
+        return path
+    cause = failures[-1] if failures else None
+    raise SourceUnavailableError(f"could not acquire {src}" + (f": {cause}" if cause is not None else "")) \
+        from cause
 
 
 def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Callable[[], Sequence[Any]],
@@ -231,21 +273,49 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
     target_filename : str or zero-argument callable
         The cache name, relative to the batchup data directory.
 
+    Returns
+    -------
+    callable
+        The decorator. The ``fetch(**kwargs)`` it makes returns the cache
+        path, or ``None`` when a source could not be acquired or the
+        conversion found the data broken (a :class:`DownloadError`,
+        :class:`IntegrityError`, :class:`ArchiveError` or
+        :class:`SourceUnavailableError`): the reason, naming the source, is
+        printed on stderr. ``fetch.or_raise(**kwargs)`` does the same work
+        but raises that error instead (what the dataset classes use).
+
     Notes
     -----
     ``fetch`` returns the existing cache without acquiring anything. Otherwise
     it locks the target, acquires the sources (``**kwargs`` go to
-    ``acquire``; a source returning ``None`` makes fetch return ``None``,
-    keeping the sources acquired so far for the next try), calls ``convert``
-    with a temporary target path and renames the result into place; if
-    ``convert`` raises, the temporary output is deleted. Sources are cleaned
-    up only after a successful conversion.
+    ``acquire``; a source returning ``None`` stops the fetch, keeping the
+    sources acquired so far for the next try), calls ``convert`` with a
+    temporary target path and renames the result into place; if ``convert``
+    raises, the temporary output is deleted. Sources are cleaned up only
+    after a successful conversion. Errors other than the four above (a full
+    disk, Ctrl-C, two sources resolving to one file) propagate from both.
 
     Raises
     ------
     TypeError
         At the factory call, for a bad ``target_filename`` or a source that
         is not an :class:`AbstractSourceFile`.
+
+    Examples
+    --------
+    >>> import os, shutil, tempfile
+    >>> home = os.environ["BATCHUP_HOME"] = tempfile.mkdtemp()
+    >>> @fetch_and_convert_dataset([CopySourceFile("raw.txt", source_path="/nonexistent/raw.txt")], "words")
+    ... def fetch_words(source_paths, target_path):
+    ...     os.rename(source_paths[0], target_path)
+    ...     return target_path
+    >>> fetch_words() is None          # prints why on stderr
+    True
+    >>> fetch_words.or_raise()
+    Traceback (most recent call last):
+    ...
+    batchup._errors.SourceUnavailableError: could not acquire file raw.txt on filesystem at /nonexistent/raw.txt: /nonexistent/raw.txt does not exist
+    >>> del os.environ["BATCHUP_HOME"]; shutil.rmtree(home)
     """
     if not isinstance(target_filename, str) and not callable(target_filename):
         raise TypeError(f"target_filename must be a str or a callable, got {type(target_filename).__name__}")
@@ -256,13 +326,12 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
         make_sources = lambda: checked  # noqa: E731
 
     def decorate(convert: Callable[[list[str], str], Any]) -> Callable[..., Any]:
-        @functools.wraps(convert)
-        def fetch(**kwargs: Any) -> str | None:
+        def or_raise(**kwargs: Any) -> str | None:
             target_path = config.get_data_path(path_string(target_filename))
             if _cache.is_complete(target_path):
                 return target_path
             sources = _check_sources(make_sources())
-            with config.file_lock(target_path):
+            with file_lock(target_path):
                 if _cache.is_complete(target_path):
                     return target_path
                 _cache.remove(target_path)  # an unfinished folder that is not a cache
@@ -270,10 +339,7 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
                     _cache.remove(stale)  # left by a killed conversion (we hold the lock)
                 paths: list[str] = []
                 for src in sources:
-                    path = src.acquire(**kwargs)
-                    if path is None:
-                        print(f"could not acquire {src}", file=sys.stderr)
-                        return None
+                    path = _acquire(src, kwargs)
                     if path in paths:
                         raise ValueError(f"two sources of {target_path} resolve to the same file {path}")
                     paths.append(path)
@@ -290,6 +356,16 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
                         src.clean_up()
                 return result
 
+        @functools.wraps(convert)
+        def fetch(**kwargs: Any) -> str | None:
+            try:
+                return or_raise(**kwargs)
+            except FETCH_FAILURES as err:
+                report_failure(err)
+                return None
+
+        or_raise.__name__ = or_raise.__qualname__ = f"{convert.__name__}.or_raise"
+        fetch.or_raise = or_raise  # type: ignore[attr-defined]
         return fetch
 
     return decorate

@@ -48,6 +48,13 @@ def delete_cache() -> None:
 class FashionMNIST(MNISTBase):
     """Fashion-MNIST, with the attributes of :class:`~batchup.datasets.mnist.MNISTBase` and ``class_names``.
 
+    Raises
+    ------
+    RuntimeError
+        If the dataset cannot be fetched (a download, copy or checksum
+        failed, or the archive is broken); the message says why and
+        ``__cause__`` holds the underlying error.
+
     Examples
     --------
     >>> from batchup.datasets import fashion_mnist

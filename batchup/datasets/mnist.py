@@ -121,8 +121,10 @@ class MNIST(MNISTBase):
 
     Raises
     ------
-    DownloadError, IntegrityError
-        If a file cannot be downloaded or fails verification.
+    RuntimeError
+        If the dataset cannot be fetched (a download, copy or checksum
+        failed, or the archive is broken); the message says why and
+        ``__cause__`` holds the underlying error.
     ValueError, TypeError
         For a bad ``n_val``.
 

@@ -124,6 +124,13 @@ class STL(SplitDataset):
     is every other training index in increasing order, so ``len(train) +
     len(val) == 5000`` always holds (BatchUp 0.2 kept duplicates).
 
+    Raises
+    ------
+    RuntimeError
+        If the dataset cannot be fetched (a download, copy or checksum
+        failed, or the archive is broken); the message says why and
+        ``__cause__`` holds the underlying error.
+
     Examples
     --------
     >>> from batchup.datasets import stl

@@ -93,6 +93,13 @@ class SVHN(ImageSplits):
     Parameters and attributes are those of :class:`~batchup.datasets.mnist.MNISTBase`
     (without ``h5_path``). Digit 0, stored as 10 in the source, is label 0.
 
+    Raises
+    ------
+    RuntimeError
+        If the dataset cannot be fetched (a download, copy or checksum
+        failed, or the archive is broken); the message says why and
+        ``__cause__`` holds the underlying error.
+
     Examples
     --------
     >>> from batchup.datasets import svhn
@@ -108,7 +115,8 @@ class SVHN(ImageSplits):
 class SVHNExtra(SplitDataset):
     """The 531,131 extra SVHN images, with no split: ``X_u8``, ``y`` and the float32 view ``X``.
 
-    :meth:`source` serves the single split ``'all'``.
+    :meth:`source` serves the single split ``'all'``. Raises ``RuntimeError``,
+    caused by the underlying error, if the data cannot be fetched.
     """
 
     splits = ("all",)

@@ -87,7 +87,8 @@ class USPS(SplitDataset):
     Raises
     ------
     RuntimeError
-        If the data cannot be fetched (BatchUp 0.2 returned an empty object).
+        If the data cannot be fetched (BatchUp 0.2 returned an empty object);
+        the message says why and ``__cause__`` holds the underlying error.
 
     Examples
     --------

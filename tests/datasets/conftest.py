@@ -5,10 +5,12 @@ thread) counts requests per path and can misbehave per path: see ``FileServer.mo
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import http.server
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 from batchup import config
+from batchup._errors import collect_failures
 
 
 class FileServer(http.server.ThreadingHTTPServer):
@@ -175,3 +178,20 @@ def publish(server, monkeypatch):
         return server
 
     return _publish
+
+
+def failure_of(fn: Any, *args: Any) -> Exception:
+    """Call a function with the BatchUp 0.2 contract; check it returns ``None`` and return the one error it reported."""
+    with collect_failures() as failures:
+        assert fn(*args) is None
+    assert len(failures) == 1, failures
+    return failures[0]
+
+
+@contextlib.contextmanager
+def dataset_fails(cause: type, match: str):
+    """Expect a dataset constructor to raise RuntimeError caused by ``cause``, the message matching ``match``."""
+    with pytest.raises(RuntimeError, match="could not load the") as info:
+        yield info
+    assert isinstance(info.value.__cause__, cause), repr(info.value.__cause__)
+    assert re.search(match, str(info.value)), str(info.value)

@@ -22,7 +22,8 @@ def test_demo_falls_back_to_digits(server, monkeypatch):
     monkeypatch.setenv(config.MIRROR_ENV, server.url + "/empty")
     lines = []
     run_demo(epochs=1, progress=False, out=lines.append, dataset="mnist")
-    assert lines[0].startswith("MNIST is not available (DownloadError") and "HTTP 404" in lines[0]
+    assert lines[0].startswith("MNIST is not available (RuntimeError: could not load the MNIST dataset")
+    assert "HTTP 404" in lines[0]
     assert lines[1].startswith("digits: 1197 train")
 
 

@@ -1,7 +1,14 @@
-"""Download faults (reliability.md table C, F1-F12): nothing bad ever becomes a trusted file."""
+"""Download faults (reliability.md table C, F1-F12): nothing bad ever becomes a trusted file.
+
+The BatchUp 0.2 functions return ``None`` after a failure and report why; the
+tests read the reported error object through ``failure_of`` (a
+``collect_failures`` block) and check the printed report separately.
+"""
 from __future__ import annotations
 
+import errno
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,8 +18,8 @@ import time
 
 import pytest
 
-from batchup import config
-from tests.datasets.conftest import sha256
+from batchup import _fetch, config
+from tests.datasets.conftest import failure_of, sha256
 
 BODY = bytes(range(256)) * 4  # 1000+ bytes
 BODY = BODY[:1000]
@@ -41,19 +48,19 @@ def test_f1_happy_path_then_no_second_request(server, target):
 
 def test_f2_short_body_is_retried_then_download_error(server, target):
     url = _serve(server, "short")
-    with pytest.raises(config.DownloadError, match=r"3 attempts.*got 500 of 1000 bytes") as info:
-        config.download_and_verify(target, url, DIGEST)
-    assert url in str(info.value)
+    err = failure_of(config.download_and_verify, target, url, DIGEST)
+    assert isinstance(err, config.DownloadError)
+    assert re.search(r"3 attempts.*got 500 of 1000 bytes", str(err)) and url in str(err)
     assert server.requests["/f/file.bin"] == 3
     assert not os.path.exists(target)
 
 
 def test_f3_close_delimited_short_body_is_an_integrity_error(server, target):
     url = _serve(server, "close")
-    with pytest.raises(config.IntegrityError) as info:
-        config.download_and_verify(target, url, DIGEST)
-    msg = str(info.value)
-    assert DIGEST in msg and sha256(BODY[:500]) in msg and target in msg and "Mirror setting: none" in msg
+    err = failure_of(config.download_and_verify, target, url, DIGEST)
+    assert isinstance(err, config.IntegrityError)
+    msg = str(err)
+    assert "3 attempts" in msg and DIGEST in msg and sha256(BODY[:500]) in msg and target in msg and "Mirror setting: none" in msg
     assert server.requests["/f/file.bin"] == 3
     assert not os.path.exists(target)
 
@@ -61,17 +68,17 @@ def test_f3_close_delimited_short_body_is_an_integrity_error(server, target):
 @pytest.mark.parametrize("mode, hint", [("flip", ""), ("html", "HTML page")])
 def test_f4_same_length_corruption_and_html_page(server, target, mode, hint):
     url = _serve(server, mode)
-    with pytest.raises(config.IntegrityError, match=f"expected {DIGEST}.*{hint}"):
-        config.download_and_verify(target, url, DIGEST)
+    err = failure_of(config.download_and_verify, target, url, DIGEST)
+    assert isinstance(err, config.IntegrityError) and re.search(f"expected {DIGEST}.*{hint}", str(err))
     assert server.requests["/f/file.bin"] == 3 and not os.path.exists(target)
 
 
 @pytest.mark.parametrize("status", [403, 404])
 def test_f5_client_errors_are_not_retried(server, target, status):
     url = _serve(server, status)
-    with pytest.raises(config.DownloadError, match=f"1 attempt.*HTTP {status}") as info:
-        config.download_and_verify(target, url, DIGEST)
-    assert url in str(info.value) and info.value.status == status
+    err = failure_of(config.download_and_verify, target, url, DIGEST)
+    assert isinstance(err, config.DownloadError) and re.search(f"1 attempt.*HTTP {status}", str(err))
+    assert url in str(err) and err.status == status
     assert server.requests["/f/file.bin"] == 1
 
 
@@ -79,8 +86,8 @@ def test_f5_client_errors_are_not_retried(server, target, status):
 def test_f5_server_errors_are_retried_with_bounded_time(server, target, status):
     url = _serve(server, status)
     start = time.monotonic()
-    with pytest.raises(config.DownloadError, match=f"3 attempts.*HTTP {status}"):
-        config.download_and_verify(target, url, DIGEST)
+    err = failure_of(config.download_and_verify, target, url, DIGEST)
+    assert re.search(f"3 attempts.*HTTP {status}", str(err)) and err.status == status
     assert server.requests["/f/file.bin"] == 3
     assert time.monotonic() - start < 30
 
@@ -88,8 +95,8 @@ def test_f5_server_errors_are_retried_with_bounded_time(server, target, status):
 def test_f6_stalled_server_times_out(server, target, monkeypatch):
     monkeypatch.setattr(config, "TIMEOUT", 0.5)
     url = _serve(server, "stall")
-    with pytest.raises(config.DownloadError, match="3 attempts.*got 0 of 1000 bytes.*timed out"):
-        config.download_and_verify(target, url, DIGEST)
+    err = failure_of(config.download_and_verify, target, url, DIGEST)
+    assert re.search("3 attempts.*got 0 of 1000 bytes.*timed out", str(err))
     assert not os.path.exists(target)
 
 
@@ -98,8 +105,8 @@ def test_f7_connection_refused(target):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    with pytest.raises(config.DownloadError, match="could not connect.*3 attempts|3 attempts.*could not connect"):
-        config.download_and_verify(target, f"http://127.0.0.1:{port}/file.bin", DIGEST)
+    err = failure_of(config.download_and_verify, target, f"http://127.0.0.1:{port}/file.bin", DIGEST)
+    assert isinstance(err, config.DownloadError) and re.search("3 attempts.*could not connect", str(err))
 
 
 @pytest.mark.parametrize("scheme", ["file", "ftp"])
@@ -108,15 +115,15 @@ def test_f8_redirect_to_another_scheme_is_refused(server, target, tmp_path, sche
     secret.write_bytes(BODY)
     location = f"file://{secret}" if scheme == "file" else "ftp://127.0.0.1:1/secret.bin"
     url = _serve(server, ("redirect", location))
-    with pytest.raises(config.DownloadError, match="302.*(not allowed|only http and https)"):
-        config.download_and_verify(target, url, DIGEST)
+    err = failure_of(config.download_and_verify, target, url, DIGEST)
+    assert re.search("302.*(not allowed|only http and https)", str(err)) and err.status == 302
     assert server.requests["/f/file.bin"] == 1 and not os.path.exists(target)
 
 
 def test_f8_redirect_loop(server, target):
     url = _serve(server, ("redirect", "/f/file.bin"))
-    with pytest.raises(config.DownloadError, match="1 attempt"):
-        config.download_and_verify(target, url, DIGEST)
+    err = failure_of(config.download_and_verify, target, url, DIGEST)
+    assert isinstance(err, config.DownloadError) and "1 attempt" in str(err)
 
 
 def test_redirect_to_http_is_followed(server, target):
@@ -171,19 +178,19 @@ def test_f10_killed_download_resumes_in_the_next_run(server, target):
 def test_ctrl_c_keeps_the_partial_bytes_for_the_next_call(server, target, monkeypatch):
     body = os.urandom(200_000)
     url = _serve(server, "trickle", body)
-    real_hook = config._Progress.hook
+    real_hook = _fetch.Progress.hook
 
     def interrupt(self, count, block_size, total_size):
         real_hook(self, count, block_size, total_size)
         if count >= 20_000:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(config._Progress, "hook", interrupt)
+    monkeypatch.setattr(_fetch.Progress, "hook", interrupt)
     with pytest.raises(KeyboardInterrupt):
         config.download_and_verify(target, url, sha256(body))
     part = target + ".unverified.part"
     assert os.path.getsize(part) >= 20_000 and not os.path.exists(target)
-    monkeypatch.setattr(config._Progress, "hook", real_hook)
+    monkeypatch.setattr(_fetch.Progress, "hook", real_hook)
     server.modes["/f/file.bin"] = "ok"
     assert config.download_and_verify(target, url, sha256(body)) == target
     assert config.compute_sha256(target) == sha256(body) and not os.path.exists(part)
@@ -291,15 +298,20 @@ class TestCopyAndVerify:
         assert config.copy_and_verify(target, str(src), DIGEST) == target
         assert len(copies) == 1 and copies[0][1] == target + ".unverified"
 
-    def test_missing_source_gives_none(self, tmp_path, target):
+    def test_missing_source_is_silent(self, tmp_path, target, capsys):
         assert config.copy_and_verify(target, str(tmp_path / "nope"), DIGEST) is None
+        assert capsys.readouterr().err == ""
 
-    def test_mismatch_raises_and_leaves_nothing(self, tmp_path, target):
+    def test_mismatch_reports_returns_none_and_leaves_nothing(self, tmp_path, target, capsys):
         src = tmp_path / "src.bin"
         src.write_bytes(BODY + b"!")
-        with pytest.raises(config.IntegrityError, match=str(src)):
-            config.copy_and_verify(target, str(src), DIGEST)
+        assert config.copy_and_verify(target, str(src), DIGEST) is None
+        err = capsys.readouterr().err
+        assert err.startswith("IntegrityError: SHA-256 mismatch") and str(src) in err
+        assert DIGEST in err and sha256(BODY + b"!") in err
         assert not os.path.exists(target)
+        with pytest.raises(config.IntegrityError, match=str(src)):
+            config._copy_and_verify(target, str(src), DIGEST)
 
     def test_copy_data_and_download_data_use_the_data_dir(self, tmp_path, batchup_home, server):
         src = tmp_path / "src.bin"
@@ -318,3 +330,56 @@ def test_verify_file(tmp_path, capsys):
     assert config.verify_file(str(p), "0" * 64) is False
     assert config.verify_file(str(p), None) is True and DIGEST in capsys.readouterr().err
     assert config.verify_file(str(tmp_path), None) is False
+
+
+class TestReturnNoneContract:
+    """BatchUp 0.2: failures are reported and give ``None``; local and argument errors still raise."""
+
+    def test_download_failure_is_printed_with_its_detail(self, server, target, capsys, monkeypatch):
+        monkeypatch.setenv(config.MIRROR_ENV, server.url + "/m")
+        url = _serve(server, 503)
+        assert config.download_and_verify(target, url, DIGEST) is None
+        err = capsys.readouterr().err
+        assert err.count("failed: HTTP 503") == 3  # one line per attempt
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("DownloadError: could not download " + url)
+        assert "gave up after 3 attempts" in last and "HTTP 503" in last
+        assert f"Mirror setting: {server.url}/m." in last
+
+    def test_integrity_failure_is_printed_with_both_digests(self, server, target, capsys):
+        url = _serve(server, "flip")
+        assert config.download_data("x.bin", url, DIGEST) is None
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith("IntegrityError: could not download " + url)
+        assert f"expected {DIGEST}" in last and sha256(BODY[:-1] + bytes([BODY[-1] ^ 0xFF])) in last
+        assert "Mirror setting: none (official URLs)" in last
+
+    def test_private_twin_raises(self, server, target):
+        url = _serve(server, 404)
+        with pytest.raises(config.DownloadError, match="HTTP 404") as info:
+            config._download_and_verify(target, url, DIGEST)
+        assert info.value.status == 404
+
+    def test_disk_full_propagates(self, target, monkeypatch):
+        def full(url, path, reporthook=None):
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+
+        monkeypatch.setattr(config, "urlretrieve", full)
+        with pytest.raises(OSError, match="No space left") as info:
+            config.download_and_verify(target, "http://example.invalid/x", DIGEST)
+        assert not isinstance(info.value, config.DownloadError)
+
+    def test_bad_arguments_propagate(self, target):
+        with pytest.raises(ValueError, match="64 hex digits"):
+            config.download_and_verify(target, "http://example.invalid/x", "abc")
+        with pytest.raises(ValueError, match="http or https"):
+            config.download_and_verify(target, "ftp://example.invalid/x", DIGEST)
+        with pytest.raises(ValueError, match="64 hex digits"):
+            config.copy_and_verify(target, target, "abc")
+
+    def test_unreadable_config_propagates(self, batchup_home, monkeypatch, tmp_path):
+        monkeypatch.delenv(config.HOME_ENV)
+        (tmp_path / ".batchup.cfg").write_text("no section header\n")
+        config.reset_config()
+        with pytest.raises(config.ConfigError, match=".batchup.cfg"):
+            config.download_data("x.bin", "http://example.invalid/x", DIGEST)

@@ -11,6 +11,7 @@ from batchup.datasets import cifar10, cifar100, fashion_mnist, mnist, stl, svhn,
 from batchup.image.utils import ImageArrayUInt8ToFloat32
 from batchup.sources import ArrayDataSource
 from tests.datasets import fakes
+from tests.datasets.conftest import dataset_fails
 
 
 def _check_float_view(view, u8, lower=0.0, upper=1.0):
@@ -197,8 +198,9 @@ def test_usps_float32_splits(publish):
 
 def test_usps_failed_fetch_raises(server, monkeypatch):
     monkeypatch.setenv(config.MIRROR_ENV, server.url + "/nothing")
-    with pytest.raises(config.DownloadError, match="HTTP 404"):
+    with dataset_fails(config.DownloadError, "HTTP 404") as info:
         usps.USPS()
+    assert info.value.__cause__.status == 404 and "Mirror setting: " + server.url in str(info.value)
 
 
 def test_importing_dataset_modules_creates_nothing(tmp_path, monkeypatch):
