@@ -327,6 +327,7 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
 
     def decorate(convert: Callable[[list[str], str], Any]) -> Callable[..., Any]:
         def or_raise(**kwargs: Any) -> str | None:
+            """Fetch like the function this belongs to, but raise the reason instead of returning ``None``."""
             target_path = config.get_data_path(path_string(target_filename))
             if _cache.is_complete(target_path):
                 return target_path
@@ -364,7 +365,7 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
                 report_failure(err)
                 return None
 
-        or_raise.__name__ = or_raise.__qualname__ = f"{convert.__name__}.or_raise"
+        or_raise.__qualname__ = f"{convert.__qualname__}.or_raise"
         fetch.or_raise = or_raise  # type: ignore[attr-defined]
         return fetch
 

@@ -98,6 +98,10 @@ class TestFetchFunction:
         assert last.startswith("SourceUnavailableError: could not acquire downloadable file "
                                "train-images-idx3-ubyte.gz from http://yann.lecun.com/")
         assert f"{server.url}/empty/mnist/train-images-idx3-ubyte.gz" in last and "HTTP 404" in last
+        with pytest.raises(dataset.SourceUnavailableError, match="HTTP 404") as info:
+            mnist.fetch_mnist.or_raise()
+        assert isinstance(info.value.__cause__, config.DownloadError) and info.value.__cause__.status == 404
+        assert mnist.fetch_mnist.__name__ == "fetch_mnist"
 
 
 class TestDatasetErrors:
