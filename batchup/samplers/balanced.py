@@ -23,6 +23,7 @@ import numpy as np
 from batchup import _rng
 from batchup._checks import is_int, positive_int, repeats_value
 from batchup.samplers.base import AbstractSampler, IndexBatchIterator
+from batchup.samplers.sharding import as_shard
 
 __all__ = ["BalancedIndexBatchIterator", "BalancedSampler", "OneHotLabels", "to_categorical"]
 
@@ -170,7 +171,9 @@ class BalancedSampler(AbstractSampler):
         """Return an iterator driven by ``shuffle_rng`` (an int seed, RandomState or Generator)."""
         return self._iterator(batch_size, _rng.resolve_shuffle(shuffle_rng), **kwargs)
 
-    def _iterator(self, batch_size: Any, rng: Any, *, drop_last: bool = False) -> BalancedIndexBatchIterator:
+    def _iterator(
+        self, batch_size: Any, rng: Any, *, drop_last: bool = False, shard: Any = None
+    ) -> BalancedIndexBatchIterator:
         bs = positive_int("batch_size", batch_size)
         if bs != self.batch_size:
             raise ValueError(
@@ -182,7 +185,13 @@ class BalancedSampler(AbstractSampler):
             rng = self.seed
             if rng is None:
                 rng, adopt = _rng.SeedKey(_rng.fresh_seed()), True
-        return BalancedIndexBatchIterator(self, rng, adopt_seed=adopt)
+        spec = as_shard(shard)
+        if spec is not None and spec.num_shards > 1 and (adopt or not isinstance(rng, _rng.SeedKey)):
+            raise ValueError(
+                "sharding balanced batches needs an int seed shared across ranks (shuffle=<int> or "
+                f"BalancedSampler(..., seed=<int>)); got shuffle={rng if not adopt else None!r}"
+            )
+        return BalancedIndexBatchIterator(self, rng, adopt_seed=adopt, shard=spec)
 
     def epoch_plan(self, rng: Any) -> np.ndarray:
         """Return one epoch as an array of shape ``(batches_per_epoch, batch_size)``.
@@ -269,12 +278,17 @@ class BalancedIndexBatchIterator(IndexBatchIterator):
 
     KIND = "balanced"
 
-    def __init__(self, sampler: BalancedSampler, rng: Any, adopt_seed: bool = False) -> None:
+    def __init__(self, sampler: BalancedSampler, rng: Any, adopt_seed: bool = False, shard: Any = None) -> None:
         self._sampler = sampler
         self._adopt_seed = bool(adopt_seed)
         super().__init__(
             sampler.batches_per_epoch * sampler.batch_size, sampler.batch_size, sampler._repeats, rng=rng
         )
+        # Sharding deals out whole batches of the epoch plan (strided, padded or
+        # dropped like samples elsewhere), so every batch stays balanced.
+        self._batch_shard = shard
+        if shard is not None:
+            self._n = shard.per_rank(sampler.batches_per_epoch) * sampler.batch_size
 
     def _draw(self, epoch: int) -> None:
         rng = self._rng
@@ -286,13 +300,17 @@ class BalancedIndexBatchIterator(IndexBatchIterator):
             except TypeError:
                 self._rng_epoch_start = None
             gen = rng
-        self._order = self._sampler.epoch_plan(gen).reshape(-1)
+        plan = self._sampler.epoch_plan(gen)
+        if self._batch_shard is not None:
+            plan = plan[self._batch_shard.select(np.arange(len(plan)))]
+        self._order = plan.reshape(-1)
 
     def _fingerprint(self) -> dict:
         state = super()._fingerprint()
         s = self._sampler
         state.update(
-            classes_per_batch=s.classes_per_batch, samples_per_class=s.samples_per_class, labels_crc=s._digest
+            classes_per_batch=s.classes_per_batch, samples_per_class=s.samples_per_class, labels_crc=s._digest,
+            batch_shard=None if self._batch_shard is None else self._batch_shard.to_json(),
         )
         return state
 

@@ -258,6 +258,9 @@ class RandomAccessDataSource(AbstractDataSource):
             epoch = sampler.length
         elif _finite_weighted(sampler):
             epoch = sampler.num_samples
+        elif isinstance(sampler, BalancedSampler):
+            per_epoch = sampler.batches_per_epoch * sampler.batch_size
+            return spec.per_rank(sampler.batches_per_epoch) * sampler.batch_size * (n // per_epoch)
         else:
             return n
         return spec.per_rank(epoch) * (n // max(epoch, 1))
@@ -297,7 +300,7 @@ class RandomAccessDataSource(AbstractDataSource):
         own = type(sampler) in _OWN_SAMPLERS  # a subclass may not understand SeedKey
         extra: dict = {"drop_last": drop_last} if (own and drop_last) else {}
         if spec is not None:
-            if own and (isinstance(sampler, (StandardSampler, SubsetSampler)) or _finite_weighted(sampler)):
+            if own and (isinstance(sampler, (StandardSampler, SubsetSampler, BalancedSampler)) or _finite_weighted(sampler)):
                 extra["shard"] = spec
             elif isinstance(rng, _rng.SeedKey):
                 rng = rng.child(_SHARD_STREAM, spec.rank)

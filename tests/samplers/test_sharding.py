@@ -140,3 +140,38 @@ def test_balanced_sampler_gets_the_seed_and_is_size_checked():
     assert it.state_dict()["indices"]["shuffle"] == "seed"
     with pytest.raises(ValueError, match="samples"):
         ArrayDataSource([np.arange(19)], sampler=BalancedSampler(y, 2, 3))
+
+
+@pytest.mark.parametrize("remainder", ["pad", "drop"])
+def test_balanced_batches_are_dealt_out_whole(remainder):
+    from batchup.samplers import BalancedSampler
+
+    y = np.repeat(np.arange(5), [7, 3, 9, 4, 6])
+    sampler = BalancedSampler(y, 2, 3, repeats=2)
+    ds = ArrayDataSource([np.arange(len(y)), y], sampler=sampler)
+    full = [b[0].tolist() for b in ds.batch_iterator(6, shuffle=11)]
+    ranks = [[b[0].tolist() for b in ds.batch_iterator(6, shuffle=11, shard=ShardSpec(r, 3, remainder))]
+             for r in range(3)]
+    assert len({len(r) for r in ranks}) == 1
+    assert ds.num_samples(shard=ShardSpec(0, 3, remainder)) == 6 * len(ranks[0])
+    per_epoch = sampler.batches_per_epoch
+    for e in range(2):
+        epoch = full[e * per_epoch:(e + 1) * per_epoch]
+        got = [b for r in ranks for b in r[e * len(r) // 2:(e + 1) * len(r) // 2]]
+        if remainder == "drop":
+            assert all(b in epoch for b in got) and len(got) == per_epoch - per_epoch % 3
+        else:
+            assert sorted(map(tuple, set(map(tuple, got)))) == sorted(set(map(tuple, epoch)))
+    for r in ranks:
+        for b in r:
+            assert len(set(y[b].tolist())) == 2
+
+
+def test_balanced_sharding_needs_a_shared_seed():
+    from batchup.samplers import BalancedSampler
+
+    y = np.repeat(np.arange(4), 5)
+    ds = ArrayDataSource([np.arange(20), y], sampler=BalancedSampler(y, 2, 2))
+    with pytest.raises(ValueError, match="shared across ranks"):
+        ds.batch_iterator(4, shard=(0, 2))
+    assert_resumes(lambda: ds.batch_iterator(4, shuffle=3, shard=(1, 2)))
