@@ -14,6 +14,7 @@ from batchup.parallel.errors import (
     BatchTimeoutError,
     PoolClosedError,
     RemoteTraceback,
+    StagingSpaceError,
     WorkerCrashedError,
     WorkerError,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "PoolClosedError",
     "RemoteTraceback",
     "SharedConstant",
+    "StagingSpaceError",
     "WorkStream",
     "WorkerCrashedError",
     "WorkerError",

@@ -23,6 +23,7 @@ away segments whose parent is dead (left behind by a SIGKILL).
 """
 from __future__ import annotations
 
+import ctypes
 import io
 import itertools
 import mmap
@@ -35,50 +36,78 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SlotRing", "dump_constant", "dump_result", "load_constant", "load_result", "shm_dir"]
+from batchup.parallel.errors import SHM_ENV, fd_limit_error, staging_error
+
+__all__ = ["SlotRing", "dump_constant", "dump_result", "free_bytes", "load_constant", "load_result", "shm_dir"]
 
 #: Arrays smaller than this travel inside the pickle; larger ones go through shared memory.
 INLINE_BYTES = 1 << 12
 #: Arrays of a shared constant at least this large are staged once instead of pickled.
 SHARE_BYTES = 1 << 20
 PREFIX = "batchup-"
+#: ``/dev/shm`` is used only with at least this much free space (plus what is to be staged).
+SHM_MIN_FREE = 1 << 28
 _ALIGN = 64
 _counter = itertools.count()
 _local = threading.local()
 
 
-def shm_dir() -> str:
-    """Return the folder for shared segments: ``$BATCHUP_SHM_DIR``, ``/dev/shm`` or the temp dir."""
-    env = os.environ.get("BATCHUP_SHM_DIR")
+def free_bytes(folder: str) -> int:
+    """Return the bytes an unprivileged process may still write in ``folder`` (0 if unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def shm_dir(need: int = 0) -> str:
+    """Return the folder for shared segments.
+
+    ``$BATCHUP_SHM_DIR`` if set; else ``/dev/shm`` when it is writable and
+    has at least ``need`` + :data:`SHM_MIN_FREE` bytes free (a container's
+    default 64 MB ``/dev/shm`` does not); else the temp dir.
+    """
+    env = os.environ.get(SHM_ENV)
     if env:
         return env
-    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) and free_bytes("/dev/shm") >= need + SHM_MIN_FREE:
         return "/dev/shm"
     return tempfile.gettempdir()
 
 
-def new_name(tag: str) -> str:
-    """Return a fresh segment path for this process."""
-    return os.path.join(shm_dir(), f"{PREFIX}{os.getpid()}-{tag}-{next(_counter)}-{os.urandom(4).hex()}")
+def candidate_dirs() -> list:
+    """Every folder segments may be in (``$BATCHUP_SHM_DIR``, ``/dev/shm``, the temp dir)."""
+    out = []
+    for folder in (os.environ.get(SHM_ENV), "/dev/shm", tempfile.gettempdir()):
+        if folder and folder not in out and os.path.isdir(folder):
+            out.append(folder)
+    return out
+
+
+def new_name(tag: str, folder: str | None = None) -> str:
+    """Return a fresh segment path for this process (in ``folder``, default :func:`shm_dir`)."""
+    folder = shm_dir() if folder is None else folder
+    return os.path.join(folder, f"{PREFIX}{os.getpid()}-{tag}-{next(_counter)}-{os.urandom(4).hex()}")
 
 
 def sweep_stale() -> None:
     """Remove segments left by batchup processes that no longer exist."""
-    folder = shm_dir()
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(PREFIX):
-            continue
-        pid_text = name[len(PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
-            continue
+    for folder in candidate_dirs():
         try:
-            os.unlink(os.path.join(folder, name))
+            names = os.listdir(folder)
         except OSError:
-            pass
+            continue
+        for name in names:
+            if not name.startswith(PREFIX):
+                continue
+            pid_text = name[len(PREFIX):].split("-", 1)[0]
+            if not pid_text.isdigit() or _alive(int(pid_text)):
+                continue
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
 
 
 def _alive(pid: int) -> bool:
@@ -110,9 +139,11 @@ class SlotRing:
                 self.paths.append(self._create())
         except OSError as err:
             self.close()
+            if fd_limit_error(err, "") is not err:
+                raise fd_limit_error(err, "creating shared-memory result slots") from err
             raise OSError(
-                f"could not create shared-memory slots in {shm_dir()!r} ({err}); "
-                "set BATCHUP_SHM_DIR to a writable folder"
+                err.errno, f"could not create shared-memory result slots in {shm_dir()!r} ({err}); "
+                f"set {SHM_ENV} to a writable folder"
             ) from err
 
     def _create(self) -> str:
@@ -201,12 +232,71 @@ def dump_result(result: Any, slot: str | None) -> tuple:
                 done += os.pwrite(fd, view[done:], offset + done)
         if os.fstat(fd).st_size < pickler.offset:
             os.ftruncate(fd, pickler.offset)
+    except OSError as err:
+        try:
+            os.ftruncate(fd, 0)  # give back what was written
+        except OSError:
+            pass
+        raise staging_error(err, os.path.dirname(slot), pickler.offset, "a result") from err
     finally:
         os.close(fd)
     return buf.getvalue(), pickler.offset
 
 
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _libc_mmap() -> Any:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn_map, fn_unmap = libc.mmap, libc.munmap
+    except (OSError, AttributeError):  # pragma: no cover - not a POSIX libc
+        return None
+    fn_map.restype = ctypes.c_void_p
+    fn_map.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    fn_unmap.restype = ctypes.c_int
+    fn_unmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return fn_map, fn_unmap
+
+
+_LIBC = _libc_mmap()
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _unmap(addr: int, nbytes: int, ring: SlotRing | None, slot: str) -> None:
+    assert _LIBC is not None
+    _LIBC[1](addr, nbytes)
+    if ring is not None:
+        ring.release(slot)
+
+
+def map_file(path: str, nbytes: int, ring: SlotRing | None = None) -> Any:
+    """Map ``nbytes`` of ``path`` shared and writable; return a buffer object.
+
+    The mapping keeps no file descriptor open (``mmap.mmap`` keeps a
+    duplicate per mapping, so a few hundred batches kept alive would exhaust
+    ``ulimit -n``). When the buffer is garbage-collected it is unmapped and
+    ``path`` goes back to ``ring``.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError as err:
+        raise fd_limit_error(err, "mapping a batch's shared memory") from err
+    try:
+        if _LIBC is None:  # pragma: no cover - not a POSIX libc
+            buf: Any = mmap.mmap(fd, nbytes, flags=_MAP_FLAGS)
+            if ring is not None:
+                weakref.finalize(buf, ring.release, path)
+            return buf
+        addr = _LIBC[0](None, nbytes, mmap.PROT_READ | mmap.PROT_WRITE, _MAP_FLAGS, fd, 0)
+        if addr is None or addr == _MAP_FAILED:
+            code = ctypes.get_errno()
+            raise OSError(code, f"could not map {path!r} ({os.strerror(code)})")
+    finally:
+        os.close(fd)
+    buf = (ctypes.c_char * nbytes).from_address(addr)
+    weakref.finalize(buf, _unmap, addr, nbytes, ring, path)
+    return buf
 
 
 def load_result(skeleton: bytes, nbytes: int, slot: str | None, ring: SlotRing | None = None) -> Any:
@@ -219,45 +309,53 @@ def load_result(skeleton: bytes, nbytes: int, slot: str | None, ring: SlotRing |
     """
     if not nbytes:
         return pickle.loads(skeleton)
-    fd = os.open(slot, os.O_RDWR)
-    try:
-        mm = mmap.mmap(fd, nbytes, flags=_MAP_FLAGS)
-    finally:
-        os.close(fd)
+    assert slot is not None
+    buf = map_file(slot, nbytes, ring)
     if ring is not None:
         ring.renew(slot)
-        weakref.finalize(mm, ring.release, slot)
-    _local.buffer = mm
+    _local.buffer = buf
     try:
         return pickle.loads(skeleton)
     finally:
         _local.buffer = None
+
+
 # -- shared constants ------------------------------------------------------------------------
 
 
 class _ConstantPickler(pickle.Pickler):
-    """Pickle with large arrays staged in shared segments (or by file name for memmaps)."""
+    """Pickle with large arrays staged in shared segments (or by file name for memmaps).
 
-    def __init__(self, file: Any, segments: list | None) -> None:
+    With ``segments=None`` nothing is written: the scan counts the large
+    arrays and the bytes staging them would need.
+    """
+
+    def __init__(self, file: Any, segments: list | None, folder: str | None = None) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.segments = segments
+        self.folder = folder
         self.large = 0
+        self.stage_bytes = 0
 
     def reducer_override(self, obj: Any) -> Any:
         if not isinstance(obj, np.ndarray) or obj.dtype.hasobject or obj.nbytes < SHARE_BYTES:
             return NotImplemented
         self.large += 1
-        if isinstance(obj, np.memmap) and _memmap_file(obj) is not None:
-            path, offset = _memmap_file(obj)
-            return _open_shared, (path, offset, obj.dtype, obj.shape, _order(obj))
+        where = _memmap_file(obj) if isinstance(obj, np.memmap) else None
+        if where is not None:
+            return _open_shared, (where[0], where[1], obj.dtype, obj.shape, _order(obj))
+        self.stage_bytes += obj.nbytes
         if self.segments is None:
             # Only measuring: a placeholder keeps the scan cheap.
             return _open_shared, ("", 0, obj.dtype, (0,), "C")
-        path = new_name("const")
+        path = new_name("const", self.folder)
         arr = np.ascontiguousarray(obj)
         self.segments.append(path)
-        with open(path, "wb") as f:
-            f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+        try:
+            with open(path, "wb") as f:
+                f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+        except OSError as err:
+            raise staging_error(err, os.path.dirname(path), arr.nbytes, "a shared array") from err
         return _open_shared, (path, 0, arr.dtype, arr.shape, "C")
 
 
@@ -281,16 +379,19 @@ def _open_shared(path: str, offset: int, dtype: Any, shape: tuple, order: str) -
     return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order=order)
 
 
-def dump_constant(obj: Any, segments: list | None) -> tuple:
-    """Pickle a shared constant; return ``(payload, number of large arrays)``.
+def dump_constant(obj: Any, segments: list | None, folder: str | None = None) -> tuple:
+    """Pickle a shared constant; return ``(payload, number of large arrays, bytes to stage)``.
 
     With ``segments=None`` nothing is staged (a cheap scan that also checks
-    picklability); otherwise new segment paths are appended to ``segments``.
+    picklability); otherwise new segment paths (in ``folder``) are appended
+    to ``segments``, and a full folder raises
+    :class:`~batchup.parallel.errors.StagingSpaceError` (the caller removes
+    the segments).
     """
     buf = io.BytesIO()
-    pickler = _ConstantPickler(buf, segments)
+    pickler = _ConstantPickler(buf, segments, folder)
     pickler.dump(obj)
-    return buf.getvalue(), pickler.large
+    return buf.getvalue(), pickler.large, pickler.stage_bytes
 
 
 def load_constant(payload: bytes) -> Any:

@@ -19,7 +19,7 @@ import traceback
 from typing import Any
 
 from batchup.parallel import _shm
-from batchup.parallel.errors import exception_payload
+from batchup.parallel.errors import StagingSpaceError, exception_payload
 
 __all__ = ["ConstRef", "fetch_batch", "format_failure", "process_main", "run_call"]
 
@@ -73,10 +73,23 @@ def format_failure(exc: BaseException, where: str) -> str:
 
 
 def _watch_parent(parent_pid: int) -> None:
+    # Under 'forkserver' the direct parent is the fork server, not the pool's process: watch
+    # both (the fork server exits when the pool's process dies, so the ppid changes too).
+    first_ppid = os.getppid()
     while True:
         time.sleep(WATCHDOG_PERIOD)
-        if os.getppid() != parent_pid:
+        if os.getppid() != first_ppid or not _alive(parent_pid):
             os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _reseed_global_rngs() -> None:
@@ -130,6 +143,8 @@ def process_main(tasks: Any, results: Any, parent_pid: int, worker_id: int) -> N
             try:
                 skeleton, nbytes = _shm.dump_result(result, slot)
                 reply = pickle.dumps(("ok", task_id, skeleton, nbytes), protocol=pickle.HIGHEST_PROTOCOL)
+            except StagingSpaceError as exc:
+                reply = _error(task_id, exc, where)
             except Exception as exc:  # noqa: BLE001
                 reply = _error(task_id, exc, where, f"the result of {label} could not be pickled: ")
             del result

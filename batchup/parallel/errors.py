@@ -9,6 +9,7 @@ batch that took too long, a pool used after ``close()``) have their own types.
 """
 from __future__ import annotations
 
+import errno
 import pickle
 import signal
 from typing import Any
@@ -17,6 +18,7 @@ __all__ = [
     "BatchTimeoutError",
     "PoolClosedError",
     "RemoteTraceback",
+    "StagingSpaceError",
     "WorkerCrashedError",
     "WorkerError",
     "describe_exit",
@@ -38,6 +40,47 @@ class BatchTimeoutError(WorkerError, TimeoutError):
 
 class PoolClosedError(RuntimeError):
     """The pool was used after ``close()``."""
+
+
+class StagingSpaceError(OSError):
+    """The shared-memory (or temp) folder had no room for a batch or a shared array.
+
+    An ``OSError`` (``errno`` ENOSPC or EFBIG, ``filename`` the folder) whose
+    message gives the folder, the bytes needed and the environment variable
+    that relocates staging (``BATCHUP_SHM_DIR``).
+    """
+
+
+#: Environment variable that chooses the folder for shared segments.
+SHM_ENV = "BATCHUP_SHM_DIR"
+
+
+def staging_error(err: OSError, folder: str, nbytes: int, what: str) -> StagingSpaceError:
+    """Return the error for ``err`` raised while staging ``nbytes`` bytes of ``what`` in ``folder``."""
+    code = err.errno if err.errno is not None else errno.ENOSPC
+    text = (
+        f"not enough space in {folder!r} to stage {what}: {nbytes} bytes needed "
+        f"({err.strerror or err}); set {SHM_ENV} to a folder with more free space "
+        "(a larger tmpfs, or a local disk)"
+    )
+    return StagingSpaceError(code, text, folder)
+
+
+def fd_limit_error(err: OSError, what: str) -> OSError:
+    """Return ``err`` (EMFILE/ENFILE) re-worded with the remedy, or ``err`` itself otherwise."""
+    if err.errno not in (errno.EMFILE, errno.ENFILE):
+        return err
+    try:
+        import resource
+
+        limit = f" (the limit is {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        limit = ""
+    return OSError(
+        err.errno,
+        f"too many open files{limit} while {what}; raise the limit with `ulimit -n` "
+        "(e.g. `ulimit -n 4096`) or use fewer workers or a smaller buffer",
+    )
 
 
 class RemoteTraceback(Exception):

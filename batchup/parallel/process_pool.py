@@ -44,6 +44,7 @@ from batchup.parallel.errors import (
     WorkerError,
     crash_hint,
     describe_exit,
+    fd_limit_error,
     rebuild_exception,
 )
 from batchup.parallel.pool import CLOSE_TIMEOUT, AbstractWorkerPool, Future, SharedConstant, check_processes
@@ -212,10 +213,19 @@ class _ProcessCore:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.broken: str | None = None
         self.startup_failures = 0
-        self.wake_r, self.wake_w = os.pipe()
+        try:
+            self.wake_r, self.wake_w = os.pipe()
+        except OSError as err:
+            _raise_fd_error(err, "starting a process pool")
         os.set_blocking(self.wake_w, False)
-        for _ in range(n):
-            self._start_worker()
+        try:
+            for _ in range(n):
+                self._start_worker()
+        except BaseException as err:
+            self._abort_start()
+            if isinstance(err, OSError):
+                _raise_fd_error(err, f"starting {n} worker processes")
+            raise
         tag = id(self)
         self.sender = threading.Thread(target=self._send_loop, name=f"batchup-process-pool-send-{tag}", daemon=True)
         self.collector = threading.Thread(target=self._collect_loop, name=f"batchup-process-pool-{tag}", daemon=True)
@@ -240,6 +250,19 @@ class _ProcessCore:
         res_w.close()
         self.workers[wid] = _Worker(wid, proc, task_w, res_r, inherited)
 
+    def _abort_start(self) -> None:
+        """Undo a constructor that failed half-way: no worker or pipe stays behind."""
+        for w in self.workers.values():
+            w.process.kill()
+            w.process.join(1.0)
+            _close_quietly(w.tasks, w.results)
+        self.workers.clear()
+        for fd in (self.wake_r, self.wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def pids(self) -> list:
         with self.lock:
             return [w.pid for w in self.workers.values() if not w.retiring]
@@ -254,10 +277,10 @@ class _ProcessCore:
     def add_constant(self, x: Any) -> int:
         token = next(self.ids)
         try:
-            payload, large = _shm.dump_constant(x, None)
+            payload, large, need = _shm.dump_constant(x, None)
             err = None
         except Exception as e:  # noqa: BLE001 - reported below unless fork inherits it
-            payload, large, err = None, 0, e
+            payload, large, need, err = None, 0, 0, e
         if self.method == "fork" and (large or err is not None):
             const = _Const(True, None, [])
         elif err is not None:
@@ -269,15 +292,12 @@ class _ProcessCore:
             ) from err
         else:
             segments: list = []
-            if large:
+            if need:
                 try:
-                    payload, _ = _shm.dump_constant(x, segments)
-                except OSError as e:
-                    _unlink_all(segments)
-                    raise OSError(
-                        f"could not stage a shared array in {_shm.shm_dir()!r} ({e}); set "
-                        "BATCHUP_SHM_DIR to a folder with more free space"
-                    ) from e
+                    payload, _, _ = _shm.dump_constant(x, segments, _shm.shm_dir(need))
+                except BaseException:
+                    _unlink_all(segments)  # no partial dump stays behind
+                    raise
             const = _Const(False, payload, segments)
         with self.lock:
             if self.closed:
@@ -557,6 +577,13 @@ class _ProcessCore:
             except OSError:
                 pass
         _live_cores.discard(self)
+
+
+def _raise_fd_error(err: OSError, what: str) -> None:
+    better = fd_limit_error(err, what)
+    if better is err:
+        raise err
+    raise better from err
 
 
 def _decode(raw: tuple) -> Any:

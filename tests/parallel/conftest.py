@@ -62,10 +62,13 @@ def _threads() -> set:
 
 def _segments() -> set:
     prefix = f"{_shm.PREFIX}{os.getpid()}-"
-    try:
-        return {n for n in os.listdir(_shm.shm_dir()) if n.startswith(prefix)}
-    except OSError:
-        return set()
+    out = set()
+    for folder in _shm.candidate_dirs():  # /dev/shm, the temp dir fallback, $BATCHUP_SHM_DIR
+        try:
+            out |= {os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(prefix)}
+        except OSError:
+            pass
+    return out
 
 
 def _fds() -> int:

@@ -99,3 +99,15 @@ class LoadFromDisk:
                 raise ValueError(f"index array should have 1 dimension, not {index.ndim}")
             return np.stack([np.load(self.paths[i]) for i in index])
         raise TypeError(f"index should be an int, slice or array, not {type(index)}")
+
+
+#: A ``multiprocessing.Value`` counting map calls; set before a pool forks so workers inherit it.
+CALLS = None
+
+
+def counted_bad_batch(X, y, bad=7, bs=10):
+    """``bad_batch`` that also counts its calls in :data:`CALLS`."""
+    if CALLS is not None:
+        with CALLS.get_lock():
+            CALLS.value += 1
+    return bad_batch(X, y, bad, bs)

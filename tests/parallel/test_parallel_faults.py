@@ -220,3 +220,35 @@ def test_thread_pool_worker_error_reaches_consumer_at_its_batch():
         assert [b[0][0] for b in got] == [0, 10, 20, 30, 40, 50, 60]
         assert "batch 7" in str(info.value.__cause__) and "batchup-thread-pool" in str(info.value.__cause__)
         assert len(list(pool.parallel_data_source(ds.source, 4).batch_iterator(10))) == 10
+
+
+@pytest.mark.parametrize("kind", ["thread", "fork", "spawn"])
+def test_worker_error_bounds_the_map_calls(kind, monkeypatch):
+    """W1: batches 0-6 intact, the 8th next() raises ValueError('bad 7') with the worker's traceback;
+    the map ran at most 7 + buffer + workers times; the iterator ends; the pool runs a clean epoch."""
+    import multiprocessing
+
+    buffer, workers = 4, 2
+    counter = multiprocessing.get_context("fork").Value("i", 0)
+    # Set before the pool starts, so forked workers inherit it (a Value cannot be pickled to them).
+    monkeypatch.setattr(T, "CALLS", counter if kind != "spawn" else None)
+    ds = ArrayDataSource([np.arange(200), np.arange(200)]).map(T.counted_bad_batch)
+    pool = WorkerThreadPool(workers) if kind == "thread" else WorkerProcessPool(workers, start_method=kind)
+    with pool:
+        it = pool.parallel_data_source(ds, buffer).batch_iterator(10)
+        got = [next(it) for _ in range(7)]
+        assert [b[0].tolist() for b in got] == [list(range(10 * k, 10 * k + 10)) for k in range(7)]
+        start = time.monotonic()
+        with pytest.raises(ValueError, match="bad 7") as info:
+            next(it)
+        assert time.monotonic() - start < 5
+        assert info.value.args == ("bad 7",)
+        cause = str(info.value.__cause__)
+        assert "batch 7" in cause and 'raise ValueError(f"bad {bad}")' in cause
+        assert ("batchup-thread-pool" if kind == "thread" else "in worker ") in cause
+        assert list(it) == []
+        clean = pool.parallel_data_source(ds.source, buffer)
+        assert [b[0][0] for b in clean.batch_iterator(50)] == [0, 50, 100, 150]
+        if kind != "spawn":
+            # Every worker has drained its pipe by now (the clean epoch ran after the old tasks).
+            assert 8 <= counter.value <= 7 + buffer + workers, counter.value
