@@ -252,3 +252,16 @@ def test_worker_error_bounds_the_map_calls(kind, monkeypatch):
         if kind != "spawn":
             # Every worker has drained its pipe by now (the clean epoch ran after the old tasks).
             assert 8 <= counter.value <= 7 + buffer + workers, counter.value
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_idle_workers_outlive_the_watchdog_period(method):
+    """The parent-death watchdog of a forkserver/spawn worker does not mistake its own parent for a dead one."""
+    from batchup.parallel import _worker
+
+    with WorkerProcessPool(2, start_method=method) as pool:
+        pids = pool.worker_pids()
+        assert pool._apply_async(T.square, (3,)).get() == 9
+        time.sleep(3 * _worker.WATCHDOG_PERIOD)
+        assert pool.worker_pids() == pids
+        assert pool._apply_async(T.square, (4,)).get() == 16
