@@ -120,18 +120,44 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class SlotRing:
-    """``size`` slot files, created and unlinked by the parent.
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
-    When a result is handed out, its file stays mapped under the batch's
-    arrays and the slot gets another file: a free one (whose batch has been
-    garbage-collected, so its pages are warm) or a new one.
+
+def _libc_mmap() -> Any:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn_map, fn_unmap = libc.mmap, libc.munmap
+    except (OSError, AttributeError):  # pragma: no cover - not a POSIX libc
+        return None
+    fn_map.restype = ctypes.c_void_p
+    fn_map.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    fn_unmap.restype = ctypes.c_int
+    fn_unmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return fn_map, fn_unmap
+
+
+_LIBC = _libc_mmap()
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+class SlotRing:
+    """``size`` slot files, created, mapped once and unlinked by the parent.
+
+    Each file is mapped into the parent once (and remapped only when a
+    larger result arrives), so handing out a batch costs no system call:
+    its arrays are views of that mapping. The file then leaves the ring and
+    the slot gets another file: a free one (whose batch has been
+    garbage-collected, so its pages are warm and already mapped) or a new
+    one. A worker never writes into a file that backs a batch the caller
+    still holds.
     """
 
     def __init__(self, size: int) -> None:
         self.paths: list = []
         self.free: list = []
         self.owned: set = set()
+        self.maps: dict = {}  # path -> (address, mapped bytes)
+        self.out: set = set()  # paths backing batches that are handed out
         self.closed = False
         self.lock = threading.Lock()
         try:
@@ -156,31 +182,76 @@ class SlotRing:
     def path(self, number: int) -> str:
         return self.paths[number % len(self.paths)]
 
-    def renew(self, path: str) -> None:
-        """Give the slot holding ``path`` another file (``path`` now backs a handed-out batch)."""
+    def take(self, path: str, nbytes: int) -> Any:
+        """Hand out the ``nbytes`` written to ``path``: return a buffer viewing them.
+
+        The slot gets another file; when the buffer is garbage-collected
+        ``path`` becomes free again.
+        """
         with self.lock:
-            if self.closed:
-                return
+            if self.closed or path not in self.owned:
+                return None
+            addr, mapped = self.maps.get(path, (0, 0))
+            if _LIBC is None:  # pragma: no cover - no libc mmap: the caller maps it per batch
+                pass
+            elif mapped < nbytes:
+                if mapped:
+                    _LIBC[1](addr, mapped)
+                    del self.maps[path]
+                mapped = max(1 << 20, 1 << (nbytes - 1).bit_length())
+                addr = _map(path, mapped)
+                self.maps[path] = (addr, mapped)
             try:
                 k = self.paths.index(path)
             except ValueError:
-                return
-            self.paths[k] = self.free.pop() if self.free else self._create()
+                pass
+            else:
+                self.paths[k] = self.free.pop() if self.free else self._create()
+            self.out.add(path)
+        if _LIBC is None:  # pragma: no cover
+            return None
+        view = (ctypes.c_char * nbytes).from_address(addr)
+        weakref.finalize(view, self.release, path)
+        return view
 
     def release(self, path: str) -> None:
-        """The batch mapped on ``path`` is gone: reuse the file, or remove it if the ring is closed."""
+        """The batch on ``path`` is gone: reuse the file, or unmap it if the ring is closed."""
         with self.lock:
+            self.out.discard(path)
             if not self.closed:
                 self.free.append(path)
                 return
-        _unlink(path)
+            addr, mapped = self.maps.pop(path, (0, 0))
+        if mapped:
+            _LIBC[1](addr, mapped)  # type: ignore[index]
 
     def close(self) -> None:
+        """Remove every file; unmap those no batch uses (the others when their batch goes)."""
         with self.lock:
             self.closed = True
             owned, self.owned, self.paths, self.free = self.owned, set(), [], []
+            idle = [self.maps.pop(p) for p in list(self.maps) if p not in self.out]
         for path in owned:
             _unlink(path)
+        for addr, mapped in idle:
+            _LIBC[1](addr, mapped)  # type: ignore[index]
+
+
+def _map(path: str, nbytes: int) -> int:
+    """Map ``nbytes`` of ``path`` shared and writable (no descriptor stays open); return the address."""
+    assert _LIBC is not None
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError as err:
+        raise fd_limit_error(err, "mapping a batch's shared memory") from err
+    try:
+        addr = _LIBC[0](None, nbytes, mmap.PROT_READ | mmap.PROT_WRITE, _MAP_FLAGS, fd, 0)
+    finally:
+        os.close(fd)
+    if addr is None or addr == _MAP_FAILED:
+        code = ctypes.get_errno()
+        raise OSError(code, f"could not map {path!r} ({os.strerror(code)})")
+    return addr
 
 
 def _unlink(path: str) -> None:
@@ -243,26 +314,6 @@ def dump_result(result: Any, slot: str | None) -> tuple:
     return buf.getvalue(), pickler.offset
 
 
-_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-
-
-def _libc_mmap() -> Any:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn_map, fn_unmap = libc.mmap, libc.munmap
-    except (OSError, AttributeError):  # pragma: no cover - not a POSIX libc
-        return None
-    fn_map.restype = ctypes.c_void_p
-    fn_map.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    fn_unmap.restype = ctypes.c_int
-    fn_unmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    return fn_map, fn_unmap
-
-
-_LIBC = _libc_mmap()
-_MAP_FAILED = ctypes.c_void_p(-1).value
-
-
 def _unmap(addr: int, nbytes: int, ring: SlotRing | None, slot: str) -> None:
     assert _LIBC is not None
     _LIBC[1](addr, nbytes)
@@ -310,9 +361,9 @@ def load_result(skeleton: bytes, nbytes: int, slot: str | None, ring: SlotRing |
     if not nbytes:
         return pickle.loads(skeleton)
     assert slot is not None
-    buf = map_file(slot, nbytes, ring)
-    if ring is not None:
-        ring.renew(slot)
+    buf = ring.take(slot, nbytes) if ring is not None else None
+    if buf is None:  # no ring (or no libc mmap): a mapping of its own, removed with the batch
+        buf = map_file(slot, nbytes, ring if _LIBC is None else None)
     _local.buffer = buf
     try:
         return pickle.loads(skeleton)
