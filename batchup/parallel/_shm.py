@@ -23,6 +23,7 @@ away segments whose parent is dead (left behind by a SIGKILL).
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import io
 import itertools
@@ -159,6 +160,7 @@ class SlotRing:
         self.maps: dict = {}  # path -> (address, mapped bytes)
         self.out: set = set()  # paths backing batches that are handed out
         self.closed = False
+        self.on_close: Any = None  # called with the ring's paths when it closes
         self.lock = threading.Lock()
         try:
             for _ in range(size):
@@ -233,6 +235,8 @@ class SlotRing:
             idle = [self.maps.pop(p) for p in list(self.maps) if p not in self.out]
         for path in owned:
             _unlink(path)
+        if self.on_close is not None and owned:
+            self.on_close(sorted(owned))
         for addr, mapped in idle:
             _LIBC[1](addr, mapped)  # type: ignore[index]
 
@@ -245,9 +249,14 @@ def _map(path: str, nbytes: int) -> int:
     except OSError as err:
         raise fd_limit_error(err, "mapping a batch's shared memory") from err
     try:
-        addr = _LIBC[0](None, nbytes, mmap.PROT_READ | mmap.PROT_WRITE, _MAP_FLAGS, fd, 0)
+        return _map_fd(fd, nbytes, path)
     finally:
         os.close(fd)
+
+
+def _map_fd(fd: int, nbytes: int, path: str) -> int:
+    assert _LIBC is not None
+    addr = _LIBC[0](None, nbytes, mmap.PROT_READ | mmap.PROT_WRITE, _MAP_FLAGS, fd, 0)
     if addr is None or addr == _MAP_FAILED:
         code = ctypes.get_errno()
         raise OSError(code, f"could not map {path!r} ({os.strerror(code)})")
@@ -287,31 +296,81 @@ def _from_slot(offset: int, dtype: Any, shape: tuple) -> np.ndarray:
 
 
 def dump_result(result: Any, slot: str | None) -> tuple:
-    """Pickle ``result``; with a ``slot``, write its large arrays there. Return ``(skeleton, nbytes)``."""
+    """Pickle ``result``; with a ``slot``, write its large arrays there. Return ``(skeleton, nbytes)``.
+
+    A full folder raises :class:`~batchup.parallel.errors.StagingSpaceError`
+    (space is reserved with ``posix_fallocate`` before anything is written
+    through a mapping, so it is never a SIGBUS).
+    """
     buf = io.BytesIO()
     pickler = _ResultPickler(buf) if slot is not None else pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.dump(result)
     if slot is None or not pickler.arrays:
         return buf.getvalue(), 0
+    try:
+        target = _writable(slot, pickler.offset)
+        if target is None:  # pragma: no cover - no libc mmap / posix_fallocate
+            _pwrite_arrays(slot, pickler.arrays, pickler.offset)
+        else:
+            for offset, arr in pickler.arrays:
+                dst = np.frombuffer(target, dtype=arr.dtype, count=arr.size, offset=offset)
+                np.copyto(dst.reshape(arr.shape), arr, casting="no")
+    except OSError as err:
+        raise staging_error(err, os.path.dirname(slot), pickler.offset, "a result") from err
+    return buf.getvalue(), pickler.offset
+
+
+#: In a worker: slot path -> (buffer, mapped bytes, address); least recently used first.
+_WRITE_MAPS: collections.OrderedDict = collections.OrderedDict()
+#: Most slot files a worker keeps mapped (the parent also sends ``unmap`` when a ring closes).
+MAX_WRITE_MAPS = 64
+
+
+def _writable(slot: str, nbytes: int) -> Any:
+    """Return a writable buffer over at least ``nbytes`` of ``slot`` (mapped once per file in a worker)."""
+    if _LIBC is None or not hasattr(os, "posix_fallocate"):  # pragma: no cover
+        return None
+    entry = _WRITE_MAPS.get(slot)
+    if entry is not None and entry[1] >= nbytes:
+        _WRITE_MAPS.move_to_end(slot)
+        return entry[0]
+    size = (nbytes + 0xFFFF) & ~0xFFFF
+    fd = os.open(slot, os.O_RDWR)
+    try:
+        # Reserve the pages first: a full folder is ENOSPC here, not a SIGBUS on a store.
+        # Slot files only ever grow, so a mapping made earlier never covers a hole.
+        os.posix_fallocate(fd, 0, size)
+        addr = _map_fd(fd, size, slot)
+    finally:
+        os.close(fd)
+    forget([slot])
+    _WRITE_MAPS[slot] = ((ctypes.c_char * size).from_address(addr), size, addr)
+    while len(_WRITE_MAPS) > MAX_WRITE_MAPS:
+        _, (_, old_size, old_addr) = _WRITE_MAPS.popitem(last=False)
+        _LIBC[1](old_addr, old_size)
+    return _WRITE_MAPS[slot][0]
+
+
+def forget(paths: Any) -> None:
+    """In a worker: unmap the slot files ``paths`` (their ring has closed)."""
+    for path in paths:
+        entry = _WRITE_MAPS.pop(path, None)
+        if entry is not None and _LIBC is not None:
+            _LIBC[1](entry[2], entry[1])
+
+
+def _pwrite_arrays(slot: str, arrays: list, total: int) -> None:  # pragma: no cover - fallback
     fd = os.open(slot, os.O_WRONLY)
     try:
-        # Plain writes: no page faults in the worker, and a full folder raises ENOSPC, never SIGBUS.
-        for offset, arr in pickler.arrays:
+        for offset, arr in arrays:
             view = memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
             done = 0
             while done < len(view):
                 done += os.pwrite(fd, view[done:], offset + done)
-        if os.fstat(fd).st_size < pickler.offset:
-            os.ftruncate(fd, pickler.offset)
-    except OSError as err:
-        try:
-            os.ftruncate(fd, 0)  # give back what was written
-        except OSError:
-            pass
-        raise staging_error(err, os.path.dirname(slot), pickler.offset, "a result") from err
+        if os.fstat(fd).st_size < total:
+            os.ftruncate(fd, total)
     finally:
         os.close(fd)
-    return buf.getvalue(), pickler.offset
 
 
 def _unmap(addr: int, nbytes: int, ring: SlotRing | None, slot: str) -> None:

@@ -131,6 +131,9 @@ def process_main(tasks: Any, results: Any, parent_pid: int, worker_id: int) -> N
         if kind == "drop":
             cache.pop(msg[1], None)
             continue
+        if kind == "unmap":
+            _shm.forget(msg[1])
+            continue
         _, task_id, slot, label, inner = msg
         where = f"in worker {worker_id} (pid {pid}), while preparing {label}"
         try:

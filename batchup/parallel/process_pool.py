@@ -53,6 +53,9 @@ __all__ = ["WorkerProcessPool"]
 
 #: Tasks a worker holds at once: one being prepared, one waiting in its pipe.
 MAX_INFLIGHT = 2
+#: Messages up to this size may be written to a worker's pipe without the sender thread
+#: (MAX_INFLIGHT of them always fit in a pipe's 64 KB buffer).
+DIRECT_MAX = 8192
 _START_METHODS = ("fork", "forkserver", "spawn")
 _live_cores: weakref.WeakSet[_ProcessCore] = weakref.WeakSet()
 _STOP = pickle.dumps(("stop",))
@@ -158,7 +161,9 @@ class WorkerProcessPool(AbstractWorkerPool):
         return self._core.submit(inner, tokens, label, slot)
 
     def _new_ring(self, size: int) -> Any:
-        return _shm.SlotRing(size)
+        ring = _shm.SlotRing(size)
+        ring.on_close = self._core.forget_slots
+        return ring
 
     def _cancel(self, futures: list) -> None:
         self._core.cancel(futures)
@@ -187,6 +192,8 @@ class _Worker:
         self.retiring = False
         self.expected_exit = False
         self.replied = False
+        self.queued = 0  # messages handed to the sender thread and not yet written
+        self.big_until: int | None = None  # a large message is unread until this task's reply
 
 
 class _Const:
@@ -316,7 +323,7 @@ class _ProcessCore:
         for w in old:
             w.retiring = True
             w.expected_exit = True
-            self.outbox.put((w, _STOP))
+            self._post(w, _STOP)
         for _ in old:
             self._start_worker()
 
@@ -340,7 +347,16 @@ class _ProcessCore:
         for w in self.workers.values():
             if token in w.tokens:
                 w.tokens.discard(token)
-                self.outbox.put((w, drop))
+                self._post(w, drop)
+
+    def forget_slots(self, paths: list) -> None:
+        """A stream's slot files are gone: workers unmap them (their memory is freed)."""
+        with self.lock:
+            if self.closed:
+                return
+            msg = pickle.dumps(("unmap", paths), protocol=pickle.HIGHEST_PROTOCOL)
+            for w in self.workers.values():
+                self._post(w, msg)
 
     # -- tasks ---------------------------------------------------------------------------------
     def submit(self, inner: bytes, tokens: list, label: str, slot: Any) -> Future:
@@ -367,16 +383,45 @@ class _ProcessCore:
                 return
             w = min(ready, key=lambda w: len(w.inflight))
             task = self.pending.popleft()
+            out = []
             for t in task.tokens:
                 if t not in w.tokens:
                     const = self.constants[t]
                     how = "inherit" if const.inherit else "pickle"
-                    self.outbox.put((w, pickle.dumps(("const", t, how, const.payload), protocol=pickle.HIGHEST_PROTOCOL)))
+                    out.append(pickle.dumps(("const", t, how, const.payload), protocol=pickle.HIGHEST_PROTOCOL))
                     w.tokens.add(t)
             task.worker = w
             w.inflight[task.id] = task
             msg = ("task", task.id, task.slot, task.label, task.inner)
-            self.outbox.put((w, pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)))
+            out.append(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
+            self._send(w, task.id, out)
+
+    def _send(self, w: _Worker, task_id: int, messages: list) -> None:
+        """Write a task's messages to ``w`` (caller holds the lock).
+
+        Small messages are written directly from this thread when nothing
+        else is on its way to the worker: the pipe then holds at most
+        :data:`MAX_INFLIGHT` small tasks, so the write cannot block. Anything
+        else goes through the sender thread, in order; after a large message
+        the direct path waits until the worker has answered the task behind it.
+        """
+        big = any(len(m) > DIRECT_MAX for m in messages)
+        if not big and not w.queued and w.big_until is None:
+            try:
+                for m in messages:
+                    w.tasks.send_bytes(m)
+            except (OSError, ValueError):
+                pass  # the worker is gone; the collector reports it
+            return
+        if big:
+            w.big_until = task_id
+        for m in messages:
+            self._post(w, m)
+
+    def _post(self, w: _Worker, data: bytes) -> None:
+        """Hand ``data`` for ``w`` to the sender thread (caller holds the lock)."""
+        w.queued += 1
+        self.outbox.put((w, data))
 
     def _finish(self, task: _Task) -> None:
         self.tasks.pop(task.id, None)
@@ -430,6 +475,8 @@ class _ProcessCore:
                 w.tasks.send_bytes(data)
             except (OSError, ValueError):
                 pass  # the worker is gone; the collector reports it
+            with self.lock:
+                w.queued -= 1
 
     def _collect_loop(self) -> None:
         try:
@@ -468,6 +515,8 @@ class _ProcessCore:
             msg = pickle.loads(raw)
             w.replied = True
             with self.lock:
+                if w.big_until == msg[1]:
+                    w.big_until = None  # the worker has read everything sent before that task
                 task = self.tasks.get(msg[1])
                 if task is None:
                     continue

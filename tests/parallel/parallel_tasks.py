@@ -111,3 +111,12 @@ def counted_bad_batch(X, y, bad=7, bs=10):
         with CALLS.get_lock():
             CALLS.value += 1
     return bad_batch(X, y, bad, bs)
+
+
+def sized(n, fill):
+    """A result of ``n`` float64 values equal to ``fill`` (varying sizes exercise slot growth)."""
+    return np.full(n, fill, dtype=np.float64)
+
+
+def total(arr, k):
+    return float(arr.sum()) + k

@@ -314,3 +314,55 @@ class TestSharedConstant:
             pool.parallel_data_source(IteratorDataSource(iter([])))
         with pytest.raises(TypeError, match="data source"):
             pool.parallel_data_source([np.arange(3)])
+
+
+class TestSlots:
+    """Results travel through slot files mapped once per process; messages take the direct or the sender path."""
+
+    def test_growing_results_and_kept_batches(self):
+        """Results that grow (slot files and their mappings grow) stay intact, kept ones included."""
+        sizes = [10, 5000, 600, 200_000, 40, 1_000_000, 3000, 70_000] * 3
+        with WorkerProcessPool(2) as p:
+            stream = p.work_stream(((T.sized, (n, k)) for k, n in enumerate(sizes)), task_buffer_size=3)
+            kept = {}
+            for k, arr in enumerate(stream.retrieve_iter()):
+                assert arr.shape == (sizes[k],) and (arr == k).all()
+                if k % 3 == 0:
+                    kept[k] = arr  # the others are dropped, so their files are reused
+                    arr[:1] = k  # writable, private to the caller
+            for k, arr in kept.items():
+                assert (arr == k).all(), k
+
+    def test_large_and_small_messages_keep_their_order(self):
+        """Tasks with large arguments (sent by the sender thread) and small ones (sent directly) stay in order."""
+        big = [np.full(5000, i, dtype=np.float64) for i in range(6)]  # 40 KB each: past DIRECT_MAX
+        tasks = []
+        for i in range(30):
+            arr = big[i % 6] if i % 4 == 0 else np.full(3, i, dtype=np.float64)
+            tasks.append((T.total, (arr, i)))
+        expect = [float(a.sum()) + k for k, (_, (a, _)) in enumerate(tasks)]
+        with WorkerProcessPool(2) as p:
+            const = p.shared_constant(list(range(20_000)))  # a pickled constant past DIRECT_MAX
+            assert list(p.work_stream(iter(tasks), task_buffer_size=5).retrieve_iter()) == expect
+            assert list(p.work_stream((len, (const,)) for _ in range(6)).retrieve_iter()) == [20_000] * 6
+
+    def test_workers_unmap_a_closed_streams_slots(self):
+        """Once a stream is closed its slot files are removed and no worker keeps them mapped."""
+        ds = ArrayDataSource([np.ones((400, 1000))])
+        with WorkerProcessPool(2) as p:
+            par = p.parallel_data_source(ds, 4)
+            for _ in range(2):
+                it = par.batch_iterator(20)
+                next(it), next(it)
+                it.close()
+            pids = p.worker_pids()
+            deadline = time.monotonic() + 5
+            while True:
+                mapped = []
+                for pid in pids:
+                    with open(f"/proc/{pid}/maps") as f:
+                        mapped += [ln for ln in f if "batchup-" in ln and "(deleted)" in ln]
+                if not mapped or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert mapped == []
