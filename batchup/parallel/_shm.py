@@ -225,7 +225,7 @@ class SlotRing:
                 return
             addr, mapped = self.maps.pop(path, (0, 0))
         if mapped:
-            _LIBC[1](addr, mapped)  # type: ignore[index]
+            _LIBC[1](addr, mapped)
 
     def close(self) -> None:
         """Remove every file; unmap those no batch uses (the others when their batch goes)."""
@@ -238,7 +238,7 @@ class SlotRing:
         if self.on_close is not None and owned:
             self.on_close(sorted(owned))
         for addr, mapped in idle:
-            _LIBC[1](addr, mapped)  # type: ignore[index]
+            _LIBC[1](addr, mapped)
 
 
 def _map(path: str, nbytes: int) -> int:
@@ -303,9 +303,12 @@ def dump_result(result: Any, slot: str | None) -> tuple:
     through a mapping, so it is never a SIGBUS).
     """
     buf = io.BytesIO()
-    pickler = _ResultPickler(buf) if slot is not None else pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    if slot is None:
+        pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(result)
+        return buf.getvalue(), 0
+    pickler = _ResultPickler(buf)
     pickler.dump(result)
-    if slot is None or not pickler.arrays:
+    if not pickler.arrays:
         return buf.getvalue(), 0
     try:
         target = _writable(slot, pickler.offset)
@@ -363,7 +366,7 @@ def _pwrite_arrays(slot: str, arrays: list, total: int) -> None:  # pragma: no c
     fd = os.open(slot, os.O_WRONLY)
     try:
         for offset, arr in arrays:
-            view = memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+            view = np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data
             done = 0
             while done < len(view):
                 done += os.pwrite(fd, view[done:], offset + done)
@@ -463,7 +466,7 @@ class _ConstantPickler(pickle.Pickler):
         self.segments.append(path)
         try:
             with open(path, "wb") as f:
-                f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+                f.write(arr.reshape(-1).view(np.uint8).data)
         except OSError as err:
             raise staging_error(err, os.path.dirname(path), arr.nbytes, "a shared array") from err
         return _open_shared, (path, 0, arr.dtype, arr.shape, "C")
@@ -486,7 +489,7 @@ def _open_shared(path: str, offset: int, dtype: Any, shape: tuple, order: str) -
     if int(np.prod(shape)) == 0:
         return np.empty(shape, dtype=dtype)
     # Copy-on-write: a worker may modify what it was given without touching the others.
-    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order=order)
+    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order=order)  # type: ignore[call-overload]
 
 
 def dump_constant(obj: Any, segments: list | None, folder: str | None = None) -> tuple:

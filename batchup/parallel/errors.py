@@ -144,9 +144,9 @@ def rebuild_exception(payload: bytes | None, type_name: str, message: str, tb_te
                 exc.__cause__ = cause
                 return exc
             why = f"it unpickled as a {type(exc).__name__}"
-    err = WorkerError(f"{type_name}: {message} (raised in a worker; {why})")
-    err.__cause__ = cause
-    return err
+    wrapped = WorkerError(f"{type_name}: {message} (raised in a worker; {why})")
+    wrapped.__cause__ = cause
+    return wrapped
 
 
 def attach_cause(exc: BaseException, tb_text: str) -> BaseException:

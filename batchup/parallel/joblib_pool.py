@@ -202,7 +202,7 @@ class _WindowImpl:
                     self.cond.wait()
                 if self.closed:
                     return
-                batch = []
+                batch: list = []
                 while self.pending and len(batch) < self.window:
                     item = self.pending.popleft()
                     if not item[0].cancelled:

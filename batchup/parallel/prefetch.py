@@ -79,7 +79,7 @@ class ParallelDataSource(AbstractDataSource):
             raise TypeError(f"pool must be an AbstractWorkerPool, got {type(pool).__name__}")
         self.batch_buffer_size = check_buffer_size(batch_buffer_size, "batch_buffer_size")
         self.timeout = check_timeout(timeout)
-        self.ds = ds
+        self.ds: Any = ds  # random access (checked above), not necessarily by inheritance
         self.pool = pool
         self._owns_pool = _owns_pool
         self.shared_ds = pool.shared_constant(ds)

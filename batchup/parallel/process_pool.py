@@ -178,6 +178,8 @@ class _Task:
 
     def __init__(self, tid: int, future: Future, inner: bytes, tokens: list, label: str, slot: Any) -> None:
         self.id, self.future, self.inner, self.tokens = tid, future, inner, tokens
+        self.ring: Any
+        self.slot: str | None
         self.ring, self.slot = slot if slot is not None else (None, None)
         self.label, self.worker = label, None
 
@@ -208,7 +210,7 @@ class _ProcessCore:
 
     def __init__(self, n: int, method: str) -> None:
         self.n, self.method = n, method
-        self.ctx = multiprocessing.get_context(method)
+        self.ctx: Any = multiprocessing.get_context(method)
         self.lock = threading.RLock()
         self.closed = False
         self.workers: dict = {}
