@@ -138,6 +138,19 @@ def _libc_mmap() -> Any:
 
 
 _LIBC = _libc_mmap()
+
+
+def _libc_madvise() -> Any:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):  # pragma: no cover - not a POSIX libc
+        return None
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return fn
+
+
+_MADVISE = _libc_madvise()
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
@@ -202,6 +215,7 @@ class SlotRing:
                     del self.maps[path]
                 mapped = max(1 << 20, 1 << (nbytes - 1).bit_length())
                 addr = _map(path, mapped)
+                _dont_fork(addr, mapped)
                 self.maps[path] = (addr, mapped)
             try:
                 k = self.paths.index(path)
@@ -239,6 +253,13 @@ class SlotRing:
             self.on_close(sorted(owned))
         for addr, mapped in idle:
             _LIBC[1](addr, mapped)
+
+
+def _dont_fork(addr: int, nbytes: int) -> None:
+    """Keep a mapping out of forked children (workers forked later must not pin the parent's slots)."""
+    advice = getattr(mmap, "MADV_DONTFORK", None)
+    if _MADVISE is not None and advice is not None:
+        _MADVISE(addr, nbytes, advice)
 
 
 def _map(path: str, nbytes: int) -> int:

@@ -31,6 +31,7 @@ import os
 import pickle
 import queue
 import signal
+import struct
 import sys
 import threading
 import time
@@ -53,9 +54,11 @@ __all__ = ["WorkerProcessPool"]
 
 #: Tasks a worker holds at once: one being prepared, one waiting in its pipe.
 MAX_INFLIGHT = 2
-#: Messages up to this size may be written to a worker's pipe without the sender thread
-#: (MAX_INFLIGHT of them always fit in a pipe's 64 KB buffer).
+#: Messages up to this size may be written to a worker's pipe without the sender thread,
+#: when the pipe has room for them (see ``_ProcessCore._send``).
 DIRECT_MAX = 8192
+#: Pipe buffers are pages, and a write does not always fill a partly used one: keep a margin.
+_PIPE_SLACK = 4 * 4096
 _START_METHODS = ("fork", "forkserver", "spawn")
 _live_cores: weakref.WeakSet[_ProcessCore] = weakref.WeakSet()
 _STOP = pickle.dumps(("stop",))
@@ -195,7 +198,7 @@ class _Worker:
         self.expected_exit = False
         self.replied = False
         self.queued = 0  # messages handed to the sender thread and not yet written
-        self.big_until: int | None = None  # a large message is unread until this task's reply
+        self.pipe_size = _pipe_size(tasks)
 
 
 class _Const:
@@ -401,22 +404,19 @@ class _ProcessCore:
     def _send(self, w: _Worker, task_id: int, messages: list) -> None:
         """Write a task's messages to ``w`` (caller holds the lock).
 
-        Small messages are written directly from this thread when nothing
-        else is on its way to the worker: the pipe then holds at most
-        :data:`MAX_INFLIGHT` small tasks, so the write cannot block. Anything
-        else goes through the sender thread, in order; after a large message
-        the direct path waits until the worker has answered the task behind it.
+        Small messages are written directly from this thread when nothing is
+        on its way through the sender thread and the worker's pipe has room
+        for them, so the write cannot block; anything else goes through the
+        sender thread, in order.
         """
-        big = any(len(m) > DIRECT_MAX for m in messages)
-        if not big and not w.queued and w.big_until is None:
+        need = sum(len(m) + 8 for m in messages)
+        if need <= DIRECT_MAX and not w.queued and _unread(w.tasks) + need + _PIPE_SLACK <= w.pipe_size:
             try:
                 for m in messages:
                     w.tasks.send_bytes(m)
             except (OSError, ValueError):
                 pass  # the worker is gone; the collector reports it
             return
-        if big:
-            w.big_until = task_id
         for m in messages:
             self._post(w, m)
 
@@ -517,8 +517,6 @@ class _ProcessCore:
             msg = pickle.loads(raw)
             w.replied = True
             with self.lock:
-                if w.big_until == msg[1]:
-                    w.big_until = None  # the worker has read everything sent before that task
                 task = self.tasks.get(msg[1])
                 if task is None:
                     continue
@@ -628,6 +626,27 @@ class _ProcessCore:
             except OSError:
                 pass
         _live_cores.discard(self)
+
+
+def _pipe_size(conn: Any) -> int:
+    """Return the capacity of the pipe behind ``conn`` (0 where it cannot be known)."""
+    try:
+        import fcntl
+
+        return int(fcntl.fcntl(conn.fileno(), getattr(fcntl, "F_GETPIPE_SZ", 1032)))
+    except (ImportError, OSError, ValueError):
+        return 0
+
+
+def _unread(conn: Any) -> int:
+    """Return the bytes written to ``conn``'s pipe and not yet read by the worker."""
+    try:
+        import fcntl
+        import termios
+
+        return struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+    except (ImportError, OSError, ValueError):
+        return 1 << 30
 
 
 def _raise_fd_error(err: OSError, what: str) -> None:

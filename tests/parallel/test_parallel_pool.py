@@ -366,3 +366,15 @@ class TestSlots:
                     break
                 time.sleep(0.05)
             assert mapped == []
+
+    def test_workers_forked_later_do_not_inherit_the_parents_slots(self):
+        """A generation forked while the parent maps slot files does not pin them (MADV_DONTFORK)."""
+        with WorkerProcessPool(2) as p:
+            it = p.parallel_data_source(ArrayDataSource([np.ones((400, 1000))]), 4).batch_iterator(20)
+            kept = [next(it), next(it)]  # the parent now maps slot files
+            p.shared_constant(np.zeros(300_000))  # large: forks a new generation that inherits it
+            for pid in p.worker_pids():
+                with open(f"/proc/{pid}/maps") as f:
+                    assert not [ln for ln in f if f"batchup-{os.getpid()}-slot" in ln]
+            assert len(kept) == 2
+            it.close()
