@@ -133,6 +133,16 @@ def is_endless(source: AbstractDataSource) -> bool:
     return n is not None and n == np.inf
 
 
+def _iterator_kwargs(drop_last: bool, shard: Any, kwargs: dict | None) -> dict:
+    """Return the keyword arguments for one epoch's iterator (only the options that are set)."""
+    kw = dict(kwargs or {})
+    if drop_last:
+        kw["drop_last"] = True
+    if shard is not None:
+        kw["shard"] = shard
+    return kw
+
+
 def index_iterator(
     source: AbstractDataSource,
     batch_size: int,
@@ -144,11 +154,7 @@ def index_iterator(
     kwargs: dict | None = None,
 ) -> Any:
     """Return the index-batch iterator of one epoch of a random-access source."""
-    kw = dict(kwargs or {})
-    if drop_last:
-        kw["drop_last"] = True
-    if shard is not None:
-        kw["shard"] = shard
+    kw = _iterator_kwargs(drop_last, shard, kwargs)
     return source.batch_indices_iterator(batch_size, shuffle=epoch_seed(seed, epoch), **kw)
 
 
@@ -163,11 +169,7 @@ def batch_iterator(
     kwargs: dict | None = None,
 ) -> Any:
     """Return the batch iterator of one epoch of any source (the serial reference)."""
-    kw = dict(kwargs or {})
-    if drop_last:
-        kw["drop_last"] = True
-    if shard is not None:
-        kw["shard"] = shard
+    kw = _iterator_kwargs(drop_last, shard, kwargs)
     shuffle = epoch_seed(seed, epoch)
     if shuffle is not None:
         kw["shuffle"] = shuffle
