@@ -28,6 +28,7 @@ __all__ = [
     "SEED_MAX",
     "SeedKey",
     "as_generator",
+    "capture_rng_state",
     "fresh_seed",
     "get_rng_state",
     "resolve_shuffle",
@@ -167,6 +168,18 @@ def get_rng_state(rng: Any) -> dict:
         f"cannot checkpoint the state of the random number generator {rng!r}; "
         "pass an int seed, a np.random.RandomState or a np.random.Generator"
     )
+
+
+def capture_rng_state(rng: Any) -> dict | None:
+    """Return :func:`get_rng_state` of ``rng``, or ``None`` for an RNG whose state is opaque.
+
+    Iterators record the state this way as they go; only a later
+    ``state_dict()`` turns ``None`` into an error.
+    """
+    try:
+        return get_rng_state(rng)
+    except TypeError:
+        return None
 
 
 def set_rng_state(rng: Any, state: dict) -> None:

@@ -48,11 +48,5 @@ def pytest_collection_modifyitems(config, items):  # noqa: ANN001
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def _no_global_rng_leak():
-    """Tests must not depend on the global NumPy RNG's state left by another test."""
-    yield
-
-
 def pytest_report_header(config):  # noqa: ANN001
     return f"python {sys.version.split()[0]}, hypothesis profile {settings._current_profile}"

@@ -11,7 +11,6 @@ the batches are spread over workers.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import itertools
 import os
@@ -21,6 +20,7 @@ import numpy as np
 
 from batchup import _rng
 from batchup._checks import is_int, positive_int
+from batchup._optional import import_optional
 from batchup.sources import AbstractDataSource, coerce_data_source
 
 __all__ = [
@@ -45,19 +45,17 @@ def require(module: str, extra: str, adapter: str) -> Any:
         Naming ``pip install batchup[<extra>]``, with the original error as cause.
     """
     try:
-        return importlib.import_module(module)
+        return import_optional(module, extra, adapter)
     except ImportError as err:
-        missing = getattr(err, "name", None) or ""
+        cause = err.__cause__
+        missing = getattr(cause, "name", None) or ""
         if module == "keras" and missing.startswith("tensorflow") and "KERAS_BACKEND" not in os.environ:
             raise ImportError(
                 f"{adapter} imports Keras, which tried to load its default TensorFlow backend: set "
                 "KERAS_BACKEND=jax (or torch) before Python starts, or install TensorFlow with "
                 "pip install batchup[tf]"
-            ) from err
-        raise ImportError(
-            f"{adapter} needs {module}, which could not be imported ({err}); "
-            f"install it with: pip install batchup[{extra}]"
-        ) from err
+            ) from cause
+        raise
 
 
 def resolve_seed(shuffle: Any, name: str = "shuffle") -> int | None:

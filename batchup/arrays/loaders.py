@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from batchup.arrays._optional import import_optional
+from batchup._optional import import_optional
 
 __all__ = ["read_image", "read_npy"]
 

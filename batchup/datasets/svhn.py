@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from batchup._errors import ArchiveError
+from batchup._optional import import_optional
 from batchup.datasets import _cache
 from batchup.datasets._base import ImageSplits, RemoteFile, SplitDataset, download_sources, open_cache
 from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
@@ -39,10 +40,7 @@ _CHUNK = 10240
 
 
 def _loadmat(path: str) -> dict[str, Any]:
-    try:
-        from scipy.io import loadmat
-    except ImportError as err:  # pragma: no cover - scipy is in the datasets extra
-        raise ImportError("SVHN needs scipy to read its .mat files: pip install batchup[datasets]") from err
+    loadmat = import_optional("scipy.io", "datasets", "SVHN (reading its .mat files)").loadmat
     try:
         return loadmat(path)
     except (ValueError, OSError, TypeError) as err:

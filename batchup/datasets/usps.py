@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from batchup._errors import ArchiveError
+from batchup._optional import import_optional
 from batchup.datasets import _cache
 from batchup.datasets._base import (
     RemoteFile,
@@ -35,10 +36,7 @@ CACHE = "usps"
 
 def convert_usps(path: str, target_path: str) -> str:
     """Copy the arrays of the USPS HDF5 file (group ``/usps``) into the cache folder ``target_path``."""
-    try:
-        import h5py
-    except ImportError as err:  # pragma: no cover - h5py is in the datasets extra
-        raise ImportError("USPS needs h5py to read its HDF5 file: pip install batchup[datasets]") from err
+    h5py = import_optional("h5py", "datasets", "USPS (reading its HDF5 file)")
     out = _cache.CacheWriter(target_path, "usps")
     try:
         with h5py.File(path, "r") as f:

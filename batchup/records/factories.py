@@ -12,7 +12,7 @@ import copy
 import os
 from typing import Any, Callable
 
-from batchup.arrays._optional import import_optional
+from batchup._optional import import_optional
 from batchup.records.encoders import check_encoder, missing_value
 from batchup.records.files import FileDataEncoder
 from batchup.records.inventory import InventorySource

@@ -291,15 +291,7 @@ class BalancedIndexBatchIterator(IndexBatchIterator):
             self._n = shard.per_rank(sampler.batches_per_epoch) * sampler.batch_size
 
     def _draw(self, epoch: int) -> None:
-        rng = self._rng
-        if isinstance(rng, _rng.SeedKey):
-            gen = rng.generator(epoch)
-        else:
-            try:
-                self._rng_epoch_start = _rng.get_rng_state(rng)
-            except TypeError:
-                self._rng_epoch_start = None
-            gen = rng
+        gen = self._epoch_rng(epoch)
         plan = self._sampler.epoch_plan(gen)
         if self._batch_shard is not None:
             plan = plan[self._batch_shard.select(np.arange(len(plan)))]

@@ -94,6 +94,8 @@ class IndexBatchIterator(StatefulIterator):
     """
 
     KIND = "index"
+    #: Whether :meth:`take_run` can hand out several batches at once.
+    GROUPABLE = True
 
     def __init__(
         self,
@@ -128,22 +130,30 @@ class IndexBatchIterator(StatefulIterator):
         self._rng_epoch_start: Any = None
 
     # -- the arithmetic ---------------------------------------------------------
-    def _draw(self, epoch: int) -> None:
+    def _epoch_rng(self, epoch: int) -> Any:
+        """Return what epoch ``epoch`` is drawn from.
+
+        A seed gives the epoch's own generator; an RNG object is drawn from
+        directly, after its state is recorded so that a checkpoint can redraw
+        this epoch. Subclasses that draw epochs differently call this too.
+        """
         rng = self._rng
+        if isinstance(rng, _rng.SeedKey):
+            return rng.generator(epoch)
+        self._rng_epoch_start = _rng.capture_rng_state(rng)
+        return rng
+
+    def _draw(self, epoch: int) -> None:
         n = self._global_n
-        if rng is None:
+        if self._rng is None:
             if self._base is None:
                 self._base = np.arange(n, dtype=np.int64)
             order = self._base
-        elif isinstance(rng, _rng.SeedKey):
-            perm = rng.generator(epoch).permutation(n)
-            order = perm if self._base is None else self._base[perm]
         else:
-            self._rng_epoch_start = _capture(rng)
-            if self._base is None:
-                order = rng.permutation(n)
-            else:
-                order = rng.permutation(self._base)
+            # rng.permutation(base) equals base[rng.permutation(n)] draw for draw,
+            # which is what BatchUp 0.2 draws for a subset.
+            perm = self._epoch_rng(epoch).permutation(n)
+            order = perm if self._base is None else self._base[perm]
         self._order = order if self._shard is None else self._shard.select(order)
 
     def __next__(self) -> np.ndarray:
@@ -286,13 +296,6 @@ class IndexBatchIterator(StatefulIterator):
                 _rng.set_rng_state(self._rng, state["rng_now"])
 
 
-def _capture(rng: Any) -> Any:
-    """Capture an RNG's state if possible; ``None`` for opaque duck-typed RNGs."""
-    try:
-        return _rng.get_rng_state(rng)
-    except TypeError:
-        return None
-
 
 class ShardedIndexBatchIterator(IndexBatchIterator):
     """An :class:`IndexBatchIterator` over one rank's shard that also reports padding.
@@ -301,6 +304,8 @@ class ShardedIndexBatchIterator(IndexBatchIterator):
     batch: True for samples that are wrap-around duplicates added so that
     every rank gets the same number of samples (``remainder="pad"``).
     """
+
+    GROUPABLE = False  # one batch at a time, so that last_padding matches each batch
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -315,7 +320,7 @@ class ShardedIndexBatchIterator(IndexBatchIterator):
         return batch
 
     def take_run(self, max_batches: int) -> None:
-        return None  # one batch at a time, so that last_padding matches each batch
+        return None
 
 
 def make_index_iterator(*args: Any, shard: Any = None, **kwargs: Any) -> IndexBatchIterator:

@@ -106,15 +106,7 @@ class WeightedEpochBatchIterator(IndexBatchIterator):
         super().__init__(num_samples, batch_size, repeats, rng=rng, drop_last=drop_last, shard=as_shard(shard))
 
     def _draw(self, epoch: int) -> None:
-        rng = self._rng
-        if isinstance(rng, _rng.SeedKey):
-            gen = rng.generator(epoch)
-        else:
-            try:
-                self._rng_epoch_start = _rng.get_rng_state(rng)
-            except TypeError:
-                self._rng_epoch_start = None
-            gen = rng
+        gen = self._epoch_rng(epoch)
         order = draw_epoch(gen, self._p, self._cdf, self._global_n, self._replace)
         if self._subset is not None:
             order = self._subset[order]

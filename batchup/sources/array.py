@@ -204,7 +204,8 @@ class ArrayBatchIterator(StatefulIterator):
         self._pos = 0
         self._group = 1
         bs: Any = getattr(indices, "_bs", None)
-        if bs and hasattr(indices, "take_run") and all(type(d) is np.ndarray for d in self._data):
+        groupable = getattr(indices, "GROUPABLE", False) and hasattr(indices, "take_run")
+        if bs and groupable and all(type(d) is np.ndarray for d in self._data):
             row_bytes = sum(d.itemsize * (d.size // max(len(d), 1)) for d in self._data) + 8
             self._group = int(max(1, min(CHUNK_BATCHES, CHUNK_BYTES // (row_bytes * bs))))
         self._bs = bs

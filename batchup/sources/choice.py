@@ -162,7 +162,7 @@ class ChoiceBatchIterator(StatefulIterator):
                 if isinstance(rng, _rng.SeedKey):
                     rng.generator(0).shuffle(sched)
                 else:
-                    self._rng_mark = _capture(rng)
+                    self._rng_mark = _rng.capture_rng_state(rng)
                     rng.shuffle(sched)
             self._order = sched
         elif rng is None:
@@ -170,7 +170,7 @@ class ChoiceBatchIterator(StatefulIterator):
         elif isinstance(rng, _rng.SeedKey):
             self._order = rng.generator(self._step // k).permutation(k)
         else:
-            self._rng_mark = _capture(rng)
+            self._rng_mark = _rng.capture_rng_state(rng)
             self._order = rng.permutation(k)
 
     def __next__(self) -> Any:
@@ -239,10 +239,3 @@ class ChoiceBatchIterator(StatefulIterator):
         if legacy:
             self._rng_mark = state.get("rng_mark")
             _rng.set_rng_state(self._rng, state["rng_now"])
-
-
-def _capture(rng: Any) -> Any:
-    try:
-        return _rng.get_rng_state(rng)
-    except TypeError:
-        return None

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from batchup._checks import is_int
-from batchup.arrays._optional import import_optional
+from batchup._optional import import_optional
 from batchup.tables.structure import Leaf
 
 __all__ = ["encode_leaf", "n_classes_of"]

@@ -63,6 +63,7 @@ def test_padding_mask_through_the_data_iterator():
             kept.extend(x[~it.last_padding].tolist())
     assert sorted(kept) == list(range(10))
     assert ArrayDataSource([X]).batch_iterator(2).last_padding is None
+    assert ArrayDataSource([np.arange(1000)]).batch_iterator(2, shard=(0, 2))._group == 1
 
 
 def test_subset_sharding_and_repeats():

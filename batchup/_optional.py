@@ -1,8 +1,9 @@
-"""Import an optional dependency, or explain which batchup extra provides it.
+"""Import optional packages, naming the batchup extra that installs them.
 
-pandas, scikit-learn, h5py, zarr and pillow are extras: batchup never
-imports them at package import time, only inside the feature that needs
-them, and a missing one raises an ImportError that says what to install.
+The core needs NumPy alone; frameworks and formats (pandas, h5py, scipy,
+torch, ...) are imported only by the feature that uses them, through
+:func:`import_optional`, so a missing one fails with the ``pip install``
+command that fixes it.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ def import_optional(module: str, extra: str, feature: str) -> Any:
     Raises
     ------
     ImportError
-        If the module cannot be imported; the message names the feature and
-        the ``pip install`` command.
+        If the module cannot be imported; the message names the feature, the
+        import error and the ``pip install`` command, and chains the cause.
 
     Examples
     --------
@@ -38,8 +39,7 @@ def import_optional(module: str, extra: str, feature: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        top = module.partition(".")[0]
         raise ImportError(
-            f"{feature} needs the optional package {top!r}, which is not installed; "
+            f"{feature} needs {module}, which could not be imported ({err}); "
             f"install it with: pip install batchup[{extra}]"
         ) from err
