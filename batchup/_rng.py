@@ -29,7 +29,10 @@ __all__ = [
     "SeedKey",
     "as_generator",
     "capture_rng_state",
+    "drawn_key",
     "fresh_seed",
+    "key_from_json",
+    "legacy",
     "get_rng_state",
     "resolve_shuffle",
     "set_rng_state",
@@ -58,6 +61,9 @@ class SeedKey:
 
     seed: int
     path: tuple = ()
+    #: True for a seed drawn from OS entropy because the user gave none: a
+    #: checkpoint's seed replaces it on restore, so unseeded runs resume too.
+    drawn: bool = dataclasses.field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if not is_int(self.seed) or not 0 <= self.seed <= SEED_MAX:
@@ -65,7 +71,7 @@ class SeedKey:
 
     def child(self, *path: int) -> SeedKey:
         """Return the key of a sub-stream (for a member source, a worker, ...)."""
-        return SeedKey(self.seed, self.path + tuple(int(p) for p in path))
+        return SeedKey(self.seed, self.path + tuple(int(p) for p in path), self.drawn)
 
     def generator(self, *path: int) -> np.random.Generator:
         """Return a fresh ``Generator`` for the stream ``self.path + path``."""
@@ -83,6 +89,26 @@ Shuffle = Union[None, SeedKey, Any]
 def fresh_seed() -> int:
     """Draw a new seed from OS entropy (used for ``seed=None`` that must resume)."""
     return int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
+
+
+def drawn_key() -> SeedKey:
+    """Return a :class:`SeedKey` on a fresh seed, marked as drawn (a checkpoint may replace it)."""
+    return SeedKey(fresh_seed(), (), True)
+
+
+def key_from_json(value: Any, field: str = "seed") -> SeedKey:
+    """Rebuild a :class:`SeedKey` from its :meth:`SeedKey.to_json` form.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not ``[seed, [path ints]]``.
+    """
+    try:
+        seed, path = value
+        return SeedKey(int(seed), tuple(int(p) for p in path))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"malformed state: {field} must be [seed, [path...]], got {value!r}") from err
 
 
 def resolve_shuffle(shuffle: Any) -> Shuffle:
@@ -140,7 +166,8 @@ def as_generator(rng: Shuffle) -> Any:
     return rng
 
 
-def _legacy(rng: Any) -> Any:
+def legacy(rng: Any) -> Any:
+    """Return the global ``RandomState`` for ``np.random`` (``shuffle=True``), else ``rng`` itself."""
     return np.random.mtrand._rand if rng is np.random else rng
 
 
@@ -152,7 +179,7 @@ def get_rng_state(rng: Any) -> dict:
     TypeError
         If the object's state cannot be captured (an arbitrary duck-typed RNG).
     """
-    rng = _legacy(rng)
+    rng = legacy(rng)
     if isinstance(rng, np.random.RandomState):
         kind, keys, pos, has_gauss, gauss = rng.get_state(legacy=True)
         return {
@@ -184,7 +211,7 @@ def capture_rng_state(rng: Any) -> dict | None:
 
 def set_rng_state(rng: Any, state: dict) -> None:
     """Restore a state captured by :func:`get_rng_state` into ``rng``."""
-    rng = _legacy(rng)
+    rng = legacy(rng)
     try:
         if isinstance(rng, np.random.RandomState):
             rng.set_state(

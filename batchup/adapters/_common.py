@@ -1,17 +1,14 @@
-"""What every framework adapter shares: epochs, seeds, batch structure, lazy imports.
+"""What every framework adapter shares: seeds, batch structure, lazy imports.
 
-An adapter shows one batchup source to a framework as "epochs of batches".
-Epoch ``e`` of a shuffled adapter is the source's order for the int seed
-:func:`epoch_seed` derives from ``(seed, e)``, so every copy of the adapter (a
-Keras worker process, a torch DataLoader worker, another rank) computes the
-same order on its own. Batch ``k`` of the stream is fetched with
-``samples_by_indices_nomapping``; a seeded ``map`` gets the batch number
-``epoch * batches_per_epoch + k``, so random augmentation is the same however
-the batches are spread over workers.
+An adapter shows one batchup source to a framework as "epochs of batches"
+(see :class:`~batchup.adapters._stream.EpochStream`). Its ``shuffle``
+becomes one int seed, picked once where the adapter is built
+(:func:`resolve_seed`), so every copy of the adapter (a Keras worker process,
+a torch DataLoader worker, another rank) computes the same order on its own;
+epoch ``e`` is then exactly ``source.batch_iterator(shuffle=seed, epoch=e)``.
 """
 from __future__ import annotations
 
-import inspect
 import itertools
 import os
 from typing import Any, Callable, Iterator
@@ -27,12 +24,10 @@ __all__ = [
     "apply_structure",
     "as_source",
     "check_structure",
-    "epoch_seed",
-    "fetch",
-    "index_iterator",
     "map_leaves",
     "require",
     "resolve_seed",
+    "strided",
 ]
 
 
@@ -91,26 +86,6 @@ def resolve_seed(shuffle: Any, name: str = "shuffle") -> int | None:
     )
 
 
-# Tags the stream of per-epoch seeds, so it never coincides with another use of the seed.
-_EPOCH_STREAM = 0x45504F43
-
-
-def epoch_seed(seed: int | None, epoch: int) -> int | None:
-    """Return the int seed of epoch ``epoch`` (``None`` stays ``None``).
-
-    Examples
-    --------
-    >>> epoch_seed(7, 0) == epoch_seed(7, 0) != epoch_seed(7, 1)
-    True
-    >>> epoch_seed(None, 3) is None
-    True
-    """
-    if seed is None:
-        return None
-    gen = _rng.SeedKey(seed).child(_EPOCH_STREAM).generator(epoch)
-    return int(gen.integers(0, _rng.SEED_MAX, endpoint=True))
-
-
 def as_source(source: Any, name: str = "source") -> AbstractDataSource:
     """Return ``source`` as a data source (a list of arrays becomes an ArrayDataSource)."""
     if isinstance(source, AbstractDataSource):
@@ -120,76 +95,6 @@ def as_source(source: Any, name: str = "source") -> AbstractDataSource:
     raise TypeError(
         f"{name} must be a batchup data source or a list of arrays, got {type(source).__name__}"
     )
-
-
-def is_endless(source: AbstractDataSource) -> bool:
-    """Return True if one iteration of ``source`` never ends (``repeats=-1``)."""
-    try:
-        n = source.num_samples()
-    except (NotImplementedError, TypeError):
-        return False
-    return n is not None and n == np.inf
-
-
-def _iterator_kwargs(drop_last: bool, shard: Any, kwargs: dict | None) -> dict:
-    """Return the keyword arguments for one epoch's iterator (only the options that are set)."""
-    kw = dict(kwargs or {})
-    if drop_last:
-        kw["drop_last"] = True
-    if shard is not None:
-        kw["shard"] = shard
-    return kw
-
-
-def index_iterator(
-    source: AbstractDataSource,
-    batch_size: int,
-    seed: int | None,
-    epoch: int,
-    *,
-    drop_last: bool = False,
-    shard: Any = None,
-    kwargs: dict | None = None,
-) -> Any:
-    """Return the index-batch iterator of one epoch of a random-access source."""
-    kw = _iterator_kwargs(drop_last, shard, kwargs)
-    return source.batch_indices_iterator(batch_size, shuffle=epoch_seed(seed, epoch), **kw)
-
-
-def batch_iterator(
-    source: AbstractDataSource,
-    batch_size: int,
-    seed: int | None,
-    epoch: int,
-    *,
-    drop_last: bool = False,
-    shard: Any = None,
-    kwargs: dict | None = None,
-) -> Any:
-    """Return the batch iterator of one epoch of any source (the serial reference)."""
-    kw = _iterator_kwargs(drop_last, shard, kwargs)
-    shuffle = epoch_seed(seed, epoch)
-    if shuffle is not None:
-        kw["shuffle"] = shuffle
-    return source.batch_iterator(batch_size, **kw)
-
-
-def takes_batch_number(source: AbstractDataSource) -> bool:
-    """Return True if ``samples_by_indices_nomapping`` accepts ``batch_number=`` (a map)."""
-    fn = getattr(source, "samples_by_indices_nomapping", None)
-    if fn is None:
-        return False
-    try:
-        return "batch_number" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        return False
-
-
-def fetch(source: AbstractDataSource, indices: Any, number: int, with_number: bool) -> Any:
-    """Fetch one batch by its absolute indices (``number`` feeds a seeded map)."""
-    if with_number:
-        return source.samples_by_indices_nomapping(indices, batch_number=number)
-    return source.samples_by_indices_nomapping(indices)
 
 
 def strided(iterable: Any, start: int, step: int) -> Iterator:
@@ -273,4 +178,5 @@ def map_leaves(fn: Callable, tree: Any) -> Any:
 
 
 def batch_size_value(batch_size: Any) -> int:
+    """Return ``batch_size`` as a positive int (TypeError/ValueError naming it otherwise)."""
     return positive_int("batch_size", batch_size)

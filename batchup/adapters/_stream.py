@@ -1,111 +1,180 @@
-"""EpochStream: the batches one worker of one rank yields in one epoch.
+"""EpochStream: one rank's batches, epoch by epoch — the framework-free core of every adapter.
 
-Shared by the torch and tf.data adapters. Random-access sources are split by
-batch: the index batches of the rank's epoch are computed (cheap), and a
-worker fetches only the batches at its positions ``w, w + W, ...``. Other
-sources are iterated in full and each worker keeps its share.
+An adapter shows a batchup source to a framework as "epochs of batches".
+Epoch ``e`` through any adapter is exactly ``source.batch_iterator(batch_size,
+shuffle=seed, epoch=e, ...)``: for random-access sources the stream asks the
+source's plan for that epoch, so the Keras ``PyDataset`` (item ``i``), the
+torch workers (every ``W``-th batch) and tf.data compute the same batches
+without talking to each other, and fetch them with
+``source.fetch_batch(indices, batch_number)`` like the serial iterator.
+Sources that are not random access are iterated in full, and each worker
+keeps its share.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Iterator
 
 import numpy as np
 
+from batchup import _rng
 from batchup.adapters import _common
+from batchup.samplers.plan import BatchPlan, PlanOptions
 
 __all__ = ["EpochStream"]
 
 
 class EpochStream:
-    """The batches one DataLoader worker of one rank yields in one epoch (framework-free core).
+    """One rank's batches of a source, epoch by epoch, with random access where the source has it.
 
     Parameters
     ----------
     source : AbstractDataSource or list of arrays
-        Random-access sources are split by batch and each worker fetches only
-        its batches; other sources are iterated in full by every worker,
-        which keeps its share (correct, but each worker pays for every batch).
-    batch_size : int
-        Samples per batch.
+        Random-access sources are planned and fetched batch by batch; other
+        sources are iterated in full by every worker, which keeps its share
+        (correct, but each worker pays for every batch).
+    batch_size : int or None
+        Samples per batch (``None`` when the sampler sets it).
     shuffle : None, int, bool, RandomState or Generator, default None
-        ``None`` keeps the order; an int seeds epoch ``e``'s order from ``(seed, e)``.
+        ``None`` keeps the order; an int seeds epoch ``e``'s order exactly as
+        ``batch_iterator(shuffle=seed, epoch=e)`` does; ``True`` or an RNG
+        object picks an int seed once, here, so every copy of the stream (in
+        worker processes, on other ranks) agrees.
     drop_last : bool, default False
-        Leave out a final short batch of the rank's stream.
+        Leave out a final short batch.
     shard : None, (rank, num_shards) or ShardSpec
-        This rank's shard of every epoch (already resolved).
+        This rank's shard of every epoch.
     structure : nested tuple/dict of int, optional
         Rearrange the flat batch tuple (each int is a position in it).
-    **kwargs
-        Passed to ``batch_indices_iterator`` / ``batch_iterator``.
+
+    Raises
+    ------
+    TypeError
+        For a ``drop_last`` that is not a bool, or a ``shuffle``/``shard`` of the wrong kind.
+    ValueError
+        For rank sharding of a source that is not random access, or an
+        impossible plan (no batch on this rank).
 
     Examples
     --------
     >>> import numpy as np
     >>> from batchup.sources import ArrayDataSource
     >>> stream = EpochStream(ArrayDataSource([np.arange(7)]), 2)
-    >>> [b[0].tolist() for b in stream.batches(epoch=0, worker=1, num_workers=2)]
-    [[2, 3], [6]]
+    >>> len(stream), [b[0].tolist() for b in stream.batches(epoch=0, worker=1, num_workers=2)]
+    (4, [[2, 3], [6]])
     """
 
     def __init__(
         self,
         source: Any,
-        batch_size: int,
+        batch_size: Any,
         *,
         shuffle: Any = None,
         drop_last: bool = False,
         shard: Any = None,
         structure: Any = None,
-        **kwargs: Any,
     ) -> None:
         self.source = _common.as_source(source)
-        self.batch_size = _common.batch_size_value(batch_size)
+        self.batch_size = batch_size
         self.seed = _common.resolve_seed(shuffle)
-        self.drop_last = bool(drop_last)
-        self.shard = shard
         self.structure = _common.check_structure(structure)
-        self.kwargs = kwargs
         self.random_access = self.source.is_random_access
-        if shard is not None and not self.random_access:
+        self._options = PlanOptions.make(None, drop_last, shard, 0)
+        self.drop_last = self._options.drop_last
+        self.shard = self._options.shard
+        if self.shard is not None and not self.random_access:
             raise ValueError(
                 f"rank sharding needs a random-access source (equal batch counts per rank), got "
                 f"{type(self.source).__name__} with shard={shard!r}"
             )
-        self._with_number = self.random_access and _common.takes_batch_number(self.source)
+        self._lock = threading.Lock()
+        self._plan: tuple = (-1, None)
+        # Plan epoch 0 now: bad arguments fail here, not inside the framework's loop.
         self._length = self._measure()
+
+    # -- pickling (worker processes) ------------------------------------------------------
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_lock"] = None
+        state["_plan"] = (-1, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- plans ----------------------------------------------------------------------------
+    def options(self, epoch: int) -> dict:
+        """Return the keyword arguments of ``batch_iterator`` that give epoch ``epoch`` (only those set)."""
+        kw: dict = {}
+        if self.seed is not None:
+            kw["shuffle"] = self.seed
+        if self.drop_last:
+            kw["drop_last"] = True
+        if self.shard is not None:
+            kw["shard"] = self.shard
+        if epoch:
+            kw["epoch"] = epoch
+        return kw
+
+    def plan(self, epoch: int) -> BatchPlan:
+        """Return the plan of epoch ``epoch`` (random-access sources), computed once per epoch."""
+        cached_epoch, plan = self._plan
+        if cached_epoch == epoch:
+            return plan
+        with self._lock:
+            cached_epoch, plan = self._plan
+            if cached_epoch != epoch:
+                key = None if self.seed is None else _rng.SeedKey(self.seed)
+                options = PlanOptions(key, self.drop_last, self.shard, epoch)
+                plan = self.source._plan(self.batch_size, options)
+                self._plan = (epoch, plan)
+        return plan
 
     def _measure(self) -> int | None:
         if self.random_access:
-            it = _common.index_iterator(
-                self.source, self.batch_size, self.seed, 0,
-                drop_last=self.drop_last, shard=self.shard, kwargs=self.kwargs,
-            )
-            fn = getattr(it, "remaining", None)
-            return fn() if fn is not None else None
-        n = self.source.num_samples(**self.kwargs)
-        if n is None or n == np.inf:
-            return None
-        return int(n) // self.batch_size if self.drop_last else -(-int(n) // self.batch_size)
+            plan = self.plan(0)
+            if plan.num_batches is None and plan.num_samples != np.inf and not plan.random_access:
+                return None
+            return plan.num_batches
+        n = self.source.num_batches(self.batch_size, **self.options(0))
+        return None if n is None or n == np.inf else int(n)
 
     def __len__(self) -> int:
         if self._length is None:
             raise TypeError("the number of batches of this source is unknown or infinite")
         return self._length
 
-    def batches(self, epoch: int, worker: int = 0, num_workers: int = 1) -> Iterator:
-        """Yield the batches of ``epoch`` at positions ``worker, worker + num_workers, ...``."""
+    @property
+    def endless(self) -> bool:
+        """Whether an epoch never ends (``repeats=-1`` or a weighted stream)."""
         if self.random_access:
-            it = _common.index_iterator(
-                self.source, self.batch_size, self.seed, epoch,
-                drop_last=self.drop_last, shard=self.shard, kwargs=self.kwargs,
-            )
-            per_epoch = self._length or 0
-            for k, indices in _common.strided(it, worker, num_workers):
-                batch = _common.fetch(self.source, indices, epoch * per_epoch + k, self._with_number)
+            return self.plan(0).num_samples == np.inf
+        return self.source.num_batches(self.batch_size, **self.options(0)) == np.inf
+
+    # -- batches --------------------------------------------------------------------------
+    def batch(self, epoch: int, index: int) -> Any:
+        """Return batch ``index`` of epoch ``epoch`` (random-access sources), arranged by ``structure``."""
+        plan = self.plan(epoch)
+        batch = self.source.fetch_batch(plan.indices(index), plan.batch_number(index))
+        return _common.apply_structure(batch, self.structure)
+
+    def batches(self, epoch: int, worker: int = 0, num_workers: int = 1, start: int = 0) -> Iterator:
+        """Yield the batches of ``epoch`` at positions ``start + worker, start + worker + num_workers, ...``."""
+        if self.random_access:
+            plan = self.plan(epoch)
+            if plan.random_access:
+                n = plan.num_batches
+                b = start + worker
+                while n is None or b < n:
+                    yield self.batch(epoch, b)
+                    b += num_workers
+                return
+            its: Any = _common.strided(plan.iterator(), start + worker, num_workers)
+            for k, indices in its:
+                batch = self.source.fetch_batch(indices, plan.batch_number(k))
                 yield _common.apply_structure(batch, self.structure)
-        else:
-            it = _common.batch_iterator(
-                self.source, self.batch_size, self.seed, epoch, drop_last=self.drop_last, kwargs=self.kwargs,
-            )
-            for _, batch in _common.strided(it, worker, num_workers):
-                yield _common.apply_structure(batch, self.structure)
+            return
+        it = self.source.batch_iterator(self.batch_size, **self.options(epoch))
+        for _, batch in _common.strided(it, start + worker, num_workers):
+            yield _common.apply_structure(batch, self.structure)

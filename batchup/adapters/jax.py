@@ -20,10 +20,10 @@ JAX is imported only when one of these functions is called.
 from __future__ import annotations
 
 import collections
-from typing import Any, Mapping
+from typing import Any
 
 from batchup._checks import is_int, positive_int
-from batchup._iterator import StatefulIterator, check_state
+from batchup._iterator import WrappingIterator
 from batchup.adapters import _common
 
 __all__ = ["DevicePrefetchIterator", "local_batch_size", "prefetch_to_device", "process_shard"]
@@ -35,19 +35,21 @@ def _jax() -> Any:
     return _common.require("jax", "jax", _ADAPTER)
 
 
-class DevicePrefetchIterator(StatefulIterator):
+class DevicePrefetchIterator(WrappingIterator):
     """Iterate batches that were put on devices ``size`` batches ahead; see :func:`prefetch_to_device`.
 
     The state (:meth:`state_dict`) is the wrapped iterator's state *before*
     the oldest batch still waiting in the buffer, that is the position of the
     consumer, not of the prefetcher: restoring it replays nothing twice and
-    skips nothing.
+    skips nothing. ``last_padding`` is the padding mask of the batch handed
+    out last (rank-sharded iterators).
     """
 
     KIND = "device_prefetch"
 
     def __init__(self, batches: Any, size: int = 2, sharding: Any = None) -> None:
         jax = _jax()
+        super().__init__(iter(batches))
         self._jax = jax
         self._size = positive_int("size", size)
         self._sharding = sharding
@@ -58,11 +60,11 @@ class DevicePrefetchIterator(StatefulIterator):
                 "pass e.g. NamedSharding(mesh, PartitionSpec('batch')) so each process's rows form "
                 "part of one global array"
             )
-        self._inner = iter(batches)
         self._stateful = callable(getattr(self._inner, "state_dict", None))
         self._buffer: collections.deque = collections.deque()
         self._exhausted = False
         self._error: BaseException | None = None
+        self._last_padding: Any = None
 
     def _put_leaf(self, x: Any) -> Any:
         if self._multi:
@@ -85,9 +87,10 @@ class DevicePrefetchIterator(StatefulIterator):
                 self._exhausted = True
                 self._error = err
                 return
+            padding = getattr(self._inner, "last_padding", None)
             # Leaves that are not arrays (None, strings) cannot go to a device: keep them.
             placed = _common.map_leaves(self._place_or_keep, batch)
-            self._buffer.append((before, placed))
+            self._buffer.append((before, padding, placed))
 
     def _place_or_keep(self, x: Any) -> Any:
         if hasattr(x, "shape") and hasattr(x, "dtype") and getattr(x.dtype, "kind", "f") not in "USOV":
@@ -101,35 +104,29 @@ class DevicePrefetchIterator(StatefulIterator):
                 err, self._error = self._error, None
                 raise err
             raise StopIteration
-        _, batch = self._buffer.popleft()
+        _, self._last_padding, batch = self._buffer.popleft()
         self._fill()  # top up, so the transfer of the next batch overlaps this step
         return batch
 
-    def remaining(self) -> Any:
-        fn = getattr(self._inner, "remaining", None)
-        left = fn() if fn is not None else None
-        return None if left is None else left + len(self._buffer)
+    @property
+    def last_padding(self) -> Any:
+        """The padding mask of the batch handed out last (rank-sharded iterators), else None."""
+        return self._last_padding
 
-    def __len__(self) -> int:
-        left = self.remaining()
-        if left is None:
-            raise TypeError("the wrapped iterator has no known length")
-        return left
+    def _held(self) -> int:
+        return len(self._buffer)
 
-    def state_dict(self) -> dict:
+    def _inner_state(self) -> Any:
         if not self._stateful:
             raise TypeError(f"cannot checkpoint: the wrapped iterator {self._inner!r} has no state_dict()")
-        inner = self._buffer[0][0] if self._buffer else self._inner.state_dict()
-        return {"kind": self.KIND, "inner": inner}
+        return self._buffer[0][0] if self._buffer else self._inner.state_dict()
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_state(state, {"kind": self.KIND}, type(self).__name__)
-        if not callable(getattr(self._inner, "load_state_dict", None)):
-            raise TypeError(f"cannot restore: the wrapped iterator {self._inner!r} has no load_state_dict()")
-        self._inner.load_state_dict(state["inner"])
+    def _load_inner_state(self, state: Any) -> None:
+        super()._load_inner_state(state)
         self._buffer.clear()
         self._exhausted = False
         self._error = None
+        self._last_padding = None
 
 
 def prefetch_to_device(batches: Any, size: int = 2, sharding: Any = None) -> DevicePrefetchIterator:

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 from batchup._checks import is_int
 from batchup.adapters import _common
-from batchup.samplers import num_batches as _num_batches
+from batchup.adapters._stream import EpochStream
 
 __all__ = ["EpochBatches", "as_generator", "as_py_dataset", "steps_per_epoch"]
 
@@ -41,11 +41,12 @@ class EpochBatches:
     ----------
     source : RandomAccessDataSource or list of arrays
         Where the samples come from.
-    batch_size : int
-        Samples per batch.
+    batch_size : int or None
+        Samples per batch (``None`` when the sampler sets it).
     shuffle : None, bool, int, RandomState or Generator, default None
-        ``None`` keeps the source's order; an int seeds the order of every
-        epoch (epoch ``e`` from ``(seed, e)``); ``True`` or an RNG picks a seed once.
+        ``None`` keeps the source's order; an int seeds every epoch exactly as
+        ``source.batch_iterator(shuffle=seed, epoch=e)`` does; ``True`` or an
+        RNG picks a seed once.
     drop_last : bool, default False
         Leave out a final short batch.
     shard : (rank, num_shards) or ShardSpec, optional
@@ -54,8 +55,6 @@ class EpochBatches:
         How to arrange the flat batch tuple (see :func:`as_py_dataset`).
     epoch : int, default 0
         The epoch to start at (for a resumed run, the ``initial_epoch`` of ``fit``).
-    **kwargs
-        Passed to ``source.batch_indices_iterator``.
 
     Notes
     -----
@@ -66,9 +65,8 @@ class EpochBatches:
     the end of each ``steps_per_epoch`` slice of a pass), so counting hook
     calls would change the order in the middle of a pass or skip epochs;
     counting served batches does neither. The count lives in shared memory,
-    so batches served in Keras' worker processes count too. The index
-    batches of the current epoch are computed once and kept; the samples
-    are fetched on each access.
+    so batches served in Keras' worker processes count too. Each epoch's
+    plan is computed once; the samples are fetched on each access.
 
     Examples
     --------
@@ -82,45 +80,47 @@ class EpochBatches:
     def __init__(
         self,
         source: Any,
-        batch_size: int,
+        batch_size: Any,
         *,
         shuffle: Any = None,
         drop_last: bool = False,
         shard: Any = None,
         structure: Any = None,
         epoch: int = 0,
-        **kwargs: Any,
     ) -> None:
-        self.source = _common.as_source(source)
-        if not self.source.is_random_access:
+        src = _common.as_source(source)
+        if not src.is_random_access:
             raise TypeError(
-                f"a PyDataset needs a random-access source, got {type(self.source).__name__}; "
+                f"a PyDataset needs a random-access source, got {type(src).__name__}; "
                 "use batchup.adapters.keras.as_generator for iterator, callable or parallel sources"
             )
-        if _common.is_endless(self.source):
+        self._epoch = _epoch_value(epoch)
+        self.stream = EpochStream(
+            src, batch_size, shuffle=shuffle, drop_last=drop_last, shard=shard, structure=structure
+        )
+        if self.stream.endless:
             raise ValueError(
                 "the source repeats forever (repeats=-1), so an epoch has no length; build it with "
                 "repeats=1, or use as_generator(...) with steps_per_epoch"
             )
-        self.batch_size = _common.batch_size_value(batch_size)
-        self.seed = _common.resolve_seed(shuffle)
-        self.drop_last = bool(drop_last)
-        self.shard = shard
-        self.structure = _common.check_structure(structure)
-        self.kwargs = kwargs
-        self._with_number = _common.takes_batch_number(self.source)
-        self._epoch = _epoch_value(epoch)
         self._served = _SharedCount()
-        self._plan: tuple | None = None
         self._lock = threading.Lock()
-        # Build epoch 0's index batches now: bad arguments fail here, not inside fit().
-        self._indices_for(self._epoch)
+        self.stream.plan(self._epoch)  # bad arguments fail here, not inside fit()
+
+    @property
+    def source(self) -> Any:
+        """The data source."""
+        return self.stream.source
+
+    @property
+    def seed(self) -> int | None:
+        """The int seed every epoch's order comes from (``None``: in order)."""
+        return self.stream.seed
 
     # -- pickling (Keras worker processes, spawn) --------------------------------------
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_lock"] = None
-        state["_plan"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -145,44 +145,24 @@ class EpochBatches:
     def end_epoch(self) -> None:
         """Move to the next epoch if a whole pass was served since the last move (``on_epoch_end``)."""
         with self._lock:
-            if self._served.value >= len(self._indices_unlocked(self._epoch)):
+            if self._served.value >= len(self.stream.plan(self._epoch)):
                 self._epoch += 1
                 self._served.reset()
 
     # -- batches --------------------------------------------------------------------------
-    def _indices_for(self, epoch: int) -> list:
-        plan = self._plan
-        if plan is not None and plan[0] == epoch:
-            return plan[1]
-        with self._lock:
-            return self._indices_unlocked(epoch)
-
-    def _indices_unlocked(self, epoch: int) -> list:
-        plan = self._plan
-        if plan is None or plan[0] != epoch:
-            it = _common.index_iterator(
-                self.source, self.batch_size, self.seed, epoch,
-                drop_last=self.drop_last, shard=self.shard, kwargs=self.kwargs,
-            )
-            plan = (epoch, list(it))
-            self._plan = plan
-        return plan[1]
-
     def __len__(self) -> int:
-        return len(self._indices_for(self._epoch))
+        return len(self.stream.plan(self._epoch))
 
     def __getitem__(self, index: int) -> Any:
         if not is_int(index):
             raise TypeError(f"index must be an int batch number, got {index!r}")
         epoch = self._epoch
-        indices = self._indices_for(epoch)
-        n = len(indices)
+        n = len(self.stream.plan(epoch))
         if not -n <= index < n:
             raise IndexError(f"batch index {index} is out of range for an epoch of {n} batches")
-        index = int(index) % n
-        batch = _common.fetch(self.source, indices[index], epoch * n + index, self._with_number)
+        batch = self.stream.batch(epoch, int(index) % n)
         self._served.increment()
-        return _keras_batch(batch, self.structure)
+        return _keras_batch(batch, self.stream.structure is not None)
 
     def __iter__(self) -> Iterator:
         for i in range(len(self)):
@@ -227,10 +207,9 @@ def _epoch_value(epoch: Any) -> int:
     return int(epoch)
 
 
-def _keras_batch(batch: Any, structure: Any) -> Any:
-    """Return ``batch`` as the tuple Keras expects (after applying ``structure``)."""
-    if structure is not None:
-        batch = _common.apply_structure(batch, structure)
+def _keras_batch(batch: Any, structured: bool) -> Any:
+    """Return ``batch`` as the tuple Keras expects (``structured``: already arranged by ``structure``)."""
+    if structured:
         return batch if isinstance(batch, (tuple, dict)) else (batch,)
     if isinstance(batch, dict):
         return batch
@@ -305,7 +284,6 @@ def as_py_dataset(
     workers: int = 1,
     use_multiprocessing: bool = False,
     max_queue_size: int = 10,
-    **kwargs: Any,
 ) -> Any:
     """Return a ``keras.utils.PyDataset`` over the batches of a random-access source.
 
@@ -318,7 +296,8 @@ def as_py_dataset(
         Samples per batch.
     shuffle : None, int, bool, RandomState or Generator, default None
         ``None`` keeps the order (use it for ``evaluate`` and ``predict``); an
-        int seed gives epoch ``e`` its own order derived from ``(seed, e)``;
+        int seed gives epoch ``e`` the batches of
+        ``source.batch_iterator(batch_size, shuffle=seed, epoch=e)``;
         ``True`` or an RNG picks the seed once.
     drop_last : bool, default False
         Leave out a final short batch (keeps shapes fixed for XLA).
@@ -337,8 +316,6 @@ def as_py_dataset(
         Keras' own ``PyDataset`` options, passed through: ``workers > 1``
         fetches batches in a thread pool, ``use_multiprocessing=True`` in
         processes (then the source must be picklable).
-    **kwargs
-        Passed to ``source.batch_indices_iterator``.
 
     Returns
     -------
@@ -378,18 +355,18 @@ def as_py_dataset(
     >>> model.fit(ds, epochs=3, shuffle=False)  # doctest: +SKIP
     """
     batches = EpochBatches(
-        source, batch_size, shuffle=shuffle, drop_last=drop_last, shard=shard,
-        structure=structure, epoch=epoch, **kwargs,
+        source, batch_size, shuffle=shuffle, drop_last=drop_last, shard=shard, structure=structure, epoch=epoch,
     )
     cls = __getattr__("BatchPyDataset")
     return cls(batches, workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
 
 
-def steps_per_epoch(source: Any, batch_size: int, *, drop_last: bool = False, shard: Any = None) -> int:
-    """Return the number of batches in one pass over ``source``.
+def steps_per_epoch(source: Any, batch_size: Any, *, drop_last: bool = False, shard: Any = None) -> int:
+    """Return the number of batches in one pass over ``source`` (on this rank, with ``shard``).
 
     Pass it as ``steps_per_epoch`` to ``fit`` together with
-    :func:`as_generator`, whose generator Keras cannot measure.
+    :func:`as_generator`, whose generator Keras cannot measure. The count
+    comes from the source's plan, so it is the number the iterator yields.
 
     Raises
     ------
@@ -405,34 +382,25 @@ def steps_per_epoch(source: Any, batch_size: int, *, drop_last: bool = False, sh
     >>> steps_per_epoch(ArrayDataSource([np.zeros(10)]), 4, drop_last=True)
     2
     """
-    src = _common.as_source(source)
-    bs = _common.batch_size_value(batch_size)
-    n = src.num_samples()
-    if n is None or n == float("inf"):
+    stream = EpochStream(source, batch_size, drop_last=drop_last, shard=shard)
+    try:
+        return len(stream)
+    except TypeError:
         raise ValueError(
-            f"the number of samples of {type(src).__name__} is {n!r}, so the steps per epoch are "
-            "unknown; pass steps_per_epoch to fit yourself"
-        )
-    if shard is not None:
-        spec = _shard_spec(shard)
-        n = spec.per_rank(int(n))
-    return int(n) // bs if drop_last else _num_batches(int(n), bs)
-
-
-def _shard_spec(shard: Any) -> Any:
-    from batchup.samplers.sharding import as_shard
-
-    return as_shard(shard)
+            f"the number of batches of {type(stream.source).__name__} is unknown or infinite, so the steps "
+            "per epoch are unknown; pass steps_per_epoch to fit yourself"
+        ) from None
 
 
 def as_generator(
     source: Any,
-    batch_size: int,
+    batch_size: Any,
     *,
     shuffle: Any = None,
+    drop_last: bool = False,
+    shard: Any = None,
     epochs: int | None = None,
     structure: Any = None,
-    **kwargs: Any,
 ) -> Iterator:
     """Yield Keras batch tuples from any source, pass after pass; a real generator.
 
@@ -449,14 +417,18 @@ def as_generator(
     batch_size : int
         Passed to ``source.batch_iterator``.
     shuffle : None, int, bool, RandomState or Generator, default None
-        An int seed gives pass ``e`` the int seed ``epoch_seed(seed, e)``.
+        An int seed gives pass ``e`` the batches of
+        ``source.batch_iterator(batch_size, shuffle=seed, epoch=e)`` (a
+        callable source receives ``epoch=e`` from the second pass on).
+    drop_last : bool, default False
+        Leave out a final short batch.
+    shard : (rank, num_shards) or ShardSpec, optional
+        This rank's part of every epoch (random-access sources).
     epochs : int or None, default None
         Number of passes; ``None`` loops until the consumer stops. A pass that
         yields no batch (a used-up iterator source) ends the generator.
     structure : nested tuple/dict of int, optional
         As for :func:`as_py_dataset`.
-    **kwargs
-        Passed to ``source.batch_iterator`` (``drop_last``, ``shard``, ...).
 
     Yields
     ------
@@ -471,23 +443,21 @@ def as_generator(
     >>> [(x.tolist(), y.tolist()) for x, y in gen]
     [([0, 1], [0, 10]), ([2, 3], [20, 30]), ([4], [40])]
     """
-    src = _common.as_source(source)
-    bs = _common.batch_size_value(batch_size)
-    seed = _common.resolve_seed(shuffle)
-    structure = _common.check_structure(structure)
     if epochs is not None and (not is_int(epochs) or epochs < 0):
         raise ValueError(f"epochs must be None (forever) or an int >= 0, got {epochs!r}")
+    stream = EpochStream(source, batch_size, shuffle=shuffle, drop_last=drop_last, shard=shard, structure=structure)
     # Arguments are checked above, at the call; the generator below runs lazily.
-    return _passes(src, bs, seed, epochs, structure, kwargs)
+    return _passes(stream, epochs)
 
 
-def _passes(src: Any, bs: int, seed: Any, epochs: Any, structure: Any, kwargs: dict) -> Iterator:
+def _passes(stream: EpochStream, epochs: Any) -> Iterator:
     epoch = 0
+    structured = stream.structure is not None
     while epochs is None or epoch < epochs:
         produced = False
-        for batch in _common.batch_iterator(src, bs, seed, epoch, kwargs=kwargs):
+        for batch in stream.batches(epoch):
             produced = True
-            yield _keras_batch(batch, structure)
+            yield _keras_batch(batch, structured)
         if not produced:
             return
         epoch += 1

@@ -94,7 +94,6 @@ def as_tf_dataset(
     structure: Any = None,
     output_signature: Any = None,
     epoch: int = 0,
-    **kwargs: Any,
 ) -> Any:
     """Return a ``tf.data.Dataset`` of the batches of ``source``.
 
@@ -106,7 +105,8 @@ def as_tf_dataset(
         Samples per batch.
     shuffle : None, int, bool, RandomState or Generator, default None
         ``None`` keeps the order; an int seed gives pass ``e`` over the
-        dataset the order of epoch ``e``, derived from ``(seed, e)``.
+        dataset the batches of ``source.batch_iterator(batch_size,
+        shuffle=seed, epoch=e)``.
     drop_last : bool, default False
         Leave out a final short batch.
     shard : (rank, num_shards) or ShardSpec, optional
@@ -119,8 +119,6 @@ def as_tf_dataset(
         that batch is read once more later.
     epoch : int, default 0
         The epoch of the first pass.
-    **kwargs
-        Passed to the source's iterator methods.
 
     Returns
     -------
@@ -143,9 +141,7 @@ def as_tf_dataset(
     (3, [None])
     """
     tf = _tf()
-    stream = EpochStream(
-        source, batch_size, shuffle=shuffle, drop_last=drop_last, shard=shard, structure=structure, **kwargs,
-    )
+    stream = EpochStream(source, batch_size, shuffle=shuffle, drop_last=drop_last, shard=shard, structure=structure)
     if output_signature is None:
         first = next(iter(stream.batches(epoch)), None)
         if first is None:

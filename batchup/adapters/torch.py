@@ -18,12 +18,12 @@ rather than copying. torch is imported only when one of these functions is calle
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 
 from batchup._checks import is_int
-from batchup._iterator import StatefulIterator, check_state
+from batchup._iterator import WrappingIterator
 from batchup.adapters import _common
 from batchup.adapters._stream import EpochStream
 
@@ -146,7 +146,6 @@ def as_iterable_dataset(
     shard: Any = "auto",
     structure: Any = None,
     epoch: int = 0,
-    **kwargs: Any,
 ) -> Any:
     """Return a ``torch.utils.data.IterableDataset`` of batches for ``DataLoader(batch_size=None)``.
 
@@ -158,9 +157,10 @@ def as_iterable_dataset(
     batch_size : int
         Samples per batch (the DataLoader must have ``batch_size=None``).
     shuffle : None, int, bool, RandomState or Generator, default None
-        ``None`` keeps the order; an int seed gives epoch ``e`` an order
-        derived from ``(seed, e)`` that every worker and rank computes alike;
-        ``True`` or an RNG picks the seed once, before workers start.
+        ``None`` keeps the order; an int seed gives epoch ``e`` the batches of
+        ``source.batch_iterator(batch_size, shuffle=seed, epoch=e)``, which
+        every worker and rank computes alike; ``True`` or an RNG picks the
+        seed once, before workers start.
     drop_last : bool, default False
         Leave out a final short batch.
     shard : "auto", None, (rank, num_shards) or ShardSpec, default "auto"
@@ -171,8 +171,6 @@ def as_iterable_dataset(
         Rearrange the flat batch tuple, for example ``{"image": 0, "label": 1}``.
     epoch : int, default 0
         The first epoch; call ``dataset.set_epoch(e)`` before each epoch.
-    **kwargs
-        Passed to the source's ``batch_indices_iterator``.
 
     Returns
     -------
@@ -200,8 +198,9 @@ def as_iterable_dataset(
       (``from_numpy``, no copy); with workers they come back through torch's
       shared memory. Pinning is the DataLoader's job: pass
       ``pin_memory=True`` to it when training on a GPU.
-    * A seeded ``map`` receives the batch number ``epoch * len + k`` for batch
-      ``k`` of the epoch, so augmentation does not depend on the number of workers.
+    * A seeded ``map`` receives batch ``k`` of epoch ``e``'s number in the
+      source's plan (``e * len + k``), as in the serial iterator, so
+      augmentation does not depend on the number of workers.
 
     Examples
     --------
@@ -218,9 +217,7 @@ def as_iterable_dataset(
         if shard != "auto":
             raise ValueError(f"shard must be 'auto', None, (rank, num_shards) or a ShardSpec, got {shard!r}")
         shard = distributed_shard()
-    stream = EpochStream(
-        source, batch_size, shuffle=shuffle, drop_last=drop_last, shard=shard, structure=structure, **kwargs,
-    )
+    stream = EpochStream(source, batch_size, shuffle=shuffle, drop_last=drop_last, shard=shard, structure=structure)
     cls = __getattr__("BatchIterableDataset")
     return cls(stream, epoch)
 
@@ -232,8 +229,8 @@ def _accelerator_available(torch: Any) -> bool:
     return bool(torch.cuda.is_available())  # pragma: no cover - torch < 2.6
 
 
-class TensorBatchIterator(StatefulIterator):
-    """Convert the batches of another iterator to tensors; keeps its length and state.
+class TensorBatchIterator(WrappingIterator):
+    """Convert the batches of another iterator to tensors; keeps its length, padding and state.
 
     See :func:`iter_tensors`.
     """
@@ -242,8 +239,8 @@ class TensorBatchIterator(StatefulIterator):
 
     def __init__(self, batches: Any, *, pin_memory: bool = False, device: Any = None) -> None:
         torch = _torch()
+        super().__init__(iter(batches))
         self._torch = torch
-        self._inner = iter(batches)
         self._device = None if device is None else torch.device(device)
         self._pin = bool(pin_memory)
         if self._pin and not _accelerator_available(torch):
@@ -263,28 +260,8 @@ class TensorBatchIterator(StatefulIterator):
                 x = x.to(self._device, non_blocking=self._pin)
         return x
 
-    def __next__(self) -> Any:
-        return _common.map_leaves(self._convert, next(self._inner))
-
-    def __len__(self) -> int:
-        return len(self._inner)
-
-    def remaining(self) -> Any:
-        fn = getattr(self._inner, "remaining", None)
-        return fn() if fn is not None else None
-
-    def state_dict(self) -> dict:
-        fn = getattr(self._inner, "state_dict", None)
-        if fn is None:
-            raise TypeError(f"cannot checkpoint: the wrapped iterator {self._inner!r} has no state_dict()")
-        return {"kind": self.KIND, "inner": fn()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_state(state, {"kind": self.KIND}, type(self).__name__)
-        fn = getattr(self._inner, "load_state_dict", None)
-        if fn is None:
-            raise TypeError(f"cannot restore: the wrapped iterator {self._inner!r} has no load_state_dict()")
-        fn(state["inner"])
+    def _transform(self, batch: Any) -> Any:
+        return _common.map_leaves(self._convert, batch)
 
 
 def iter_tensors(batches: Any, *, pin_memory: bool = False, device: Any = None) -> TensorBatchIterator:

@@ -45,21 +45,12 @@ class ConstRef:
 
 
 def fetch_batch(source: Any, indices: Any, batch_number: int) -> Any:
-    """Return the batch at absolute ``indices`` of ``source`` (the task of a parallel source).
+    """Return ``source.fetch_batch(indices, batch_number)`` (the task of a parallel source).
 
-    A seeded map gets ``batch_number`` so its generator comes from
-    ``(seed, batch number)`` whichever worker makes the batch.
+    The batch number travels with the task, so a seeded map derives the same
+    generator whichever worker makes the batch.
     """
-    if getattr(source, "seed", None) is not None and _takes_batch_number(source):
-        return source.samples_by_indices_nomapping(indices, batch_number=batch_number)
-    return source.samples_by_indices_nomapping(indices)
-
-
-def _takes_batch_number(source: Any) -> bool:
-    # Imported here: only map sources take the batch number (parallel builds on sources).
-    from batchup.sources.mapped import MapDataSource
-
-    return isinstance(source, MapDataSource)
+    return source.fetch_batch(indices, batch_number)
 
 
 def run_call(fn: Any, args: tuple, kwargs: dict | None) -> Any:

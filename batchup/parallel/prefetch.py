@@ -1,22 +1,24 @@
 """ParallelDataSource: prepare a random-access source's batches in a worker pool.
 
-The index batches are drawn in the calling thread (so shuffling uses the
-caller's RNG exactly as the serial iterator would); each becomes a task that
-runs ``samples_by_indices_nomapping`` in a worker. Results come back in
-order, so the batches are those of ``ds.batch_iterator(...)`` for the same
-arguments, whatever the number of workers. A seeded ``ds.map(fn, seed=s)``
-gets its generator from ``(s, batch number)`` in the worker.
+The source's plan is walked in the calling thread: the index batches are
+drawn there (so shuffling uses the caller's RNG exactly as the serial
+iterator would) and each becomes a task that runs
+``source.fetch_batch(indices, batch_number)`` in a worker. Results come back
+in order, so the batches are those of ``ds.batch_iterator(...)`` for the
+same arguments, whatever the number of workers, and a failure reaches the
+caller after every batch the serial iterator would have delivered before it.
 """
 from __future__ import annotations
 
 import collections
 from typing import Any, Mapping
 
-from batchup._iterator import StatefulIterator, check_state
+from batchup._iterator import WrappingIterator, check_state
 from batchup.parallel import _worker
 from batchup.parallel.pool import AbstractWorkerPool, InlinePool, WorkerThreadPool, check_timeout
 from batchup.parallel.work_stream import WorkStream, check_buffer_size
-from batchup.sources.base import AbstractDataSource, _load_into, _state_of
+from batchup.samplers.plan import BatchPlan, plan_options
+from batchup.sources.base import AbstractDataSource
 
 __all__ = ["ParallelBatchIterator", "ParallelDataSource", "prefetch"]
 
@@ -91,12 +93,25 @@ class ParallelDataSource(AbstractDataSource):
     def num_samples(self, **kwargs: Any) -> Any:
         return self.ds.num_samples(**kwargs)
 
-    def batch_iterator(self, batch_size: int, **kwargs: Any) -> ParallelBatchIterator:
-        """Return an iterator over the batches of ``ds.batch_iterator(batch_size, **kwargs)``.
+    def num_batches(self, batch_size: int, **kwargs: Any) -> Any:
+        return self.ds.num_batches(batch_size, **kwargs)
 
-        The workers start preparing batches at once.
+    def identity(self) -> dict:
+        return self.ds.identity()
+
+    def plan(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> BatchPlan:
+        """Return the wrapped source's plan (the batches prepared are exactly its batches)."""
+        return self.ds.plan(batch_size, shuffle, **kwargs)
+
+    def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> ParallelBatchIterator:
+        """Return an iterator over the batches of ``ds.batch_iterator(batch_size, shuffle, **kwargs)``.
+
+        The workers start preparing batches at once. The arguments are those
+        of the wrapped source's ``batch_iterator``; an unknown keyword
+        argument raises ``TypeError``.
         """
-        return ParallelBatchIterator(self, self.ds.batch_indices_iterator(batch_size, **kwargs))
+        plan = self.ds._plan(batch_size, plan_options("ParallelDataSource.batch_iterator", kwargs, shuffle))
+        return ParallelBatchIterator(self, plan)
 
     def close(self) -> None:
         """Close the pool if this source created it (``ds.prefetch(...)``); idempotent."""
@@ -111,79 +126,81 @@ class ParallelDataSource(AbstractDataSource):
 
 
 class _BatchTasks:
-    """Draw index batches in the calling thread and turn them into fetch tasks.
+    """Walk the plan in the calling thread and turn every index batch into a fetch task.
 
-    ``snapshots`` receives, for every task handed out, the index iterator's
+    ``meta`` receives, for every task handed out, the padding mask of its
+    batch and (for cursors that cannot be rewound by position) the cursor's
     state *before* that batch, so the consumer's position can be saved.
     """
 
-    def __init__(self, indices: Any, shared: Any, first: int, snapshots: collections.deque) -> None:
-        self.indices, self.shared, self.number, self.snapshots = indices, shared, first, snapshots
-        self.can_snapshot = callable(getattr(indices, "state_dict", None))
+    def __init__(self, cursor: Any, shared: Any, meta: collections.deque) -> None:
+        self.cursor, self.shared, self.meta = cursor, shared, meta
+        self.snapshots = not cursor.plan.random_access
 
     def __iter__(self) -> _BatchTasks:
         return self
 
     def __next__(self) -> tuple:
-        snap = None
-        if self.can_snapshot:
-            try:
-                snap = self.indices.state_dict()
-            except TypeError:
-                self.can_snapshot = False
-        idx = next(self.indices)
-        self.snapshots.append(snap)
-        number = self.number
-        self.number = number + 1
-        return (_worker.fetch_batch, (self.shared, idx, number))
+        cursor = self.cursor
+        snap = cursor.state_dict() if self.snapshots else None
+        b = cursor.position
+        indices = next(cursor)
+        self.meta.append((snap, cursor.last_padding))
+        return (_worker.fetch_batch, (self.shared, indices, cursor.plan.batch_number(b)))
 
 
-class ParallelBatchIterator(StatefulIterator):
+class ParallelBatchIterator(WrappingIterator):
     """The iterator of a :class:`ParallelDataSource`: batches in order, resumable.
 
     ``state_dict()`` records the batches the *consumer* has received, not
-    those the workers prepared ahead; ``load_state_dict()`` rebuilds the
-    index stream at that position and resubmits, with any worker count.
+    those the workers prepared ahead, in the same form as the serial
+    iterator's state: a checkpoint taken here restores into
+    ``ds.batch_iterator(...)`` and the other way round, with any worker count.
     """
 
-    KIND = "parallel"
+    KIND = "batches"
 
-    def __init__(self, source: ParallelDataSource, indices: Any) -> None:
+    def __init__(self, source: ParallelDataSource, plan: BatchPlan) -> None:
+        super().__init__(plan.iterator())
         self._source = source
-        self._indices = indices
-        self._consumed = 0
-        self._snapshots: collections.deque = collections.deque()
+        self._meta: collections.deque = collections.deque()
+        self._last_padding: Any = None
         self._stream: WorkStream | None = None
         self._start()
 
+    @property
+    def plan(self) -> BatchPlan:
+        """The plan walked."""
+        return self._inner.plan
+
     def _start(self) -> None:
         src = self._source
-        tasks = _BatchTasks(self._indices, src.shared_ds, self._consumed, self._snapshots)
+        tasks = _BatchTasks(self._inner, src.shared_ds, self._meta)
         self._stream = WorkStream(
             src.pool, tasks, src.batch_buffer_size, timeout=src.timeout, _label="batch",
-            _first_number=self._consumed,
+            _first_number=self._inner.position,
         )
 
     def __next__(self) -> Any:
         if self._stream is None:
             raise StopIteration
         batch = self._stream._next()
-        self._snapshots.popleft()
-        self._consumed += 1
+        _, self._last_padding = self._meta.popleft()
         return batch
 
-    def remaining(self) -> Any:
-        fn = getattr(self._indices, "remaining", None)
-        left = fn() if fn is not None else None
-        if left is None:
-            return None
-        return 0 if self._stream is None or self._stream.closed else left + len(self._snapshots)
+    @property
+    def last_padding(self) -> Any:
+        """For a rank-sharded plan: the mask of wrap-around duplicates in the last batch consumed, else None."""
+        return self._last_padding
 
-    def __len__(self) -> int:
-        left = self.remaining()
-        if left is None:
-            raise TypeError("this batch iterator is endless or of unknown length")
-        return left
+    def _held(self) -> int:
+        return len(self._meta)
+
+    def remaining(self) -> Any:
+        if self._stream is None or self._stream.closed and not self._meta:
+            left = super().remaining()
+            return 0 if left is not None else None
+        return super().remaining()
 
     def close(self) -> None:
         """Cancel the batches prepared ahead (idempotent); the pool stays open."""
@@ -196,26 +213,25 @@ class ParallelBatchIterator(StatefulIterator):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def state_dict(self) -> dict:
-        if self._snapshots:
-            indices = self._snapshots[0]
-            if indices is None:
-                raise TypeError(f"cannot checkpoint: the index iterator {self._indices!r} has no state_dict()")
-        else:
-            indices = _state_of(self._indices)
-        return {"kind": self.KIND, "batches": self._consumed, "indices": indices}
+    def _inner_state(self) -> Any:
+        held = len(self._meta)
+        if not held:
+            return self._inner.state_dict()
+        snap = self._meta[0][0]
+        return snap if snap is not None else self._inner.state_dict(pending=held)
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_state(state, {"kind": self.KIND}, type(self).__name__)
-        try:
-            batches = int(state["batches"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{type(self).__name__}: malformed state ({err!r})") from err
+    def _load_inner_state(self, state: Any) -> None:
         self.close()
-        self._snapshots.clear()
-        _load_into(self._indices, state["indices"])
-        self._consumed = batches
+        self._meta.clear()
+        self._last_padding = None
+        self._inner.load_state_dict(state)
         self._start()
+
+    def _own_state(self) -> dict:
+        return {"source": self._source.identity()}
+
+    def _load_own_state(self, state: Mapping[str, Any]) -> None:
+        check_state(state, {"source": self._source.identity()}, type(self).__name__)
 
 
 def prefetch(ds: Any, num_workers: int = 2, *, buffer_size: int | None = None, kind: str = "process",

@@ -56,6 +56,9 @@ class WorkStream:
     -----
     After a task raises (or times out), the exception reaches the caller at
     that task's turn, the remaining tasks are cancelled and the stream ends.
+    An exception raised by ``task_generator`` itself is also delivered at its
+    turn: after the results of every task it produced before failing, as a
+    serial loop over the same tasks would.
     ``close()`` (or leaving a ``with`` block, or dropping the stream)
     cancels what is outstanding.
 
@@ -89,6 +92,7 @@ class WorkStream:
         self._number = int(_first_number)
         self._outstanding: collections.deque = collections.deque()
         self._exhausted = False
+        self._error: Exception | None = None  # raised by task_generator, delivered at its turn
         self._ring = worker_pool._new_ring(self._buffer)
         self._finalizer = weakref.finalize(self, _release, worker_pool, self._outstanding, self._ring)
         try:
@@ -101,10 +105,14 @@ class WorkStream:
         while len(self._outstanding) < self._buffer and not self._exhausted:
             try:
                 task = next(self._tasks)
+                fn, args, kwargs = _split_task(task)
             except StopIteration:
                 self._exhausted = True
                 return
-            fn, args, kwargs = _split_task(task)
+            except Exception as err:  # noqa: BLE001 - delivered after the tasks before it
+                self._exhausted = True
+                self._error = err
+                return
             number = self._number
             slot = None if self._ring is None else (self._ring, self._ring.path(number))
             fut = self._pool._submit(fn, args, kwargs, label=f"{self._label} {number}", slot=slot)
@@ -117,7 +125,13 @@ class WorkStream:
 
     def _next(self) -> Any:
         """Return the next result; raise StopIteration when nothing is outstanding."""
-        if self.closed or not self._outstanding:
+        if self.closed:
+            raise StopIteration
+        if not self._outstanding:
+            err, self._error = self._error, None
+            self.close()
+            if err is not None:
+                raise err
             raise StopIteration
         try:
             value = self._outstanding[0].get(self._timeout)

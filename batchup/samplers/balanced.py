@@ -15,17 +15,19 @@ balanced batch generators) via ``source.map(...)``.
 """
 from __future__ import annotations
 
+import dataclasses
 import zlib
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from batchup import _rng
 from batchup._checks import is_int, positive_int, repeats_value
-from batchup.samplers.base import AbstractSampler, IndexBatchIterator
-from batchup.samplers.sharding import as_shard
+from batchup.samplers.base import PlannedSampler
+from batchup.samplers.flat import FlatPlan
+from batchup.samplers.plan import PlanOptions
 
-__all__ = ["BalancedIndexBatchIterator", "BalancedSampler", "OneHotLabels", "to_categorical"]
+__all__ = ["BalancedSampler", "OneHotLabels", "to_categorical"]
 
 
 def _check_labels(labels: Any) -> np.ndarray:
@@ -40,7 +42,7 @@ def _check_labels(labels: Any) -> np.ndarray:
     return y.astype(np.int64)
 
 
-class BalancedSampler(AbstractSampler):
+class BalancedSampler(PlannedSampler):
     """Draw batches of ``classes_per_batch`` classes x ``samples_per_class`` samples.
 
     Parameters
@@ -55,8 +57,10 @@ class BalancedSampler(AbstractSampler):
         Keyword-only. Epochs per iteration; ``-1`` repeats forever.
     seed : int, optional
         Keyword-only. The seed used when ``batch_iterator`` is called without
-        ``shuffle``; with neither, every iterator draws a fresh seed (kept in
-        its state, so it can still be resumed).
+        ``shuffle``. Without one, a seed is drawn from OS entropy once, here,
+        so every copy of the sampler (pickled to a worker process, say)
+        plans the same batches; a checkpoint records it, so an unseeded run
+        can still be resumed.
 
     Raises
     ------
@@ -90,8 +94,10 @@ class BalancedSampler(AbstractSampler):
     class, and the class order is random, so ``batch.reshape(n, m)`` groups
     the batch by class.
 
-    *Randomness.* With an int seed (``seed=`` or ``shuffle=<int>``) epoch
-    ``e``'s plan depends only on ``(seed, e)`` and the labels. With a
+    *Randomness.* With an int seed (``seed=``, ``shuffle=<int>`` or the seed
+    drawn when neither is given) epoch ``e``'s plan depends only on
+    ``(seed, e)`` and the labels; pass ``epoch=e`` to ``batch_iterator`` (or
+    use ``repeats``) to get a new plan each epoch. With a
     ``RandomState`` or ``Generator`` (``shuffle=``) each epoch's plan is drawn
     from it, and a checkpoint stores its state at the start of the epoch.
     Plans are reproducible for a given NumPy version.
@@ -134,7 +140,7 @@ class BalancedSampler(AbstractSampler):
         self.repeats = repeats
         if seed is not None and not is_int(seed):
             raise TypeError(f"seed must be None or an int, got {seed!r}")
-        self.seed = None if seed is None else _rng.SeedKey(int(seed))
+        self.seed = _rng.drawn_key() if seed is None else _rng.SeedKey(int(seed))
         classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
         if self.classes_per_batch > len(classes):
             raise ValueError(
@@ -158,40 +164,33 @@ class BalancedSampler(AbstractSampler):
             return np.inf
         return self.batches_per_epoch * self.batch_size * self._repeats
 
-    def in_order_indices_batch_iterator(self, batch_size: int, **kwargs: Any) -> BalancedIndexBatchIterator:
-        """Return an iterator driven by the sampler's ``seed`` (or a fresh one).
+    def plan(
+        self, batch_size: Any, shuffle: Any = None, *, drop_last: bool = False, shard: Any = None, epoch: int = 0
+    ) -> FlatPlan:
+        """Return the plan of one run; without ``shuffle`` the sampler's own seed drives it.
 
-        ``drop_last`` is accepted and has no effect: batches are always full.
+        ``batch_size`` must be ``classes_per_batch * samples_per_class`` (or
+        ``None``); ``drop_last`` has no effect (batches are always full);
+        ``shard`` deals out whole batches of each epoch's plan.
         """
-        return self._iterator(batch_size, None, **kwargs)
-
-    def shuffled_indices_batch_iterator(
-        self, batch_size: int, shuffle_rng: Any, **kwargs: Any
-    ) -> BalancedIndexBatchIterator:
-        """Return an iterator driven by ``shuffle_rng`` (an int seed, RandomState or Generator)."""
-        return self._iterator(batch_size, _rng.resolve_shuffle(shuffle_rng), **kwargs)
-
-    def _iterator(
-        self, batch_size: Any, rng: Any, *, drop_last: bool = False, shard: Any = None
-    ) -> BalancedIndexBatchIterator:
-        bs = positive_int("batch_size", batch_size)
-        if bs != self.batch_size:
-            raise ValueError(
-                f"batch_size must be classes_per_batch * samples_per_class = {self.classes_per_batch} * "
-                f"{self.samples_per_class} = {self.batch_size}, got {batch_size!r}"
-            )
-        adopt = False
-        if rng is None:
-            rng = self.seed
-            if rng is None:
-                rng, adopt = _rng.SeedKey(_rng.fresh_seed()), True
-        spec = as_shard(shard)
-        if spec is not None and spec.num_shards > 1 and (adopt or not isinstance(rng, _rng.SeedKey)):
-            raise ValueError(
-                "sharding balanced batches needs an int seed shared across ranks (shuffle=<int> or "
-                f"BalancedSampler(..., seed=<int>)); got shuffle={rng if not adopt else None!r}"
-            )
-        return BalancedIndexBatchIterator(self, rng, adopt_seed=adopt, shard=spec)
+        if batch_size is not None:
+            bs = positive_int("batch_size", batch_size)
+            if bs != self.batch_size:
+                raise ValueError(
+                    f"batch_size must be classes_per_batch * samples_per_class = {self.classes_per_batch} * "
+                    f"{self.samples_per_class} = {self.batch_size} (or None), got {batch_size!r}"
+                )
+        options = PlanOptions.make(shuffle, drop_last, shard, epoch)
+        if options.shuffle is None:
+            options = dataclasses.replace(options, shuffle=self.seed)
+        identity = {
+            "sampler": "balanced", "classes_per_batch": self.classes_per_batch,
+            "samples_per_class": self.samples_per_class, "labels_crc": self._digest,
+        }
+        return FlatPlan(
+            self.epoch_plan, self.batches_per_epoch, self.batch_size, self._repeats, options,
+            unit=self.batch_size, identity=identity,
+        )
 
     def epoch_plan(self, rng: Any) -> np.ndarray:
         """Return one epoch as an array of shape ``(batches_per_epoch, batch_size)``.
@@ -266,55 +265,6 @@ def _class_groups(rng: Any, members: np.ndarray, m: int) -> np.ndarray:
     if r:
         perm = np.concatenate([perm, _pick(rng, perm[: n_c - r], m - r)])
     return perm.reshape(-1, m)
-
-
-class BalancedIndexBatchIterator(IndexBatchIterator):
-    """Batches of a :class:`BalancedSampler`, epoch after epoch.
-
-    The flat-position arithmetic of :class:`IndexBatchIterator` runs over the
-    epoch plan, so every batch is whole and the state is a few integers
-    (plus an RNG state when drawing from a ``RandomState``/``Generator``).
-    """
-
-    KIND = "balanced"
-
-    def __init__(self, sampler: BalancedSampler, rng: Any, adopt_seed: bool = False, shard: Any = None) -> None:
-        self._sampler = sampler
-        self._adopt_seed = bool(adopt_seed)
-        super().__init__(
-            sampler.batches_per_epoch * sampler.batch_size, sampler.batch_size, sampler._repeats, rng=rng
-        )
-        # Sharding deals out whole batches of the epoch plan (strided, padded or
-        # dropped like samples elsewhere), so every batch stays balanced.
-        self._batch_shard = shard
-        if shard is not None:
-            self._n = shard.per_rank(sampler.batches_per_epoch) * sampler.batch_size
-
-    def _draw(self, epoch: int) -> None:
-        gen = self._epoch_rng(epoch)
-        plan = self._sampler.epoch_plan(gen)
-        if self._batch_shard is not None:
-            plan = plan[self._batch_shard.select(np.arange(len(plan)))]
-        self._order = plan.reshape(-1)
-
-    def _fingerprint(self) -> dict:
-        state = super()._fingerprint()
-        s = self._sampler
-        state.update(
-            classes_per_batch=s.classes_per_batch, samples_per_class=s.samples_per_class, labels_crc=s._digest,
-            batch_shard=None if self._batch_shard is None else self._batch_shard.to_json(),
-        )
-        return state
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        # An iterator on a fresh seed takes the checkpoint's seed.
-        if self._adopt_seed and isinstance(state, Mapping) and state.get("shuffle") == "seed":
-            try:
-                seed, path = state["seed"]
-                self._rng = _rng.SeedKey(int(seed), tuple(int(p) for p in path))
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{type(self).__name__}: malformed state, seed {state.get('seed')!r}") from err
-        super().load_state_dict(state)
 
 
 def to_categorical(y: Any, num_classes: Any, dtype: Any = np.float32) -> np.ndarray:

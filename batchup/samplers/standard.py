@@ -5,15 +5,15 @@ from typing import Any
 
 import numpy as np
 
-from batchup import _rng
 from batchup._checks import is_int, repeats_value
-from batchup.samplers.base import AbstractSampler, IndexBatchIterator
-from batchup.samplers.base import make_index_iterator as _make
+from batchup.samplers.base import PlannedSampler
+from batchup.samplers.flat import FlatPlan
+from batchup.samplers.plan import PlanOptions
 
 __all__ = ["StandardSampler"]
 
 
-class StandardSampler(AbstractSampler):
+class StandardSampler(PlannedSampler):
     """Draw all of ``range(length)``, ``repeats`` times, in order or shuffled.
 
     Parameters
@@ -39,6 +39,9 @@ class StandardSampler(AbstractSampler):
     >>> sampler = StandardSampler(5, repeats=2)
     >>> [ix.tolist() for ix in sampler.in_order_indices_batch_iterator(4)]
     [[0, 1, 2, 3], [4, 0, 1, 2], [3, 4]]
+    >>> plan = sampler.plan(4, shuffle=0)
+    >>> len(plan), plan.indices(1).shape
+    (3, (4,))
     """
 
     def __init__(self, length: int, repeats: int = 1) -> None:
@@ -53,17 +56,20 @@ class StandardSampler(AbstractSampler):
             return np.inf
         return self.length * self._repeats
 
-    def in_order_indices_batch_iterator(
-        self, batch_size: int, *, drop_last: bool = False, shard: Any = None
-    ) -> IndexBatchIterator:
-        return _make(self.length, batch_size, self._repeats, drop_last=drop_last, shard=shard)
+    def _draw(self, rng: Any) -> np.ndarray:
+        if rng is None:
+            return np.arange(self.length, dtype=np.int64)
+        return rng.permutation(self.length)
 
-    def shuffled_indices_batch_iterator(
-        self, batch_size: int, shuffle_rng: Any, *, drop_last: bool = False, shard: Any = None
-    ) -> IndexBatchIterator:
-        rng = _rng.resolve_shuffle(shuffle_rng)
-        return _make(self.length, batch_size, self._repeats, rng=rng, drop_last=drop_last, shard=shard)
+    def plan(
+        self, batch_size: Any, shuffle: Any = None, *, drop_last: bool = False, shard: Any = None, epoch: int = 0
+    ) -> FlatPlan:
+        """Return the plan of one run (see :meth:`AbstractSampler.plan`)."""
+        options = PlanOptions.make(shuffle, drop_last, shard, epoch)
+        return FlatPlan(
+            self._draw, self.length, batch_size, self._repeats, options,
+            identity={"sampler": "standard"}, legacy_surplus=True,
+        )
 
     def __repr__(self) -> str:
         return f"StandardSampler(length={self.length}, repeats={self.repeats})"
-

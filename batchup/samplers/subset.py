@@ -1,19 +1,20 @@
 """Sample a fixed subset of indices once per epoch, in order or shuffled."""
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
 
-from batchup import _rng
 from batchup._checks import index_array, repeats_value
-from batchup.samplers.base import AbstractSampler, IndexBatchIterator
-from batchup.samplers.base import make_index_iterator as _make
+from batchup.samplers.base import PlannedSampler
+from batchup.samplers.flat import FlatPlan
+from batchup.samplers.plan import PlanOptions
 
 __all__ = ["SubsetSampler"]
 
 
-class SubsetSampler(AbstractSampler):
+class SubsetSampler(PlannedSampler):
     """Draw the indices in ``indices``, ``repeats`` times, in order or shuffled.
 
     Parameters
@@ -28,7 +29,8 @@ class SubsetSampler(AbstractSampler):
     -----
     Yielded index batches are fresh arrays: modifying one never changes the
     sampler. A shuffled epoch with a ``RandomState`` is
-    ``rng.permutation(indices)``, as in BatchUp 0.2.
+    ``rng.permutation(indices)``, as in BatchUp 0.2. A checkpoint records a
+    digest of the subset, so it cannot be restored into another subset.
 
     Examples
     --------
@@ -44,6 +46,8 @@ class SubsetSampler(AbstractSampler):
         self.indices = index_array("indices", indices)
         self.length = len(self.indices)
         self.repeats = repeats
+        self._base = self.indices.astype(np.int64)
+        self._crc = zlib.crc32(np.ascontiguousarray(self._base).tobytes())
 
     def num_indices_generated(self) -> Any:
         if self._repeats is None:
@@ -53,21 +57,22 @@ class SubsetSampler(AbstractSampler):
     def map_indices(self, indices: Any) -> Any:
         return self.indices[indices]
 
-    def in_order_indices_batch_iterator(
-        self, batch_size: int, *, drop_last: bool = False, shard: Any = None
-    ) -> IndexBatchIterator:
-        return _make(
-            self.length, batch_size, self._repeats, base=self.indices.astype(np.int64), drop_last=drop_last, shard=shard
-        )
+    def _draw(self, rng: Any) -> np.ndarray:
+        if rng is None:
+            return self._base
+        # rng.permutation(indices) equals indices[rng.permutation(n)] draw for draw,
+        # which is what BatchUp 0.2 draws for a subset.
+        return self._base[rng.permutation(self.length)]
 
-    def shuffled_indices_batch_iterator(
-        self, batch_size: int, shuffle_rng: Any, *, drop_last: bool = False, shard: Any = None
-    ) -> IndexBatchIterator:
-        rng = _rng.resolve_shuffle(shuffle_rng)
-        return _make(
-            self.length, batch_size, self._repeats, base=self.indices, rng=rng, drop_last=drop_last, shard=shard
+    def plan(
+        self, batch_size: Any, shuffle: Any = None, *, drop_last: bool = False, shard: Any = None, epoch: int = 0
+    ) -> FlatPlan:
+        """Return the plan of one run (see :meth:`AbstractSampler.plan`)."""
+        options = PlanOptions.make(shuffle, drop_last, shard, epoch)
+        return FlatPlan(
+            self._draw, self.length, batch_size, self._repeats, options,
+            identity={"sampler": "subset", "indices_crc": self._crc}, legacy_surplus=True,
         )
 
     def __repr__(self) -> str:
         return f"SubsetSampler(<{self.length} indices>, repeats={self.repeats})"
-

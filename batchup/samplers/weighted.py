@@ -10,19 +10,20 @@ iterators have a ``len()`` and ``batch_map_*`` need no batch count.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import zlib
+from typing import Any
 
 import numpy as np
 
 from batchup import _rng
-from batchup._checks import index_array, positive_int
-from batchup._iterator import StatefulIterator, check_state
-from batchup.samplers.base import AbstractSampler
-from batchup.samplers.weighted_epochs import EpochOptions, WeightedEpochBatchIterator
+from batchup._checks import index_array
+from batchup.samplers.base import PlannedSampler
+from batchup.samplers.flat import FlatPlan
+from batchup.samplers.plan import BatchPlan, PlanOptions
+from batchup.samplers.stream import StreamPlan
+from batchup.samplers.weighted_epochs import EpochOptions, draw_epoch
 
 __all__ = [
-    "WeightedEpochBatchIterator",
-    "WeightedIndexBatchIterator",
     "WeightedSampler",
     "WeightedSubsetSampler",
     "class_balancing_weights",
@@ -74,7 +75,7 @@ def class_balancing_weights(y: Any, n_classes: Any = None) -> np.ndarray:
     return 1.0 / (counts[y] * n_present)
 
 
-class WeightedSampler(AbstractSampler):
+class WeightedSampler(PlannedSampler):
     """Draw indices of ``range(len(weights))`` by weight, endlessly or in epochs.
 
     Parameters
@@ -160,18 +161,12 @@ class WeightedSampler(AbstractSampler):
     def num_indices_generated(self) -> Any:
         return self._epochs.count()
 
-    def in_order_indices_batch_iterator(self, batch_size: int, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            "in-order iteration is not supported by weighted samplers; pass shuffle "
-            "(True, an int seed or a RandomState)"
-        )
-
-    def shuffled_indices_batch_iterator(self, batch_size: int, shuffle_rng: Any, **kwargs: Any) -> Any:
-        """Return the endless iterator, or the epoch iterator when ``num_samples`` is set.
-
-        Keyword-only ``drop_last`` and ``shard`` apply to finite epochs.
-        """
-        return _make_iterator(self.weights, self._cdf, None, self._epochs, batch_size, shuffle_rng, kwargs)
+    def plan(
+        self, batch_size: Any, shuffle: Any = None, *, drop_last: bool = False, shard: Any = None, epoch: int = 0
+    ) -> BatchPlan:
+        """Return the endless stream's plan, or the finite epochs' plan when ``num_samples`` is set."""
+        return _plan(self.weights, self._cdf, None, self._epochs, batch_size,
+                     PlanOptions.make(shuffle, drop_last, shard, epoch), "weighted")
 
     @staticmethod
     def class_balancing_sample_weights(y: Any, n_classes: Any = None) -> np.ndarray:
@@ -195,7 +190,7 @@ class WeightedSampler(AbstractSampler):
         )
 
 
-class WeightedSubsetSampler(AbstractSampler):
+class WeightedSubsetSampler(PlannedSampler):
     """Draw indices from the subset ``indices`` by ``sub_weights``, endlessly or in epochs.
 
     Parameters
@@ -234,6 +229,7 @@ class WeightedSubsetSampler(AbstractSampler):
         w = _check_weights("sub_weights", sub_weights)
         self.sub_weights = w / w.sum()
         self.indices = index_array("indices", indices)
+        self._base = self.indices.astype(np.int64)
         self.length = len(self.indices)
         self._cdf = _cdf(self.sub_weights)
         self._epochs = EpochOptions(self.sub_weights, num_samples, replace, repeats)
@@ -247,14 +243,12 @@ class WeightedSubsetSampler(AbstractSampler):
     def map_indices(self, indices: Any) -> Any:
         return self.indices[indices]
 
-    def in_order_indices_batch_iterator(self, batch_size: int, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            "in-order iteration is not supported by weighted samplers; pass shuffle"
-        )
-
-    def shuffled_indices_batch_iterator(self, batch_size: int, shuffle_rng: Any, **kwargs: Any) -> Any:
-        """Return the endless iterator, or the epoch iterator when ``num_samples`` is set."""
-        return _make_iterator(self.sub_weights, self._cdf, self.indices, self._epochs, batch_size, shuffle_rng, kwargs)
+    def plan(
+        self, batch_size: Any, shuffle: Any = None, *, drop_last: bool = False, shard: Any = None, epoch: int = 0
+    ) -> BatchPlan:
+        """Return the endless stream's plan, or the finite epochs' plan when ``num_samples`` is set."""
+        return _plan(self.sub_weights, self._cdf, self._base, self._epochs, batch_size,
+                     PlanOptions.make(shuffle, drop_last, shard, epoch), "weighted_subset")
 
     @staticmethod
     def class_balancing_sampler(y: Any, indices: Any, **epochs: Any) -> WeightedSubsetSampler:
@@ -269,16 +263,33 @@ class WeightedSubsetSampler(AbstractSampler):
         return f"WeightedSubsetSampler(<{self.length} indices>)"
 
 
-def _make_iterator(
-    p: np.ndarray, cdf: np.ndarray, base: Any, epochs: EpochOptions, batch_size: int, shuffle_rng: Any, kwargs: dict
-) -> Any:
-    rng = _rng.resolve_shuffle(shuffle_rng)
+_IN_ORDER = (
+    "in-order iteration is not supported by weighted samplers; pass shuffle "
+    "(True, an int seed or a RandomState)"
+)
+
+
+def _plan(
+    p: np.ndarray, cdf: np.ndarray, base: Any, epochs: EpochOptions, batch_size: Any, options: PlanOptions, name: str
+) -> BatchPlan:
+    if options.shuffle is None:
+        raise NotImplementedError(_IN_ORDER)
+    identity = {"sampler": name, "length": len(p), "weights_crc": zlib.crc32(np.ascontiguousarray(p).tobytes())}
+    if base is not None:
+        identity["indices_crc"] = zlib.crc32(np.ascontiguousarray(base).tobytes())
     if epochs.num_samples is None:
-        return WeightedIndexBatchIterator(p, cdf, base, batch_size, rng)
-    return WeightedEpochBatchIterator(
-        p, cdf, base, batch_size, rng, num_samples=epochs.num_samples, replace=epochs.replace,
-        repeats=epochs.repeats, **kwargs,
-    )
+        return StreamPlan(p, cdf, base, batch_size, options, identity)
+    rng = options.shuffle
+    if not isinstance(rng, _rng.SeedKey) and not callable(getattr(_rng.legacy(rng), "random", None)):
+        raise TypeError(f"shuffle must be an int seed, a RandomState or a Generator here, got {rng!r}")
+    k, replace = epochs.num_samples, epochs.replace
+
+    def draw(gen: Any) -> np.ndarray:
+        order = draw_epoch(_rng.legacy(gen), p, cdf, k, replace)
+        return order if base is None else base[order]
+
+    identity.update(num_samples=k, replace=replace)
+    return FlatPlan(draw, k, batch_size, epochs.repeats, options, identity=identity)
 
 
 def _cdf(p: np.ndarray) -> np.ndarray:
@@ -287,72 +298,3 @@ def _cdf(p: np.ndarray) -> np.ndarray:
     cdf = p.cumsum()
     cdf /= cdf[-1]
     return cdf
-
-
-class WeightedIndexBatchIterator(StatefulIterator):
-    """Endless batches of indices drawn with replacement from a CDF.
-
-    Batch ``b`` of a seeded run uses its own generator derived from
-    ``(seed, b)``, so the state is a single counter.
-    """
-
-    KIND = "weighted"
-
-    def __init__(self, p: np.ndarray, cdf: np.ndarray, base: np.ndarray | None, batch_size: int, rng: Any) -> None:
-        if rng is None:
-            raise NotImplementedError(
-                "in-order iteration is not supported by weighted samplers; pass shuffle"
-            )
-        self._p = p
-        self._cdf = cdf
-        self._base = base
-        self._bs = positive_int("batch_size", batch_size)
-        self._rng = rng
-        self._batches = 0
-        legacy = np.random.mtrand._rand if rng is np.random else rng
-        if isinstance(rng, _rng.SeedKey):
-            self._uniform = lambda: rng.generator(self._batches).random(self._bs)
-        elif isinstance(legacy, np.random.RandomState):
-            self._uniform = lambda: legacy.random_sample(self._bs)
-        elif isinstance(legacy, np.random.Generator):
-            self._uniform = lambda: legacy.random(self._bs)
-        else:
-            self._uniform = None
-
-    def __next__(self) -> np.ndarray:
-        if self._uniform is None:
-            n = len(self._p)
-            a = n if self._base is None else self._base
-            idx = np.asarray(self._rng.choice(a, size=(self._bs,), p=self._p))
-        else:
-            idx = self._cdf.searchsorted(self._uniform(), side="right")
-            if self._base is not None:
-                idx = self._base[idx]
-        self._batches += 1
-        return idx
-
-    def remaining(self) -> None:
-        return None
-
-    def _fingerprint(self) -> dict:
-        seeded = isinstance(self._rng, _rng.SeedKey)
-        return {
-            "kind": self.KIND,
-            "length": len(self._p),
-            "batch_size": self._bs,
-            "shuffle": "seed" if seeded else "rng",
-            "seed": self._rng.to_json() if seeded else None,
-        }
-
-    def state_dict(self) -> dict:
-        state = self._fingerprint()
-        state["batches"] = self._batches
-        if state["shuffle"] == "rng":
-            state["rng_now"] = _rng.get_rng_state(self._rng)
-        return state
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_state(state, self._fingerprint(), type(self).__name__)
-        self._batches = int(state["batches"])
-        if state["shuffle"] == "rng":
-            _rng.set_rng_state(self._rng, state["rng_now"])

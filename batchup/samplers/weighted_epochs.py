@@ -3,23 +3,19 @@
 A :class:`~batchup.samplers.WeightedSampler` given ``num_samples=`` (or
 ``replace=False``) has epochs of ``num_samples`` indices. Each epoch is drawn
 whole from a generator derived from ``(seed, epoch)`` and then cut into
-batches by the same arithmetic as :class:`~batchup.samplers.IndexBatchIterator`,
-so these iterators resume, shard and drop a short last batch like the
-unweighted ones.
+batches by the same arithmetic as the unweighted samplers (a
+:class:`~batchup.samplers.flat.FlatPlan`), so these runs resume, shard and
+drop a short last batch like the unweighted ones.
 """
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 import numpy as np
 
-from batchup import _rng
 from batchup._checks import positive_int, repeats_value
-from batchup.samplers.base import IndexBatchIterator
-from batchup.samplers.sharding import as_shard
 
-__all__ = ["WeightedEpochBatchIterator", "draw_epoch", "EpochOptions"]
+__all__ = ["EpochOptions", "draw_epoch"]
 
 
 class EpochOptions:
@@ -66,53 +62,3 @@ def draw_epoch(gen: Any, p: np.ndarray, cdf: np.ndarray, k: int, replace: bool) 
         keys = np.log(p[pos]) - np.log(-np.log1p(-gen.random(len(pos))))
     top = np.argpartition(-keys, k - 1)[:k] if k < len(pos) else np.arange(len(pos))
     return pos[top[np.argsort(-keys[top], kind="stable")]].astype(np.int64)
-
-
-class WeightedEpochBatchIterator(IndexBatchIterator):
-    """Finite epochs of weighted draws, cut into batches like :class:`IndexBatchIterator`.
-
-    Epoch ``e`` of a seeded run is drawn from a generator derived from
-    ``(seed, e)``; restoring recomputes that one epoch and jumps to the
-    position, so the state is a few integers.
-    """
-
-    KIND = "weighted_epoch"
-
-    def __init__(
-        self,
-        p: np.ndarray,
-        cdf: np.ndarray,
-        base: np.ndarray | None,
-        batch_size: int,
-        rng: Any,
-        *,
-        num_samples: int,
-        replace: bool,
-        repeats: int | None = 1,
-        drop_last: bool = False,
-        shard: Any = None,
-    ) -> None:
-        if rng is None:
-            raise NotImplementedError(
-                "in-order iteration is not supported by weighted samplers; pass shuffle"
-            )
-        if not isinstance(rng, _rng.SeedKey) and not callable(getattr(rng, "random", None)):
-            raise TypeError(f"shuffle must be an int seed, a RandomState or a Generator here, got {rng!r}")
-        self._p = p
-        self._cdf = cdf
-        self._subset = base
-        self._replace = bool(replace)
-        self._crc = zlib.crc32(np.ascontiguousarray(p).tobytes())
-        super().__init__(num_samples, batch_size, repeats, rng=rng, drop_last=drop_last, shard=as_shard(shard))
-
-    def _draw(self, epoch: int) -> None:
-        gen = self._epoch_rng(epoch)
-        order = draw_epoch(gen, self._p, self._cdf, self._global_n, self._replace)
-        if self._subset is not None:
-            order = self._subset[order]
-        self._order = order if self._shard is None else self._shard.select(order)
-
-    def _fingerprint(self) -> dict:
-        state = super()._fingerprint()
-        state.update(replace=self._replace, weights_crc=self._crc)
-        return state

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from batchup.sources.array import ArrayBatchIterator, ArrayDataSource
-from batchup.sources.base import AbstractDataSource, RandomAccessBatchIterator, RandomAccessDataSource
+from batchup.sources.base import (
+    AbstractDataSource,
+    BatchIterator,
+    RandomAccessBatchIterator,
+    RandomAccessDataSource,
+)
 from batchup.sources.callable import CallableBatchIterator, CallableDataSource
-from batchup.sources.choice import ChoiceBatch, ChoiceBatchIterator, ChoiceDataSource
+from batchup.sources.choice import ChoiceBatch, ChoiceBatchIterator, ChoiceDataSource, ChoicePlan
 from batchup.sources.coerce import coerce_data_source
-from batchup.sources.composite import CompositeBatchIterator, CompositeDataSource
+from batchup.sources.composite import CompositeBatchIterator, CompositeDataSource, ZipPlan
 from batchup.sources.iterator import IteratorDataSource
 from batchup.sources.mapped import MapBatchIterator, MapDataSource
 
@@ -14,11 +19,13 @@ __all__ = [
     "AbstractDataSource",
     "ArrayBatchIterator",
     "ArrayDataSource",
+    "BatchIterator",
     "CallableBatchIterator",
     "CallableDataSource",
     "ChoiceBatch",
     "ChoiceBatchIterator",
     "ChoiceDataSource",
+    "ChoicePlan",
     "CompositeBatchIterator",
     "CompositeDataSource",
     "IteratorDataSource",
@@ -26,5 +33,6 @@ __all__ = [
     "MapDataSource",
     "RandomAccessBatchIterator",
     "RandomAccessDataSource",
+    "ZipPlan",
     "coerce_data_source",
 ]

@@ -9,15 +9,14 @@ batchup as fast as a hand-written loop.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from batchup._checks import index_array
-from batchup._iterator import StatefulIterator, check_state
 from batchup.arrays import sorted_reads as _sorted_reads
-from batchup.samplers import BalancedSampler, StandardSampler, WeightedSampler
-from batchup.sources.base import RandomAccessDataSource, _load_into, _state_of
+from batchup.samplers.plan import plan_options
+from batchup.sources.base import BatchIterator, RandomAccessDataSource
 
 __all__ = ["ArrayBatchIterator", "ArrayDataSource"]
 
@@ -127,7 +126,27 @@ class ArrayDataSource(RandomAccessDataSource):
             return (indices,) + batch
         return batch
 
-    def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> ArrayBatchIterator:
+    def span_batches(self, batch_size: int | None) -> int:
+        """Return how many batches one grouped ``np.take`` gathers (plain ndarrays only)."""
+        if not batch_size or not all(type(d) is np.ndarray for d in self.data):
+            return 1
+        row_bytes = sum(d.itemsize * (d.size // max(len(d), 1)) for d in self.data) + 8
+        return int(max(1, min(CHUNK_BATCHES, CHUNK_BYTES // (row_bytes * batch_size))))
+
+    def fetch_span(self, indices: Any, count: int, first_number: int) -> list:
+        """Gather ``count`` equal batches with one ``np.take`` per array and hand out slices of the block.
+
+        Each batch is a slice of a freshly gathered block, so it is still
+        independent of the source arrays and of the other batches' memory
+        as far as the user can tell (it never aliases ``data``).
+        """
+        cols = [np.take(d, indices, axis=0) for d in self.data]
+        if self.include_indices:
+            cols.insert(0, indices)
+        size = len(indices) // count
+        return [tuple([c[i : i + size] for c in cols]) for i in range(0, count * size, size)]
+
+    def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> BatchIterator:
         """Return an iterator over batches of ``batch_size`` samples.
 
         Parameters
@@ -142,13 +161,27 @@ class ArrayDataSource(RandomAccessDataSource):
         drop_last : bool, default False
             Keyword-only: drop a final short batch.
 
+        shard : (rank, num_shards) or ShardSpec, optional
+            Keyword-only: this rank's part of every epoch (see
+            :meth:`~batchup.sources.RandomAccessDataSource.batch_indices_iterator`).
+        epoch : int, default 0
+            Keyword-only: which pass over the data; with an int seed pass
+            ``e`` has its own order.
+
         Returns
         -------
-        ArrayBatchIterator
-            Iterator of tuples of arrays, with ``state_dict()`` and
+        BatchIterator
+            Iterator of tuples of arrays, with ``len()``, ``state_dict()`` and
             ``load_state_dict()`` for exact resume.
+
+        Raises
+        ------
+        TypeError
+            For an unknown keyword argument (``shufle=1`` is an error, not
+            in-order batches) or a ``drop_last`` that is not a bool.
         """
-        return ArrayBatchIterator(self, self.batch_indices_iterator(batch_size, shuffle, **kwargs))
+        plan = self._plan(batch_size, plan_options("ArrayDataSource.batch_iterator", kwargs, shuffle))
+        return BatchIterator(self, plan)
 
     def __repr__(self) -> str:
         return f"ArrayDataSource(<{len(self.data)} arrays of {self._length} samples>, sampler={self.sampler!r})"
@@ -167,13 +200,14 @@ def _num_rows(d: Any) -> int:
 
 
 def _check_sampler_fits(sampler: Any, length: int) -> None:
-    if isinstance(sampler, (StandardSampler, WeightedSampler, BalancedSampler)) and sampler.length != length:
-        raise ValueError(
-            f"sampler is sized for {sampler.length} samples but the data has {length} samples"
-        )
+    # A subset sampler names the samples it draws; others say how many samples they cover.
     indices = getattr(sampler, "indices", None)
     if indices is not None:
         index_array("sampler.indices", indices, length)
+        return
+    covers = getattr(sampler, "length", None)
+    if covers is not None and covers != length:
+        raise ValueError(f"sampler is sized for {covers} samples but the data has {length} samples")
 
 
 def _gather(d: Any, indices: np.ndarray) -> Any:
@@ -184,87 +218,5 @@ def _gather(d: Any, indices: np.ndarray) -> Any:
     return _sorted_reads.gather(d, indices)
 
 
-class ArrayBatchIterator(StatefulIterator):
-    """Iterator over the batches of an :class:`ArrayDataSource`.
-
-    When every array is a plain ``np.ndarray`` and the sampler can hand out
-    several whole batches within one epoch, up to :data:`CHUNK_BATCHES`
-    batches (at most :data:`CHUNK_BYTES`) are gathered with one ``np.take``
-    per array; each batch is then a slice of that freshly gathered block, so
-    it is still independent of the source arrays and of other batches.
-    """
-
-    KIND = "array"
-
-    def __init__(self, source: ArrayDataSource, indices: Any) -> None:
-        self._indices = indices
-        self._data = tuple(source.data)
-        self._include = source.include_indices
-        self._pending: list = []
-        self._pos = 0
-        self._group = 1
-        bs: Any = getattr(indices, "_bs", None)
-        groupable = getattr(indices, "GROUPABLE", False) and hasattr(indices, "take_run")
-        if bs and groupable and all(type(d) is np.ndarray for d in self._data):
-            row_bytes = sum(d.itemsize * (d.size // max(len(d), 1)) for d in self._data) + 8
-            self._group = int(max(1, min(CHUNK_BATCHES, CHUNK_BYTES // (row_bytes * bs))))
-        self._bs = bs
-
-    def __next__(self) -> tuple:
-        pending = self._pending
-        if self._pos < len(pending):
-            batch = pending[self._pos]
-            pending[self._pos] = None
-            self._pos += 1
-            return batch
-        if self._group > 1:
-            idx = self._indices.take_run(self._group)
-            if idx is not None:
-                return self._split(idx)
-        idx = next(self._indices)
-        if self._include:
-            return (idx,) + tuple([_gather(d, idx) for d in self._data])
-        return tuple([_gather(d, idx) for d in self._data])
-
-    def _split(self, idx: np.ndarray) -> tuple:
-        cols = [np.take(d, idx, axis=0) for d in self._data]
-        if self._include:
-            cols.insert(0, idx)
-        bs = self._bs
-        m = len(idx) // bs
-        batches = [tuple([c[i : i + bs] for c in cols]) for i in range(0, m * bs, bs)]
-        self._pending = batches
-        self._pos = 1
-        return batches[0]
-
-    @property
-    def last_padding(self) -> Any:
-        """For a sharded iterator: mask of wrap-around duplicates in the last batch, else None."""
-        return getattr(self._indices, "last_padding", None)
-
-    def _unconsumed(self) -> int:
-        return len(self._pending) - self._pos
-
-    def remaining(self) -> Any:
-        fn = getattr(self._indices, "remaining", None)
-        left = fn() if fn is not None else None
-        return None if left is None else left + self._unconsumed()
-
-    def __len__(self) -> int:
-        left = self.remaining()
-        if left is None:
-            raise TypeError("this batch iterator is endless or of unknown length")
-        return left
-
-    def state_dict(self) -> dict:
-        pending = self._unconsumed()
-        if pending:
-            index_state = self._indices.state_dict(pending=pending)
-        else:
-            index_state = _state_of(self._indices)
-        return {"kind": self.KIND, "indices": index_state}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_state(state, {"kind": self.KIND}, type(self).__name__)
-        self._pending, self._pos = [], 0
-        _load_into(self._indices, state["indices"])
+#: The serial iterator of an ArrayDataSource (grouped gathers are :meth:`ArrayDataSource.fetch_span`).
+ArrayBatchIterator = BatchIterator

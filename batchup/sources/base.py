@@ -2,10 +2,16 @@
 
 A data source holds no cursor. ``batch_iterator`` returns a fresh iterator
 object that records the position (and can save it with ``state_dict``).
-Random-access sources also expose the two halves of that work separately:
-``batch_indices_iterator`` (which samples form each batch) and
-``samples_by_indices_nomapping`` (fetch those samples), which is what the
-worker pools split between the caller and the workers.
+Random-access sources split that work in two, and every driver — the
+serial iterator, the worker pools, the framework adapters — does the same:
+
+* :meth:`RandomAccessDataSource.plan` answers *which* samples form batch
+  ``b`` (a :class:`~batchup.samplers.plan.BatchPlan`, asked of the sampler);
+* :meth:`RandomAccessDataSource.fetch_batch` fetches those samples, given
+  the batch's number (from which a seeded ``map`` derives its generator).
+
+Because every driver asks the same plan and fetches the same way, they all
+yield the same batches.
 """
 from __future__ import annotations
 
@@ -13,27 +19,12 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from batchup import _rng
-from batchup._checks import index_array, positive_int, repeats_value
-from batchup._iterator import StatefulIterator, check_state
-from batchup.samplers import (
-    AbstractSampler,
-    BalancedSampler,
-    StandardSampler,
-    SubsetSampler,
-    WeightedSampler,
-    WeightedSubsetSampler,
-    num_batches,
-)
-from batchup.samplers.sharding import as_shard
+from batchup._checks import index_array, repeats_value
+from batchup._iterator import WrappingIterator, check_state
+from batchup.samplers import AbstractSampler, StandardSampler, SubsetSampler, num_batches
+from batchup.samplers.plan import BatchPlan, PlanOptions, SeedRequiredError, plan_options
 
-__all__ = ["AbstractDataSource", "RandomAccessBatchIterator", "RandomAccessDataSource"]
-
-# Samplers that understand a SeedKey and ``drop_last``; a user's own sampler
-# receives a plain Generator instead.
-_OWN_SAMPLERS = (StandardSampler, SubsetSampler, WeightedSampler, WeightedSubsetSampler, BalancedSampler)
-# Path tag of the per-rank random streams of samplers that draw with replacement.
-_SHARD_STREAM = 0x5A4D
+__all__ = ["AbstractDataSource", "BatchIterator", "RandomAccessBatchIterator", "RandomAccessDataSource"]
 
 
 class AbstractDataSource:
@@ -51,6 +42,10 @@ class AbstractDataSource:
     def num_samples(self, **kwargs: Any) -> Any:
         """Return the number of samples one iteration yields: int, ``np.inf`` or ``None``."""
         raise NotImplementedError("num_samples is abstract in AbstractDataSource")
+
+    def identity(self) -> dict:
+        """Return what identifies this source in checkpoints (JSON values)."""
+        return {"source": type(self).__name__}
 
     def batch_iterator(self, batch_size: int, **kwargs: Any) -> Any:
         """Return an iterator over mini-batches."""
@@ -125,20 +120,32 @@ class AbstractDataSource:
             self, num_workers, buffer_size=buffer_size, kind=kind, start_method=start_method, timeout=timeout
         )
 
+    def num_batches(self, batch_size: int, **kwargs: Any) -> Any:
+        """Return the number of batches ``batch_iterator(batch_size, **kwargs)`` yields.
+
+        An int, ``np.inf`` for an endless source or ``None`` when unknown.
+        Random-access sources ask their plan; others count from
+        ``num_samples(**kwargs)``.
+        """
+        if self.is_random_access:
+            return self.plan(batch_size, **kwargs).batch_count  # type: ignore[attr-defined]
+        n = self.num_samples(**kwargs)
+        if n is None or n == np.inf:
+            return n
+        if kwargs.get("drop_last"):
+            return int(n) // batch_size
+        return num_batches(int(n), batch_size)
+
     def _batch_count(self, batch_size: int, n_batches: Any, kwargs: dict) -> Any:
         if n_batches is not None:
             return n_batches
-        n = self.num_samples(**kwargs)
-        if n is None:
-            return None
+        n = self.num_batches(batch_size, **kwargs)
         if n == np.inf:
             raise ValueError(
                 "cannot apply batch_map_* to an infinite data source without n_batches; "
                 "pass n_batches=<number of batches>"
             )
-        if kwargs.get("drop_last"):
-            return int(n) // batch_size
-        return num_batches(int(n), batch_size)
+        return n
 
     def batch_map_concat(
         self,
@@ -218,6 +225,15 @@ class RandomAccessDataSource(AbstractDataSource):
     ValueError
         For ``sampler`` together with ``repeats != 1`` or with ``indices``, or
         an invalid ``repeats``.
+    TypeError
+        For an ``include_indices`` that is not a bool.
+
+    Notes
+    -----
+    Subclasses implement :meth:`samples_by_indices_nomapping`. Every
+    iteration option — ``shuffle``, ``drop_last``, ``shard`` and ``epoch`` —
+    is interpreted by the sampler's plan (:meth:`plan`); an unknown keyword
+    argument raises ``TypeError``.
     """
 
     def __init__(
@@ -235,6 +251,8 @@ class RandomAccessDataSource(AbstractDataSource):
                 raise ValueError("pass either indices or sampler, not both")
         else:
             repeats_value(repeats)
+        if not isinstance(include_indices, (bool, np.bool_)):
+            raise TypeError(f"include_indices must be True or False, got {include_indices!r}")
         self.include_indices = bool(include_indices)
         if sampler is None:
             if indices is None:
@@ -248,23 +266,38 @@ class RandomAccessDataSource(AbstractDataSource):
     def is_random_access(self) -> bool:
         return True
 
-    def num_samples(self, **kwargs: Any) -> Any:
-        sampler: Any = self.sampler
-        n = sampler.num_indices_generated()
-        spec = as_shard(kwargs.get("shard"))
-        if spec is None or n == np.inf:
-            return n
-        if isinstance(sampler, (StandardSampler, SubsetSampler)):
-            epoch = sampler.length
-        elif _finite_weighted(sampler):
-            epoch = sampler.num_samples
-        elif isinstance(sampler, BalancedSampler):
-            per_epoch = sampler.batches_per_epoch * sampler.batch_size
-            return spec.per_rank(sampler.batches_per_epoch) * sampler.batch_size * (n // per_epoch)
-        else:
-            return n
-        return spec.per_rank(epoch) * (n // max(epoch, 1))
+    # -- planning ---------------------------------------------------------------------
+    def plan(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> BatchPlan:
+        """Return the plan of ``batch_iterator(batch_size, shuffle, **kwargs)``: which indices form each batch.
 
+        Parameters
+        ----------
+        batch_size : int or None
+            Samples per batch (``None`` when the sampler sets it).
+        shuffle : bool, int, RandomState or Generator, optional
+            As for :meth:`batch_indices_iterator`.
+        drop_last, shard, epoch
+            Keyword-only, as for :meth:`batch_indices_iterator`.
+
+        Returns
+        -------
+        BatchPlan
+            ``len(plan)`` batches; ``plan.indices(b)`` (random access with an
+            int seed or in order); ``plan.iterator()`` walks it.
+
+        Raises
+        ------
+        TypeError
+            For an unknown keyword argument.
+        """
+        return self._plan(batch_size, plan_options(f"{type(self).__name__}.plan", kwargs, shuffle))
+
+    def _plan(self, batch_size: Any, options: PlanOptions) -> BatchPlan:
+        """Return the plan for already validated options (composite sources call this for members)."""
+        o = options
+        return self.sampler.plan(batch_size, o.shuffle, drop_last=o.drop_last, shard=o.shard, epoch=o.epoch)
+
+    # -- fetching ---------------------------------------------------------------------
     def samples_by_indices_nomapping(self, indices: Any) -> Any:
         """Return the samples at absolute ``indices`` (abstract here)."""
         raise NotImplementedError("samples_by_indices_nomapping is abstract in RandomAccessDataSource")
@@ -273,99 +306,162 @@ class RandomAccessDataSource(AbstractDataSource):
         """Return the samples at ``indices`` given as positions in the sampler's index space."""
         return self.samples_by_indices_nomapping(self.sampler.map_indices(indices))
 
-    def batch_indices_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> Any:
+    def fetch_batch(self, indices: Any, batch_number: int) -> Any:
+        """Return the batch at absolute ``indices``; ``batch_number`` is the batch's number in its plan.
+
+        Every driver fetches through this method. Sources built from other
+        sources pass ``batch_number`` on; a seeded ``map`` derives its
+        generator from it, so a batch is the same whichever thread, process
+        or framework makes it. The default ignores the number.
+        """
+        return self.samples_by_indices_nomapping(indices)
+
+    def span_batches(self, batch_size: int | None) -> int:
+        """Return how many consecutive batches :meth:`fetch_span` should gather at once (1: one at a time)."""
+        return 1
+
+    def fetch_span(self, indices: Any, count: int, first_number: int) -> list:
+        """Return ``count`` batches whose indices were concatenated into ``indices`` (equal sizes).
+
+        The default fetches them one by one; array sources gather them with
+        one NumPy call.
+        """
+        size = len(indices) // count
+        return [
+            self.fetch_batch(indices[i * size : (i + 1) * size], first_number + i) for i in range(count)
+        ]
+
+    # -- counting ---------------------------------------------------------------------
+    def num_samples(self, **kwargs: Any) -> Any:
+        """Return the number of samples one iteration yields: an int, ``np.inf`` or ``None``.
+
+        Takes the keyword arguments of :meth:`batch_iterator` (except the
+        batch size); with ``shard`` it is this rank's count.
+        """
+        options = plan_options(f"{type(self).__name__}.num_samples", kwargs)
+        n = self.sampler.num_indices_generated()
+        if options.shard is None or n is None or n == np.inf:
+            return n
+        bs = getattr(self.sampler, "batch_size", 1)
+        return _count_plan(self, bs, options).num_samples
+
+    # -- iterating --------------------------------------------------------------------
+    def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
         """Return an iterator of absolute index batches (1-D int arrays).
 
         Parameters
         ----------
         batch_size : int
-            Samples per batch.
+            Samples per batch (``None`` only for samplers that set it).
         shuffle : bool, int, RandomState or Generator, optional
             ``None``/``False`` in order; ``True`` the global NumPy RNG; an
-            int seeds a reproducible, resumable order; an RNG object is drawn from.
+            int seeds a reproducible, resumable order (epoch ``e`` from
+            ``(seed, e)``); an RNG object is drawn from, as BatchUp 0.2 does.
         drop_last : bool, default False
             Keyword-only: drop a final short batch.
         shard : (rank, num_shards) or ShardSpec, optional
             Keyword-only: take only this rank's disjoint part of every epoch;
             every rank gets the same number of batches. Shuffling must then use
-            an int seed that all ranks share. Weighted samplers draw an
-            independent stream per rank instead (finite weighted epochs are
-            split between ranks). See :class:`~batchup.samplers.ShardSpec`.
+            an int seed that all ranks share. See
+            :class:`~batchup.samplers.ShardSpec`.
+        epoch : int, default 0
+            Keyword-only: which pass over the data. With an int seed, pass
+            ``e`` has its own order (with ``repeats=1``, epoch ``e`` is drawn
+            from ``(seed, e)``), and a seeded ``map`` numbers its batches on
+            from the earlier passes.
+
+        Raises
+        ------
+        TypeError
+            For an unknown keyword argument or a ``drop_last`` that is not a bool.
         """
-        positive_int("batch_size", batch_size)
-        rng = _rng.resolve_shuffle(shuffle)
-        drop_last = bool(kwargs.get("drop_last", False))
-        spec = as_shard(kwargs.get("shard"))
-        sampler = self.sampler
-        own = type(sampler) in _OWN_SAMPLERS  # a subclass may not understand SeedKey
-        extra: dict = {"drop_last": drop_last} if (own and drop_last) else {}
-        if spec is not None:
-            if own and (isinstance(sampler, (StandardSampler, SubsetSampler, BalancedSampler)) or _finite_weighted(sampler)):
-                extra["shard"] = spec
-            elif isinstance(rng, _rng.SeedKey):
-                rng = rng.child(_SHARD_STREAM, spec.rank)
-            elif spec.num_shards > 1:
-                raise ValueError(
-                    "sharding this sampler needs shuffle to be an int seed shared across ranks; "
-                    f"got shuffle={shuffle!r}"
-                )
-        if rng is None:
-            return sampler.in_order_indices_batch_iterator(batch_size, **extra)
-        if not own:
-            rng = _rng.as_generator(rng)
-        return sampler.shuffled_indices_batch_iterator(batch_size, rng, **extra)
+        return self.plan(batch_size, shuffle, **kwargs).iterator()
 
-    def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> StatefulIterator:
+    def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> BatchIterator:
         """Return an iterator over batches; see :meth:`batch_indices_iterator` for the arguments."""
-        return RandomAccessBatchIterator(self, self.batch_indices_iterator(batch_size, shuffle, **kwargs))
+        plan = self._plan(batch_size, plan_options(f"{type(self).__name__}.batch_iterator", kwargs, shuffle))
+        return BatchIterator(self, plan)
 
 
-def _finite_weighted(sampler: Any) -> bool:
-    """Weighted samplers with finite epochs split each epoch between ranks like the others."""
-    return isinstance(sampler, (WeightedSampler, WeightedSubsetSampler)) and sampler.num_samples is not None
+def _count_plan(source: RandomAccessDataSource, batch_size: Any, options: PlanOptions) -> BatchPlan:
+    """Return a plan to count with.
+
+    Counting needs no shared seed: a weighted sampler (which cannot go in
+    order) or a sampler with a seed of its own drawn at random is counted
+    with a fixed seed, on which its counts do not depend.
+    """
+    try:
+        return source._plan(batch_size, options)
+    except (NotImplementedError, SeedRequiredError):
+        from batchup import _rng
+
+        return source._plan(batch_size, PlanOptions(_rng.SeedKey(0), options.drop_last, options.shard, options.epoch))
 
 
-class RandomAccessBatchIterator(StatefulIterator):
-    """Yield ``source.samples_by_indices_nomapping(ix)`` for each index batch ``ix``."""
+class BatchIterator(WrappingIterator):
+    """Walk a source's plan and fetch every batch: the serial iterator of random-access sources.
 
-    KIND = "random_access"
+    Batch ``b`` is ``source.fetch_batch(plan.indices(b), plan.batch_number(b))``.
+    When the source gathers several batches at once (:meth:`RandomAccessDataSource.span_batches`)
+    and the plan can hand them out (whole batches inside one epoch), up to
+    that many batches are fetched with one call and handed out one by one;
+    the checkpoint still counts only the batches consumed.
 
-    def __init__(self, source: RandomAccessDataSource, indices: Any) -> None:
+    The state is ``{"kind", "source": source.identity(), "inner": the plan
+    cursor's state}``, so a checkpoint restores only into the same pipeline.
+    """
+
+    KIND = "batches"
+
+    def __init__(self, source: Any, plan: BatchPlan) -> None:
+        super().__init__(plan.iterator())
         self._source = source
-        self._indices = indices
-
-    def __next__(self) -> Any:
-        return self._source.samples_by_indices_nomapping(next(self._indices))
-
-    def __len__(self) -> int:
-        return len(self._indices)
+        self._pending: list = []
+        self._pos = 0
+        self._group = source.span_batches(plan.batch_size) if plan.spans else 1
+        self._take_span = getattr(self._inner, "take_span", None)
 
     @property
-    def last_padding(self) -> Any:
-        """For a sharded iterator: mask of wrap-around duplicates in the last batch, else None."""
-        return getattr(self._indices, "last_padding", None)
+    def plan(self) -> BatchPlan:
+        """The plan walked (after a restore, with the checkpoint's seed if the sampler drew its own)."""
+        return self._inner.plan
 
-    def remaining(self) -> Any:
-        fn = getattr(self._indices, "remaining", None)
-        return fn() if fn is not None else None
+    def __next__(self) -> Any:
+        pending = self._pending
+        if self._pos < len(pending):
+            batch = pending[self._pos]
+            pending[self._pos] = None
+            self._pos += 1
+            return batch
+        cursor = self._inner
+        b = cursor.position
+        if self._group > 1 and self._take_span is not None:
+            span = self._take_span(self._group)
+            if span is not None:
+                indices, count = span
+                self._pending = self._source.fetch_span(indices, count, cursor.plan.batch_number(b))
+                self._pos = 1
+                return self._pending[0]
+        indices = next(cursor)
+        return self._source.fetch_batch(indices, cursor.plan.batch_number(b))
 
-    def state_dict(self) -> dict:
-        return {"kind": self.KIND, "indices": _state_of(self._indices)}
+    def _held(self) -> int:
+        return len(self._pending) - self._pos
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_state(state, {"kind": self.KIND}, type(self).__name__)
-        _load_into(self._indices, state["indices"])
+    def _inner_state(self) -> Any:
+        held = self._held()
+        return self._inner.state_dict(pending=held) if held else self._inner.state_dict()
+
+    def _load_inner_state(self, state: Any) -> None:
+        self._pending, self._pos = [], 0
+        self._inner.load_state_dict(state)
+
+    def _own_state(self) -> dict:
+        return {"source": self._source.identity()}
+
+    def _load_own_state(self, state: Mapping[str, Any]) -> None:
+        check_state(state, {"source": self._source.identity()}, type(self).__name__)
 
 
-def _state_of(it: Any) -> dict:
-    fn = getattr(it, "state_dict", None)
-    if fn is None:
-        raise TypeError(f"cannot checkpoint: the index iterator {it!r} has no state_dict()")
-    return fn()
-
-
-def _load_into(it: Any, state: Any) -> None:
-    fn = getattr(it, "load_state_dict", None)
-    if fn is None:
-        raise TypeError(f"cannot restore: the index iterator {it!r} has no load_state_dict()")
-    fn(state)
+#: The name of BatchUp 0.2-era code for the serial iterator of random-access sources.
+RandomAccessBatchIterator = BatchIterator

@@ -2,7 +2,9 @@
 
 Suits per-domain batches: every batch holds samples of a single member, and
 the members take turns (cyclically, in a shuffled order per round, or on a
-stratified schedule that spreads every member's batches evenly).
+stratified schedule that spreads every member's batches evenly). For
+random-access members the schedule is part of the :class:`ChoicePlan`, so
+step ``s`` names its member and that member's batch directly.
 """
 from __future__ import annotations
 
@@ -14,10 +16,11 @@ import numpy as np
 from batchup import _rng
 from batchup._iterator import StatefulIterator, check_state
 from batchup.samplers import num_batches
-from batchup.sources._members import check_members, member_kwargs
-from batchup.sources.base import AbstractDataSource, _load_into, _state_of
+from batchup.samplers.plan import BatchPlan, PlanOptions, plan_options
+from batchup.sources._members import check_flag, check_members, member_kwargs, member_options
+from batchup.sources.base import AbstractDataSource, BatchIterator
 
-__all__ = ["ChoiceBatch", "ChoiceBatchIterator", "ChoiceDataSource", "stratified_schedule"]
+__all__ = ["ChoiceBatch", "ChoiceBatchIterator", "ChoiceDataSource", "ChoicePlan", "stratified_schedule"]
 
 ChoiceBatch = collections.namedtuple("ChoiceBatch", ["sample_indices", "ds_index"])
 ChoiceBatch.__doc__ = "Index batch of a ChoiceDataSource: ``sample_indices`` drawn from member ``ds_index``."
@@ -48,6 +51,22 @@ def stratified_schedule(counts: Any) -> np.ndarray:
     return np.array(out, dtype=int)
 
 
+def _round_order(key: Any, epoch: int, r: int, k: int) -> np.ndarray:
+    """Return the order in which round ``r`` visits the ``k`` members (in order, or from ``(seed, epoch, r)``)."""
+    if key is None:
+        return np.arange(k)
+    return key.generator(epoch, r).permutation(k)
+
+
+def _seeded_schedule(counts: list, key: Any, epoch: int) -> np.ndarray:
+    """Return the stratified schedule: evenly spread, or shuffled from ``(seed, epoch)``."""
+    if key is None:
+        return stratified_schedule(counts)
+    sched = np.repeat(np.arange(len(counts)), counts).astype(int)
+    key.generator(epoch).shuffle(sched)
+    return sched
+
+
 class ChoiceDataSource(AbstractDataSource):
     """Yield each batch from one member, choosing the member per step.
 
@@ -61,6 +80,21 @@ class ChoiceDataSource(AbstractDataSource):
         set). Otherwise members take turns and iteration ends as soon as any
         member is exhausted.
 
+    Raises
+    ------
+    ValueError
+        If ``datasets`` is empty.
+    TypeError
+        If a member is not a data source or ``stratified`` is not a bool.
+
+    Notes
+    -----
+    With an int seed, round ``r`` of pass ``epoch`` visits the members in an
+    order drawn from ``(seed, epoch, r)`` and a stratified schedule is
+    shuffled from ``(seed, epoch)``; a ``RandomState`` is drawn from as in
+    BatchUp 0.2 (a permutation at the start of each round, or one
+    ``shuffle`` of the schedule at the first step).
+
     Examples
     --------
     >>> import numpy as np
@@ -73,9 +107,7 @@ class ChoiceDataSource(AbstractDataSource):
 
     def __init__(self, datasets: list, stratified: bool = False) -> None:
         self.datasets = check_members("datasets", datasets)
-        if not self.datasets:
-            raise ValueError("datasets must contain at least one data source")
-        self.stratified = stratified
+        self.stratified = check_flag("stratified", stratified)
         self._random_access = all(d.is_random_access for d in self.datasets)
 
     @property
@@ -90,14 +122,39 @@ class ChoiceDataSource(AbstractDataSource):
                 total = total + n
         return total
 
-    def _iterator(self, batch_size: int, shuffle: Any, kwargs: dict, indices: bool) -> ChoiceBatchIterator:
+    def identity(self) -> dict:
+        return {
+            "source": "ChoiceDataSource", "stratified": self.stratified,
+            "members": [d.identity() for d in self.datasets],
+        }
+
+    def _require_random_access(self) -> None:
+        if not self._random_access:
+            raise TypeError("this ChoiceDataSource has members that are not random access")
+
+    # -- plans ----------------------------------------------------------------------------
+    def plan(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> ChoicePlan:
+        """Return the plan: the schedule of members and each member's plan (see :class:`ChoicePlan`)."""
+        self._require_random_access()
+        return self._plan(batch_size, plan_options("ChoiceDataSource.plan", kwargs, shuffle))
+
+    def _plan(self, batch_size: Any, options: PlanOptions) -> ChoicePlan:
+        plans = [d._plan(batch_size, o) for d, o in zip(self.datasets, member_options(options, len(self.datasets)))]
+        return ChoicePlan(plans, options, stratified=self.stratified)
+
+    def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
+        """Yield ``ChoiceBatch(sample_indices, ds_index)`` for every batch."""
+        self._require_random_access()
+        return self._plan(batch_size, plan_options("ChoiceDataSource.batch_indices_iterator", kwargs, shuffle)).iterator()
+
+    def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
+        if self._random_access:
+            plan = self._plan(batch_size, plan_options("ChoiceDataSource.batch_iterator", kwargs, shuffle))
+            return BatchIterator(self, plan)
         rng = _rng.resolve_shuffle(shuffle)
         k = len(self.datasets)
         per_member = member_kwargs(dict(kwargs, shuffle=shuffle), k)
-        if indices:
-            its = [d.batch_indices_iterator(batch_size, **kw) for d, kw in zip(self.datasets, per_member)]
-        else:
-            its = [d.batch_iterator(batch_size, **kw) for d, kw in zip(self.datasets, per_member)]
+        its = [d.batch_iterator(batch_size, **kw) for d, kw in zip(self.datasets, per_member)]
         counts = None
         if self.stratified:
             ns = [d.num_samples(**dict(kw, shuffle=_rng.resolve_shuffle(kw.get("shuffle"))))
@@ -105,73 +162,175 @@ class ChoiceDataSource(AbstractDataSource):
             if all(n is not None and n != np.inf for n in ns):
                 counts = [num_batches(int(n), batch_size) for n in ns]
         own_rng = rng.child(k) if isinstance(rng, _rng.SeedKey) else rng
-        return ChoiceBatchIterator(its, own_rng, counts, wrap=indices)
+        return ChoiceBatchIterator(its, own_rng, counts, wrap=False)
 
-    def batch_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> ChoiceBatchIterator:
-        return self._iterator(batch_size, shuffle, kwargs, indices=False)
-
-    def _require_random_access(self) -> None:
-        if not self._random_access:
-            raise TypeError("this ChoiceDataSource has members that are not random access")
-
-    def batch_indices_iterator(self, batch_size: int, shuffle: Any = None, **kwargs: Any) -> ChoiceBatchIterator:
-        """Yield ``ChoiceBatch(sample_indices, ds_index)`` for every batch."""
-        self._require_random_access()
-        return self._iterator(batch_size, shuffle, kwargs, indices=True)
-
-    def _by_indices(self, cb: Any, method: str) -> Any:
+    # -- fetching -------------------------------------------------------------------------
+    def _member(self, cb: Any) -> Any:
         self._require_random_access()
         if not isinstance(cb, ChoiceBatch):
             raise TypeError(f"indices must be a ChoiceBatch, got {type(cb).__name__}")
-        return getattr(self.datasets[cb.ds_index], method)(cb.sample_indices)
+        return self.datasets[cb.ds_index]
+
+    def fetch_batch(self, indices: Any, batch_number: int) -> Any:
+        """Fetch the batch from the member it names, with the choice source's batch number."""
+        return self._member(indices).fetch_batch(indices.sample_indices, batch_number)
 
     def samples_by_indices_nomapping(self, indices: Any) -> Any:
-        return self._by_indices(indices, "samples_by_indices_nomapping")
+        return self._member(indices).samples_by_indices_nomapping(indices.sample_indices)
 
     def samples_by_indices(self, indices: Any) -> Any:
-        return self._by_indices(indices, "samples_by_indices")
+        return self._member(indices).samples_by_indices(indices.sample_indices)
 
 
-class ChoiceBatchIterator(StatefulIterator):
-    """Take the next batch from the member chosen for each step.
+class ChoicePlan(BatchPlan):
+    """The plan of a choice source: step ``s`` is batch ``pos`` of member ``i``.
 
-    Non-stratified: round ``r`` visits the members in order, or in the order
-    ``rng.permutation(k)`` drawn at the start of the round. Stratified: a
-    schedule computed once (shuffled with ``rng.shuffle`` at the first step).
+    Not stratified, round ``r = s // k`` visits the members in its order and
+    every member's ``r``-th batch; the run ends at the first step whose
+    member has no batch left. Stratified (every member finite), a schedule
+    lists each member once per batch it has. The index batch of a step is
+    ``ChoiceBatch(member indices, i)``.
     """
 
     KIND = "choice"
 
-    def __init__(self, members: list, rng: Any, counts: Any, wrap: bool) -> None:
+    def __init__(self, plans: list, options: PlanOptions, *, stratified: bool) -> None:
+        self.plans = list(plans)
+        k = len(self.plans)
+        key = options.shuffle
+        self._own = key.child(k) if isinstance(key, _rng.SeedKey) else key
+        lengths = [p.num_batches for p in self.plans]
+        self.stratified = bool(stratified) and all(n is not None for n in lengths)
+        self._stratified_asked = bool(stratified)
+        self.random_access = all(p.random_access for p in self.plans) and options.seeded
+        self._schedule: Any = None
+        self._positions: Any = None
+        self._round: tuple = (-1, None)
+        self.counts = lengths
+        if self.stratified:
+            total: Any = int(sum(lengths))
+            if self.random_access:
+                self._schedule = _seeded_schedule(lengths, self._own, options.epoch)
+                self._positions = np.zeros(len(self._schedule), np.int64)
+                for i in range(k):
+                    where = np.flatnonzero(self._schedule == i)
+                    self._positions[where] = np.arange(len(where))
+        else:
+            total = self._stop_step(lengths, options)
+        samples = [p.num_samples for p in self.plans if p.num_samples is not None]
+        sizes = {p.batch_size for p in self.plans}
+        self._setup(options, sizes.pop() if len(sizes) == 1 else None, total, sum(samples) if samples else 0)
+
+    def _stop_step(self, lengths: list, options: PlanOptions) -> int | None:
+        if any(p.num_batches is None and p.num_samples != np.inf for p in self.plans):
+            return None  # a member of unknown length
+        finite = [n for n in lengths if n is not None]
+        if not finite:
+            return None  # every member endless
+        if not self.random_access:
+            return None  # the deciding round's order is drawn later, from the RNG object
+        low = min(finite)
+        order = _round_order(self._own, options.epoch, low, len(self.plans))
+        first = next(j for j, i in enumerate(order) if lengths[i] == low)
+        return low * len(self.plans) + first
+
+    def _step(self, s: int) -> tuple:
+        """Return ``(member, position in the member's plan)`` of step ``s``."""
+        if self._schedule is not None:
+            return int(self._schedule[s]), int(self._positions[s])
+        k = len(self.plans)
+        r, j = divmod(s, k)
+        cached_r, order = self._round
+        if cached_r != r:
+            order = _round_order(self._own, self.options.epoch, r, k)
+            self._round = (r, order)
+        return int(order[j]), r
+
+    def indices(self, b: int) -> ChoiceBatch:
+        if not self.random_access:
+            return super().indices(b)
+        i, pos = self._step(b)
+        return ChoiceBatch(self.plans[i].indices(pos), i)
+
+    def padding(self, b: int) -> Any:
+        if not self.random_access:
+            return None
+        i, pos = self._step(b)
+        return self.plans[i].padding(pos)
+
+    def _identity(self) -> dict:
+        return {"stratified": self._stratified_asked, "members": [p.fingerprint() for p in self.plans]}
+
+    def adopt(self, fingerprint: Any) -> ChoicePlan:
+        members = fingerprint.get("members") if isinstance(fingerprint, Mapping) else None
+        if not isinstance(members, list) or len(members) != len(self.plans):
+            return self
+        plans = [p.adopt(fp) for p, fp in zip(self.plans, members)]
+        if all(a is b for a, b in zip(plans, self.plans)):
+            return self
+        return ChoicePlan(plans, self.options, stratified=self._stratified_asked)
+
+    def iterator(self) -> Any:
+        if self.random_access:
+            return super().iterator()
+        counts = self.counts if self.stratified else None
+        cursor = ChoiceBatchIterator(
+            [p.iterator() for p in self.plans], self._own, counts, wrap=True, epoch=self.options.epoch
+        )
+        cursor.plan = self
+        return cursor
+
+
+class ChoiceBatchIterator(StatefulIterator):
+    """Take the next batch from the member chosen for each step, member iterators advanced in turn.
+
+    Used for members that are not random access and for plans that draw
+    from an RNG object. Non-stratified: round ``r`` visits the members in
+    order, or in the order ``rng.permutation(k)`` drawn at the start of the
+    round (BatchUp 0.2), or the seeded order of :class:`ChoicePlan`.
+    Stratified: a schedule computed once (shuffled with ``rng.shuffle`` at
+    the first step).
+    """
+
+    KIND = "choice"
+
+    def __init__(self, members: list, rng: Any, counts: Any, wrap: bool, epoch: int = 0) -> None:
         self._members = members
         self._rng = rng
         self._counts = counts
         self._wrap = wrap
+        self._epoch = epoch
         self._step = 0
         self._done = False
         self._order: Any = None  # schedule, or the current round's order
         self._rng_mark: Any = None
+        self.plan: Any = None
+        self.last_padding: Any = None
+
+    @property
+    def position(self) -> int:
+        """Steps taken so far."""
+        return self._step
+
+    def _legacy(self) -> bool:
+        return self._rng is not None and not isinstance(self._rng, _rng.SeedKey)
 
     def _make_order(self) -> None:
         k = len(self._members)
         rng = self._rng
         if self._counts is not None:
-            sched = np.repeat(np.arange(k), self._counts) if rng is not None else stratified_schedule(self._counts)
-            if rng is not None:
-                sched = sched.astype(int)
-                if isinstance(rng, _rng.SeedKey):
-                    rng.generator(0).shuffle(sched)
-                else:
-                    self._rng_mark = _rng.capture_rng_state(rng)
-                    rng.shuffle(sched)
-            self._order = sched
-        elif rng is None:
-            self._order = np.arange(k)
-        elif isinstance(rng, _rng.SeedKey):
-            self._order = rng.generator(self._step // k).permutation(k)
-        else:
+            if self._legacy():
+                sched = np.repeat(np.arange(k), self._counts).astype(int)
+                self._rng_mark = _rng.capture_rng_state(rng)
+                rng.shuffle(sched)
+                self._order = sched
+            else:
+                self._order = _seeded_schedule(self._counts, rng, self._epoch)
+        elif self._legacy():
             self._rng_mark = _rng.capture_rng_state(rng)
             self._order = rng.permutation(k)
+        else:
+            self._order = _round_order(rng, self._epoch, self._step // k, k)
 
     def __next__(self) -> Any:
         if self._done:
@@ -199,35 +358,52 @@ class ChoiceBatchIterator(StatefulIterator):
                 ) from None
             raise
         self._step += 1
+        self.last_padding = getattr(self._members[i], "last_padding", None)
         return ChoiceBatch(batch, i) if self._wrap else batch
+
+    def remaining(self) -> int | None:
+        if self._done:
+            return 0
+        if self._counts is not None:
+            return int(sum(self._counts)) - self._step
+        return None
 
     def state_dict(self) -> dict:
         state = {
             "kind": self.KIND,
             "step": self._step,
             "done": self._done,
-            "members": [_state_of(m) for m in self._members],
+            "members": [m.state_dict() for m in self._members],
         }
-        if self._rng is not None and not isinstance(self._rng, _rng.SeedKey):
+        if self.plan is not None:
+            state["plan"] = self.plan.fingerprint()
+        if self._legacy():
             state["rng_mark"] = self._rng_mark
             state["rng_now"] = _rng.get_rng_state(self._rng)
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_state(state, {"kind": self.KIND}, type(self).__name__)
-        if len(state["members"]) != len(self._members):
+        expected: dict = {"kind": self.KIND}
+        if self.plan is not None:
+            expected["plan"] = self.plan.fingerprint()
+        check_state(state, expected, type(self).__name__)
+        members = state.get("members")
+        if not isinstance(members, list) or len(members) != len(self._members):
             raise ValueError(
-                f"ChoiceBatchIterator: the state has {len(state['members'])} members but this "
-                f"iterator has {len(self._members)}"
+                f"ChoiceBatchIterator: the state has {len(members) if isinstance(members, list) else members!r} "
+                f"members but this iterator has {len(self._members)}"
             )
-        for it, s in zip(self._members, state["members"]):
-            _load_into(it, s)
-        self._step = int(state["step"])
-        self._done = bool(state["done"])
+        step = state.get("step")
+        if not isinstance(step, int) or step < 0:
+            raise ValueError(f"ChoiceBatchIterator: malformed state, step must be an int >= 0, got {step!r}")
+        for it, s in zip(self._members, members):
+            it.load_state_dict(s)
+        self._step = step
+        self._done = bool(state.get("done"))
         self._order = None
         k = len(self._members)
         needs_order = self._step > 0 and (self._counts is not None or self._step % k != 0)
-        legacy = self._rng is not None and not isinstance(self._rng, _rng.SeedKey)
+        legacy = self._legacy()
         if needs_order:
             saved_step = self._step
             if self._counts is None:

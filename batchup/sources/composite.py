@@ -1,18 +1,24 @@
 """CompositeDataSource: draw one batch from every member and combine them.
 
 The typical use is semi-supervised learning: a small labelled source that
-repeats forever beside a large unlabelled one that defines the epoch.
+repeats forever beside a large unlabelled one that defines the epoch. The
+members are advanced together, like ``zip``; for random-access members the
+composite's plan is a :class:`ZipPlan` of the members' plans, and every
+member is fetched with the composite's batch number.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from batchup._iterator import StatefulIterator, check_state
-from batchup.sources._batches import prepare
-from batchup.sources._members import check_members, member_kwargs
-from batchup.sources.base import AbstractDataSource, _load_into, _state_of
+import numpy as np
 
-__all__ = ["CompositeBatchIterator", "CompositeDataSource"]
+from batchup._iterator import StatefulIterator, WrappingIterator, check_state
+from batchup.samplers.plan import BatchPlan, PlanOptions, plan_options
+from batchup.sources._batches import batch_length, prepare, trim_batch
+from batchup.sources._members import check_flag, check_members, member_kwargs, member_options
+from batchup.sources.base import AbstractDataSource, BatchIterator
+
+__all__ = ["CompositeBatchIterator", "CompositeDataSource", "ZipPlan"]
 
 
 class CompositeDataSource(AbstractDataSource):
@@ -21,19 +27,28 @@ class CompositeDataSource(AbstractDataSource):
     Parameters
     ----------
     datasets : list of AbstractDataSource
-        The members; composites may be nested to any depth.
+        The members (at least one); composites may be nested to any depth.
     flatten : bool, default True
         Join the members' batch tuples into one tuple (one level deep);
         otherwise yield a tuple of the members' batches.
     trim : bool, default True
         Cut every member's batch to the shortest one's length.
 
+    Raises
+    ------
+    ValueError
+        If ``datasets`` is empty.
+    TypeError
+        If a member is not a data source, or ``flatten``/``trim`` is not a bool.
+
     Notes
     -----
     Iteration stops as soon as any member is exhausted. Every member gets
     the same keyword arguments; an int ``shuffle`` seed is split into an
     independent seed per member, while a ``RandomState`` is shared and drawn
-    from in member order, as in BatchUp 0.2.
+    from in member order, as in BatchUp 0.2. A seeded ``map`` member gets
+    the composite's batch number, so its batches do not depend on how the
+    composite is driven.
 
     Examples
     --------
@@ -48,8 +63,8 @@ class CompositeDataSource(AbstractDataSource):
 
     def __init__(self, datasets: list, flatten: bool = True, trim: bool = True) -> None:
         self.datasets = check_members("datasets", datasets)
-        self.flatten = flatten
-        self.trim = trim
+        self.flatten = check_flag("flatten", flatten)
+        self.trim = check_flag("trim", trim)
         self._random_access = all(d.is_random_access for d in self.datasets)
 
     @property
@@ -61,33 +76,61 @@ class CompositeDataSource(AbstractDataSource):
         known = [c for c in counts if c is not None]
         return min(known) if known else None
 
-    def batch_iterator(self, batch_size: int, **kwargs: Any) -> CompositeBatchIterator:
+    def identity(self) -> dict:
+        return {
+            "source": "CompositeDataSource", "flatten": self.flatten, "trim": self.trim,
+            "members": [d.identity() for d in self.datasets],
+        }
+
+    def _require_random_access(self) -> None:
+        if not self._random_access:
+            raise TypeError("this CompositeDataSource has members that are not random access")
+
+    # -- plans ----------------------------------------------------------------------------
+    def plan(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> ZipPlan:
+        """Return the zip of the members' plans (see :class:`ZipPlan`)."""
+        self._require_random_access()
+        return self._plan(batch_size, plan_options("CompositeDataSource.plan", kwargs, shuffle))
+
+    def _plan(self, batch_size: Any, options: PlanOptions, trim: bool | None = None) -> ZipPlan:
+        plans = [d._plan(batch_size, o) for d, o in zip(self.datasets, member_options(options, len(self.datasets)))]
+        return ZipPlan(plans, options, trim=self.trim if trim is None else trim)
+
+    def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
+        """Zip the members' index iterators; always trims, never flattens (as BatchUp 0.2)."""
+        self._require_random_access()
+        options = plan_options("CompositeDataSource.batch_indices_iterator", kwargs, shuffle)
+        return self._plan(batch_size, options, trim=True).iterator()
+
+    def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
+        if self._random_access:
+            plan = self._plan(batch_size, plan_options("CompositeDataSource.batch_iterator", kwargs, shuffle))
+            return BatchIterator(self, plan)
+        if shuffle is not None:
+            kwargs = dict(kwargs, shuffle=shuffle)
         its = [
             d.batch_iterator(batch_size, **kw)
             for d, kw in zip(self.datasets, member_kwargs(kwargs, len(self.datasets)))
         ]
         return CompositeBatchIterator(its, self.trim, self.flatten)
 
-    def _require_random_access(self) -> None:
-        if not self._random_access:
-            raise TypeError("this CompositeDataSource has members that are not random access")
-
-    def batch_indices_iterator(self, batch_size: int, **kwargs: Any) -> CompositeBatchIterator:
-        """Zip the members' index iterators; always trims, never flattens."""
-        self._require_random_access()
-        its = [
-            d.batch_indices_iterator(batch_size, **kw)
-            for d, kw in zip(self.datasets, member_kwargs(kwargs, len(self.datasets)))
-        ]
-        return CompositeBatchIterator(its, True, False)
-
-    def _by_indices(self, indices: Any, method: str) -> tuple:
+    # -- fetching -------------------------------------------------------------------------
+    def _check_indices(self, indices: Any) -> None:
         self._require_random_access()
         if len(indices) != len(self.datasets):
             raise ValueError(
                 f"indices must hold one entry per member: got {len(indices)} entries for "
                 f"{len(self.datasets)} members"
             )
+
+    def fetch_batch(self, indices: Any, batch_number: int) -> tuple:
+        """Fetch every member's batch with the composite's batch number and combine them."""
+        self._check_indices(indices)
+        batches = [d.fetch_batch(ix, batch_number) for d, ix in zip(self.datasets, indices)]
+        return prepare(batches, self.trim, self.flatten)
+
+    def _by_indices(self, indices: Any, method: str) -> tuple:
+        self._check_indices(indices)
         batches = [getattr(d, method)(ix) for d, ix in zip(self.datasets, indices)]
         return prepare(batches, self.trim, self.flatten)
 
@@ -98,13 +141,118 @@ class CompositeDataSource(AbstractDataSource):
         return self._by_indices(indices, "samples_by_indices")
 
 
-class CompositeBatchIterator(StatefulIterator):
-    """Advance member iterators together; stop when any member stops."""
+class ZipPlan(BatchPlan):
+    """The plan of a composite: batch ``b`` is every member's batch ``b``.
+
+    The run ends with the shortest member. With ``trim`` the index batches
+    are cut to the shortest member's length. The padding mask (sharded
+    members) is a tuple with one mask per member, or ``None``.
+    """
+
+    KIND = "zip"
+
+    def __init__(self, plans: list, options: PlanOptions, *, trim: bool = True) -> None:
+        self.plans = list(plans)
+        finite = [p.num_batches for p in self.plans if p.num_batches is not None]
+        unknown = any(p.num_batches is None and p.num_samples != np.inf for p in self.plans)
+        count = None if unknown or not finite else min(finite)
+        samples = [p.num_samples for p in self.plans if p.num_samples is not None]
+        sizes = {p.batch_size for p in self.plans}
+        self._trim = bool(trim)
+        self._setup(options, sizes.pop() if len(sizes) == 1 else None, count, min(samples) if samples else None)
+        self.random_access = all(p.random_access for p in self.plans)
+
+    def _cut(self, parts: list) -> tuple:
+        if self._trim and len(parts) > 1:
+            n = min(batch_length(x) for x in parts)
+            parts = [trim_batch(x, n) for x in parts]
+        return tuple(parts)
+
+    def indices(self, b: int) -> tuple:
+        if not self.random_access:
+            return super().indices(b)
+        return self._cut([p.indices(b) for p in self.plans])
+
+    def padding(self, b: int) -> Any:
+        masks = [p.padding(b) for p in self.plans]
+        if all(m is None for m in masks):
+            return None
+        return self._cut([np.zeros(0, bool) if m is None else m for m in masks])
+
+    def _identity(self) -> dict:
+        return {"trim": self._trim, "members": [p.fingerprint() for p in self.plans]}
+
+    def adopt(self, fingerprint: Any) -> ZipPlan:
+        members = fingerprint.get("members") if isinstance(fingerprint, Mapping) else None
+        if not isinstance(members, list) or len(members) != len(self.plans):
+            return self
+        plans = [p.adopt(fp) for p, fp in zip(self.plans, members)]
+        if all(a is b for a, b in zip(plans, self.plans)):
+            return self
+        return ZipPlan(plans, self.options, trim=self._trim)
+
+    def iterator(self) -> Any:
+        return super().iterator() if self.random_access else ZipCursor(self)
+
+
+class ZipCursor(StatefulIterator):
+    """Walk a :class:`ZipPlan` whose members draw from an RNG object: advance them together, in order."""
+
+    KIND = "index"
+
+    def __init__(self, plan: ZipPlan) -> None:
+        self.plan = plan
+        self.position = 0
+        self.last_padding: Any = None
+        self._members = [p.iterator() for p in plan.plans]
+        self._done = False
+
+    def __next__(self) -> tuple:
+        if self._done:
+            raise StopIteration
+        parts = []
+        for it in self._members:
+            try:
+                parts.append(next(it))
+            except StopIteration:
+                self._done = True
+                raise
+        b = self.position
+        self.position = b + 1
+        self.last_padding = self.plan.padding(b)
+        return self.plan._cut(parts)
+
+    def remaining(self) -> int | None:
+        n = self.plan.num_batches
+        return 0 if self._done else None if n is None else n - self.position
+
+    def state_dict(self) -> dict:
+        return {
+            "kind": self.KIND, "plan": self.plan.fingerprint(), "position": self.position, "done": self._done,
+            "members": [m.state_dict() for m in self._members],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        where = type(self).__name__
+        check_state(state, {"kind": self.KIND, "plan": self.plan.fingerprint()}, where)
+        members = state.get("members")
+        if not isinstance(members, list) or len(members) != len(self._members):
+            raise ValueError(f"{where}: the state does not fit this plan: it needs {len(self._members)} members")
+        position = self.plan.check_position(state.get("position"))
+        for it, s in zip(self._members, members):
+            it.load_state_dict(s)
+        self.position = position
+        self._done = bool(state.get("done"))
+
+
+class CompositeBatchIterator(WrappingIterator):
+    """Advance member batch iterators together (members that are not random access); stop when any stops."""
 
     KIND = "composite"
+    INNER_KEY = "members"
 
     def __init__(self, members: list, trim: bool, flatten: bool) -> None:
-        self._members = members
+        super().__init__(members)
         self._trim = trim
         self._flatten = flatten
         self._done = False
@@ -113,7 +261,7 @@ class CompositeBatchIterator(StatefulIterator):
         if self._done:
             raise StopIteration
         batches = []
-        for it in self._members:
+        for it in self._inner:
             try:
                 batches.append(next(it))
             except StopIteration:
@@ -121,28 +269,40 @@ class CompositeBatchIterator(StatefulIterator):
                 raise
         return prepare(batches, self._trim, self._flatten)
 
+    @property
+    def last_padding(self) -> Any:
+        return None
+
     def remaining(self) -> Any:
-        lefts = [getattr(m, "remaining", lambda: None)() for m in self._members]
+        if self._done:
+            return 0
+        lefts = [getattr(m, "remaining", lambda: None)() for m in self._inner]
         known = [x for x in lefts if x is not None]
         return min(known) if known else None
 
-    def __len__(self) -> int:
-        left = self.remaining()
-        if left is None:
-            raise TypeError("this batch iterator is endless or of unknown length")
-        return left
+    def _inner_state(self) -> Any:
+        out = []
+        for m in self._inner:
+            fn = getattr(m, "state_dict", None)
+            if fn is None:
+                raise TypeError(f"cannot checkpoint: the member iterator {m!r} has no state_dict()")
+            out.append(fn())
+        return out
 
-    def state_dict(self) -> dict:
-        return {"kind": self.KIND, "done": self._done, "members": [_state_of(m) for m in self._members]}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_state(state, {"kind": self.KIND}, type(self).__name__)
-        members = state["members"]
-        if len(members) != len(self._members):
+    def _load_inner_state(self, state: Any) -> None:
+        if not isinstance(state, list) or len(state) != len(self._inner):
+            n = len(state) if isinstance(state, list) else state
             raise ValueError(
-                f"CompositeBatchIterator: the state has {len(members)} members but this "
-                f"iterator has {len(self._members)}"
+                f"CompositeBatchIterator: the state has {n} members but this iterator has {len(self._inner)}"
             )
-        for it, s in zip(self._members, members):
-            _load_into(it, s)
+        for it, s in zip(self._inner, state):
+            fn = getattr(it, "load_state_dict", None)
+            if fn is None:
+                raise TypeError(f"cannot restore: the member iterator {it!r} has no load_state_dict()")
+            fn(s)
+
+    def _own_state(self) -> dict:
+        return {"done": self._done}
+
+    def _load_own_state(self, state: Mapping[str, Any]) -> None:
         self._done = bool(state["done"])

@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from batchup import _rng
-from batchup._iterator import StatefulIterator, check_state
-from batchup.sources.base import AbstractDataSource, _load_into, _state_of
+from batchup._iterator import WrappingIterator, check_state
+from batchup.samplers.plan import BatchPlan, PlanOptions, plan_options
+from batchup.sources.base import AbstractDataSource, BatchIterator
 
 __all__ = ["MapBatchIterator", "MapDataSource"]
 
@@ -24,7 +25,16 @@ class MapDataSource(AbstractDataSource):
         Keyword-only. When given, ``fn`` is also called with ``rng=``, a
         ``np.random.Generator`` derived from ``(seed, batch number)``, so
         random augmentation is reproducible and independent per batch, in
-        whatever thread or process the batch is made.
+        whatever thread, process or framework the batch is made.
+
+    Notes
+    -----
+    The batch number is the batch's position in the plan being iterated
+    (``epoch * len(plan) + b`` for pass ``epoch``), so the serial iterator,
+    the worker pools and every adapter give a seeded map the same number for
+    the same batch, also when the map sits inside a composite or choice
+    source. Over a source that is not random access, batches are numbered
+    from 0 in every iterator.
 
     Examples
     --------
@@ -33,6 +43,13 @@ class MapDataSource(AbstractDataSource):
     >>> ds = ArrayDataSource([np.arange(6)]).map(lambda x: (x * 2,))
     >>> [b[0].tolist() for b in ds.batch_iterator(4)]
     [[0, 2, 4, 6], [8, 10]]
+
+    A seeded map: noise drawn from the batch's own generator.
+
+    >>> noisy = ArrayDataSource([np.zeros(4)]).map(lambda x, rng: (x + rng.integers(0, 9, len(x)),), seed=1)
+    >>> a = [b[0].tolist() for b in noisy.batch_iterator(2)]
+    >>> a == [b[0].tolist() for b in noisy.batch_iterator(2)]
+    True
     """
 
     def __init__(self, source: AbstractDataSource, fn: Callable, *, seed: Any = None) -> None:
@@ -42,7 +59,10 @@ class MapDataSource(AbstractDataSource):
             raise TypeError(f"fn must be callable, got {fn!r}")
         self.source: Any = source
         self.fn = fn
-        self.seed = None if seed is None else _rng.SeedKey(seed) if not isinstance(seed, _rng.SeedKey) else seed
+        if seed is None or isinstance(seed, _rng.SeedKey):
+            self.seed = seed
+        else:
+            self.seed = _rng.SeedKey(seed) if not isinstance(seed, bool) else _bad_seed(seed)
         self._random_access = source.is_random_access
 
     @property
@@ -60,41 +80,72 @@ class MapDataSource(AbstractDataSource):
             raise ValueError("a seeded map needs the batch number to derive its generator")
         return self.fn(*batch, rng=self.seed.generator(batch_number))
 
-    def batch_iterator(self, batch_size: int, **kwargs: Any) -> MapBatchIterator:
-        return MapBatchIterator(self, self.source.batch_iterator(batch_size, **kwargs))
+    def identity(self) -> dict:
+        """Return what identifies this map in checkpoints: its seed and its source."""
+        return {"source": "MapDataSource", "map_seed": None if self.seed is None else self.seed.to_json(),
+                "inner": self.source.identity()}
 
+    # -- random access: the inner plan, fetched then mapped --------------------------------
     def _require_random_access(self) -> None:
         if not self._random_access:
             raise TypeError("this MapDataSource wraps a source that is not random access")
 
-    def batch_indices_iterator(self, batch_size: int, **kwargs: Any) -> Any:
+    def plan(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> BatchPlan:
+        """Return the plan of the wrapped source (a map does not change which samples form a batch)."""
         self._require_random_access()
-        return self.source.batch_indices_iterator(batch_size, **kwargs)
+        return self._plan(batch_size, plan_options("MapDataSource.plan", kwargs, shuffle))
 
-    def _inner(self, method: str, indices: Any, batch_number: int | None) -> Any:
+    def _plan(self, batch_size: Any, options: PlanOptions) -> BatchPlan:
+        return self.source._plan(batch_size, options)
+
+    def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
         self._require_random_access()
-        fetch = getattr(self.source, method)
-        if isinstance(self.source, MapDataSource):
-            # A nested map numbers batches the same way, so it gets the same batch number.
-            return fetch(indices, batch_number)
-        return fetch(indices)
+        return self.source.batch_indices_iterator(batch_size, shuffle, **kwargs)
+
+    def fetch_batch(self, indices: Any, batch_number: int) -> Any:
+        """Fetch from the wrapped source (passing the batch number on) and apply the function."""
+        return self.apply(self.source.fetch_batch(indices, batch_number), batch_number)
+
+    def span_batches(self, batch_size: int | None) -> int:
+        return self.source.span_batches(batch_size) if self._random_access else 1
+
+    def fetch_span(self, indices: Any, count: int, first_number: int) -> list:
+        batches = self.source.fetch_span(indices, count, first_number)
+        return [self.apply(batch, first_number + i) for i, batch in enumerate(batches)]
 
     def samples_by_indices_nomapping(self, indices: Any, batch_number: int | None = None) -> Any:
-        batch = self._inner("samples_by_indices_nomapping", indices, batch_number)
-        return self.apply(batch, batch_number)
+        """Return ``fn(*source.samples_by_indices_nomapping(indices))``; a seeded map needs ``batch_number``."""
+        self._require_random_access()
+        if batch_number is not None:
+            return self.fetch_batch(indices, batch_number)
+        return self.apply(self.source.samples_by_indices_nomapping(indices), batch_number)
 
     def samples_by_indices(self, indices: Any, batch_number: int | None = None) -> Any:
-        return self.apply(self._inner("samples_by_indices", indices, batch_number), batch_number)
+        self._require_random_access()
+        return self.apply(self.source.samples_by_indices(indices), batch_number)
+
+    def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
+        """Return an iterator over the mapped batches; the arguments are those of the wrapped source."""
+        if self._random_access:
+            plan = self._plan(batch_size, plan_options("MapDataSource.batch_iterator", kwargs, shuffle))
+            return BatchIterator(self, plan)
+        if shuffle is not None:
+            kwargs = dict(kwargs, shuffle=shuffle)
+        return MapBatchIterator(self, self.source.batch_iterator(batch_size, **kwargs))
 
 
-class MapBatchIterator(StatefulIterator):
-    """Apply a :class:`MapDataSource`'s function to each batch of an inner iterator."""
+def _bad_seed(seed: Any) -> Any:
+    raise TypeError(f"seed must be None or an int, got {seed!r}")
+
+
+class MapBatchIterator(WrappingIterator):
+    """Apply a :class:`MapDataSource`'s function to each batch of a source that is not random access."""
 
     KIND = "map"
 
     def __init__(self, source: MapDataSource, inner: Any) -> None:
+        super().__init__(inner)
         self._source = source
-        self._inner = inner
         self._count = 0
 
     def __next__(self) -> Any:
@@ -103,22 +154,12 @@ class MapBatchIterator(StatefulIterator):
         self._count = number + 1
         return self._source.apply(batch, number)
 
-    @property
-    def last_padding(self) -> Any:
-        """For a sharded iterator: mask of wrap-around duplicates in the last batch, else None."""
-        return getattr(self._inner, "last_padding", None)
+    def _own_state(self) -> dict:
+        return {"count": self._count, "map_seed": None if self._source.seed is None else self._source.seed.to_json()}
 
-    def remaining(self) -> Any:
-        fn = getattr(self._inner, "remaining", None)
-        return fn() if fn is not None else None
-
-    def __len__(self) -> int:
-        return len(self._inner)
-
-    def state_dict(self) -> dict:
-        return {"kind": self.KIND, "count": self._count, "inner": _state_of(self._inner)}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_state(state, {"kind": self.KIND}, type(self).__name__)
-        _load_into(self._inner, state["inner"])
-        self._count = int(state["count"])
+    def _load_own_state(self, state: Mapping[str, Any]) -> None:
+        check_state(state, {"map_seed": self._own_state()["map_seed"]}, type(self).__name__)
+        count = state["count"]
+        if not isinstance(count, int) or count < 0:
+            raise ValueError(f"MapBatchIterator: malformed state, count must be an int >= 0, got {count!r}")
+        self._count = count

@@ -44,10 +44,17 @@ class TestResolveSeed:
             _common.resolve_seed(bad)
 
 
-def test_epoch_seed_depends_on_seed_and_epoch_only():
-    seeds = {_common.epoch_seed(s, e) for s in range(5) for e in range(5)}
-    assert len(seeds) == 25
-    assert _common.epoch_seed(3, 2) == _common.epoch_seed(3, 2)
+def test_epoch_e_is_the_core_iterator_with_epoch_e():
+    """One seed scheme: the adapters' epoch e is batch_iterator(shuffle=seed, epoch=e)."""
+    from batchup.adapters._stream import EpochStream
+    from batchup.sources import ArrayDataSource
+
+    src = ArrayDataSource([np.arange(23)])
+    stream = EpochStream(src, 5, shuffle=7)
+    for e in range(3):
+        core = [b[0].tolist() for b in src.batch_iterator(5, shuffle=7, epoch=e)]
+        assert [b[0].tolist() for b in stream.batches(e)] == core
+        assert [stream.batch(e, i)[0].tolist() for i in range(len(stream))] == core
 
 
 class TestStructure:

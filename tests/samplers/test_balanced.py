@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -135,21 +136,32 @@ def test_resume_endless_and_sampler_seed():
     assert_resumes(lambda: s.in_order_indices_batch_iterator(6), limit=3 * s.batches_per_epoch + 1)
 
 
-def test_unseeded_iterators_differ_but_resume_their_own_stream():
-    """seed=None: each iterator draws a fresh seed, kept in its state."""
+def test_unseeded_sampler_draws_one_seed_that_every_copy_shares():
+    """seed=None: the seed is drawn once where the sampler is built, so iterators and pickled copies agree."""
     labels = np.repeat(np.arange(8), 5)
     s = BalancedSampler(labels, 4, 2, repeats=2)
     a, b = s.in_order_indices_batch_iterator(8), s.in_order_indices_batch_iterator(8)
-    assert a.state_dict()["seed"] != b.state_dict()["seed"]
+    assert a.state_dict()["plan"]["seed"] == b.state_dict()["plan"]["seed"]
+    copy = pickle.loads(pickle.dumps(s))
+    assert_batches_equal(stream(copy.in_order_indices_batch_iterator(8)), stream(b))
+    assert BalancedSampler(labels, 4, 2).seed != BalancedSampler(labels, 4, 2).seed
+
+
+def test_unseeded_run_resumes_into_a_freshly_built_sampler():
+    """A checkpoint carries the drawn seed; a new unseeded sampler (another seed) adopts it on restore."""
+    labels = np.repeat(np.arange(8), 5)
+    a = BalancedSampler(labels, 4, 2, repeats=2).in_order_indices_batch_iterator(8)
     states, batches = [], []
     for _ in range(7):
         states.append(json.loads(json.dumps(a.state_dict())))
         batches.append(next(a))
     rest = stream(a)
     for k, state in enumerate(states):
-        fresh = s.in_order_indices_batch_iterator(8)
+        fresh = BalancedSampler(labels, 4, 2, repeats=2).in_order_indices_batch_iterator(8)
         fresh.load_state_dict(state)
         assert_batches_equal(stream(fresh), batches[k:] + rest)
+    with pytest.raises(ValueError, match="seed"):
+        BalancedSampler(labels, 4, 2, repeats=2, seed=5).in_order_indices_batch_iterator(8).load_state_dict(states[2])
 
 
 def test_state_is_small_json_and_restore_recomputes_one_epoch():
@@ -179,7 +191,7 @@ def test_state_from_other_pipeline_rejected():
     with pytest.raises(ValueError, match="seed"):
         BalancedSampler(labels, 2, 2, seed=1).in_order_indices_batch_iterator(4).load_state_dict(state)
     with pytest.raises(ValueError, match="missing"):
-        BalancedSampler(labels, 2, 2, seed=0).in_order_indices_batch_iterator(4).load_state_dict({"kind": "balanced"})
+        BalancedSampler(labels, 2, 2, seed=0).in_order_indices_batch_iterator(4).load_state_dict({"kind": "index"})
 
 
 def test_golden_stream():
@@ -240,7 +252,7 @@ def test_batch_map_mean_needs_no_batch_count():
 
 def test_wrong_batch_size_names_the_product():
     s = BalancedSampler(np.repeat(np.arange(4), 3), 2, 3)
-    with pytest.raises(ValueError, match=r"batch_size must be classes_per_batch \* samples_per_class = 2 \* 3 = 6, got 5"):
+    with pytest.raises(ValueError, match=r"batch_size must be classes_per_batch \* samples_per_class = 2 \* 3 = 6 \(or None\), got 5"):
         s.shuffled_indices_batch_iterator(5, 0)
     ds = ArrayDataSource([np.zeros(12)], sampler=s)
     with pytest.raises(ValueError, match="batch_size"):

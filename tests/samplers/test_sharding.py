@@ -138,7 +138,7 @@ def test_balanced_sampler_gets_the_seed_and_is_size_checked():
     y = np.repeat(np.arange(4), 5)
     ds = ArrayDataSource([np.arange(20), y], sampler=BalancedSampler(y, 2, 3))
     it = ds.batch_iterator(6, shuffle=5)
-    assert it.state_dict()["indices"]["shuffle"] == "seed"
+    assert it.state_dict()["inner"]["plan"]["shuffle"] == "seed"
     with pytest.raises(ValueError, match="samples"):
         ArrayDataSource([np.arange(19)], sampler=BalancedSampler(y, 2, 3))
 

@@ -196,7 +196,7 @@ def test_restoring_late_recomputes_instead_of_replaying():
     """Jumping to epoch 5000 draws one permutation, not 5000."""
     it = StandardSampler(1000, repeats=-1).shuffled_indices_batch_iterator(100, 3)
     state = it.state_dict()
-    state.update(started=True, epoch=5000, offset=300, batches=50003)
+    state["position"] = 5000 * 10 + 3  # epoch 5000, offset 300
     fresh = StandardSampler(1000, repeats=-1).shuffled_indices_batch_iterator(100, 3)
     fresh.load_state_dict(state)
     from batchup._rng import SeedKey
@@ -207,7 +207,7 @@ def test_restoring_late_recomputes_instead_of_replaying():
 def test_state_from_another_pipeline_is_rejected(field, value):
     it = StandardSampler(10).shuffled_indices_batch_iterator(4, 7)
     state = it.state_dict()
-    state[field] = value
+    (state if field == "kind" else state["plan"])[field] = value
     with pytest.raises(ValueError, match=field):
         StandardSampler(10).shuffled_indices_batch_iterator(4, 7).load_state_dict(state)
 
@@ -215,14 +215,14 @@ def test_state_from_another_pipeline_is_rejected(field, value):
 def test_corrupted_state_is_rejected():
     it = StandardSampler(10).in_order_indices_batch_iterator(4)
     state = it.state_dict()
-    del state["offset"]
-    with pytest.raises(ValueError, match="offset"):
+    del state["position"]
+    with pytest.raises(ValueError, match="position"):
         StandardSampler(10).in_order_indices_batch_iterator(4).load_state_dict(state)
     with pytest.raises(ValueError, match="dict"):
         StandardSampler(10).in_order_indices_batch_iterator(4).load_state_dict([1, 2])
     state = it.state_dict()
-    state["offset"] = 99
-    with pytest.raises(ValueError, match="offset"):
+    state["position"] = 99
+    with pytest.raises(ValueError, match="position"):
         StandardSampler(10).in_order_indices_batch_iterator(4).load_state_dict(state)
 
 

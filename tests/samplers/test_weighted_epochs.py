@@ -11,8 +11,8 @@ from hypothesis.extra import numpy as hnp
 
 from batchup._rng import SeedKey
 from batchup.samplers import (
-    WeightedEpochBatchIterator,
-    WeightedIndexBatchIterator,
+    FlatPlan,
+    StreamPlan,
     WeightedSampler,
     WeightedSubsetSampler,
     num_batches,
@@ -35,9 +35,13 @@ def test_with_replacement_counts_and_support(w, k, repeats, bs, seed, drop_last)
     """Only w > 0 indices; num_samples * repeats indices in batches of bs (last short or dropped)."""
     s = WeightedSampler(w, num_samples=k, repeats=repeats)
     assert s.num_indices_generated() == k * repeats
-    it = s.shuffled_indices_batch_iterator(bs, seed, drop_last=drop_last)
-    assert isinstance(it, WeightedEpochBatchIterator)
     n_expected = (k * repeats) // bs if drop_last else num_batches(k * repeats, bs)
+    if n_expected == 0:
+        with pytest.raises(ValueError, match="no batch"):
+            s.shuffled_indices_batch_iterator(bs, seed, drop_last=drop_last)
+        return
+    it = s.shuffled_indices_batch_iterator(bs, seed, drop_last=drop_last)
+    assert isinstance(it.plan, FlatPlan)
     assert len(it) == n_expected
     batches = stream(it)
     assert len(batches) == n_expected
@@ -172,7 +176,7 @@ def test_default_stream_is_still_endless_and_bit_compatible():
     s = WeightedSampler(w)
     assert s.num_samples is None and s.replace is True and s.num_indices_generated() == np.inf
     it = s.shuffled_indices_batch_iterator(7, np.random.RandomState(5))
-    assert isinstance(it, WeightedIndexBatchIterator)
+    assert isinstance(it.plan, StreamPlan)
     ref = np.random.RandomState(5)
     for b in itertools.islice(it, 6):
         assert b.tolist() == ref.choice(25, size=(7,), p=s.weights).tolist()
@@ -272,7 +276,7 @@ def test_in_order_and_state_mismatch():
         WeightedSampler([2.0, 1.0], num_samples=4).shuffled_indices_batch_iterator(2, 0).load_state_dict(state)
     with pytest.raises(ValueError, match="replace"):
         WeightedSampler([1.0, 2.0], num_samples=4, replace=False).shuffled_indices_batch_iterator(2, 0).load_state_dict(state)
-    with pytest.raises(ValueError, match="length"):
+    with pytest.raises(ValueError, match="num_samples"):
         WeightedSampler([1.0, 2.0], num_samples=5).shuffled_indices_batch_iterator(2, 0).load_state_dict(state)
     with pytest.raises(ValueError, match="kind"):
         WeightedSampler([1.0, 2.0]).shuffled_indices_batch_iterator(2, 0).load_state_dict(state)

@@ -142,7 +142,7 @@ def test_state_is_json_and_counts_only_consumed_batches():
     it = ArrayDataSource([X]).batch_iterator(10, shuffle=2)
     first = [next(it)[0].tolist() for _ in range(3)]
     state = json.loads(json.dumps(it.state_dict()))
-    assert state["indices"]["batches"] == 3
+    assert state["inner"]["position"] == 3
     rest = [b[0].tolist() for b in it]
     fresh = ArrayDataSource([X]).batch_iterator(10, shuffle=2)
     fresh.load_state_dict(state)
