@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from batchup._checks import as_count
-from batchup._iterator import StatefulIterator, check_state
+from batchup._iterator import WrappingIterator
 from batchup.sources.base import AbstractDataSource
 
 __all__ = ["CallableBatchIterator", "CallableDataSource"]
@@ -54,14 +54,14 @@ class CallableDataSource(AbstractDataSource):
         return CallableBatchIterator(self, batch_size, kwargs)
 
 
-class CallableBatchIterator(StatefulIterator):
+class CallableBatchIterator(WrappingIterator):
     """Wrap the user's iterator, counting batches so the position can be restored."""
 
     KIND = "callable"
 
-    def __init__(self, source: CallableDataSource, batch_size: int, kwargs: dict) -> None:
+    def __init__(self, source: CallableDataSource, batch_size: Any, kwargs: dict) -> None:
         self._make = lambda: iter(source.batch_iterator_fn(batch_size, **kwargs))
-        self._inner = self._make()
+        super().__init__(self._make())
         self._count = 0
 
     def __next__(self) -> Any:
@@ -69,23 +69,29 @@ class CallableBatchIterator(StatefulIterator):
         self._count += 1
         return batch
 
-    def state_dict(self) -> dict:
+    def _inner_state(self) -> Any:
         fn = getattr(self._inner, "state_dict", None)
-        return {"kind": self.KIND, "count": self._count, "inner": fn() if fn is not None else None}
+        return fn() if fn is not None else None
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_state(state, {"kind": self.KIND}, type(self).__name__)
-        count = int(state["count"])
-        self._inner = self._make()
-        if state.get("inner") is not None and hasattr(self._inner, "load_state_dict"):
-            self._inner.load_state_dict(state["inner"])
-        else:
-            for i in range(count):
-                try:
-                    next(self._inner)
-                except StopIteration:
-                    raise ValueError(
-                        f"malformed state: the iterator ended after {i} batches, "
-                        f"before the {count} recorded in the state"
-                    ) from None
+    def _own_state(self) -> dict:
+        return {"count": self._count}
+
+    def _load_own_state(self, state: Mapping[str, Any]) -> None:
+        count = state["count"]
+        if not isinstance(count, int) or count < 0:
+            raise ValueError(f"CallableBatchIterator: malformed state, count must be an int >= 0, got {count!r}")
         self._count = count
+
+    def _load_inner_state(self, state: Any) -> None:
+        self._inner = self._make()
+        if state is not None and hasattr(self._inner, "load_state_dict"):
+            self._inner.load_state_dict(state)
+            return
+        for i in range(self._count):
+            try:
+                next(self._inner)
+            except StopIteration:
+                raise ValueError(
+                    f"malformed state: the iterator ended after {i} batches, "
+                    f"before the {self._count} recorded in the state"
+                ) from None
