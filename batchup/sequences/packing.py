@@ -8,9 +8,9 @@ first row with room), and marks them the way T5-style and Grain packing do:
 ``positions`` counts from 0 inside each sample, so attention masks and
 position embeddings stay per sample.
 
-The row assignment loops over the *distinct lengths* of the batch, not over
-its samples (a run of equal lengths is placed with a few array operations);
-the entries are copied with one boolean-mask assignment.
+The row assignment is a Python loop over the rows each run of equal
+lengths touches (a max-tree finds the first row with room in O(log n)); the
+entries are copied with one boolean-mask assignment.
 """
 from __future__ import annotations
 
@@ -261,11 +261,13 @@ class PackSequences:
 def _first_fit_decreasing(sizes: np.ndarray, capacity: int) -> np.ndarray:
     """Return the row of every item under first-fit decreasing (-1 for size 0).
 
-    Items go longest first (ties in index order), each into the lowest
-    row with room. A run of ``k`` equal sizes ``s`` is placed at once: row
-    ``r`` with ``remaining[r]`` free takes ``remaining[r] // s`` of them in
-    row order (which is what placing them one by one does, since no row
-    gains room), and the rest open new rows of ``capacity // s`` items.
+    Items go longest first (ties in index order), each into the lowest row
+    with room. A max-tree over the rows' free room finds that row in
+    O(log n) steps; rows not yet opened have full room, so the first of them
+    is where a new row opens. A run of ``k`` equal sizes ``s`` is placed row
+    by row: the first row with room takes ``min(k, room // s)`` of them
+    (placing them one by one does the same, since no row gains room), so
+    the loop runs once per row touched by a run, not once per item.
     """
     rows = np.full(len(sizes), -1, dtype=np.int64)
     idx = np.flatnonzero(sizes > 0)
@@ -273,30 +275,36 @@ def _first_fit_decreasing(sizes: np.ndarray, capacity: int) -> np.ndarray:
         return rows
     order = idx[np.argsort(-sizes[idx], kind="stable")]
     sorted_sizes = sizes[order]
+    n = len(order)
     bounds = np.flatnonzero(np.diff(sorted_sizes)) + 1
-    run_starts = np.concatenate(([0], bounds)).tolist()
-    run_ends = np.concatenate((bounds, [len(order)])).tolist()
-    remaining = np.zeros(len(order), dtype=np.int64)  # at most one row per item
-    num_rows = 0
-    for a, b in zip(run_starts, run_ends):
-        size = int(sorted_sizes[a])
-        items = order[a:b]
-        used = 0
-        if num_rows:
-            room = np.cumsum(remaining[:num_rows] // size)
-            used = min(b - a, int(room[-1]))
-            if used:
-                target = np.searchsorted(room, np.arange(used), side="right")
-                rows[items[:used]] = target
-                remaining[:num_rows] -= np.bincount(target, minlength=num_rows) * size
-        left = b - a - used
-        if left:
-            per_row = capacity // size
-            new = np.arange(left) // per_row
-            rows[items[used:]] = num_rows + new
-            opened = int(new[-1]) + 1
-            remaining[num_rows : num_rows + opened] = capacity - np.bincount(new, minlength=opened) * size
-            num_rows += opened
+    run_sizes = sorted_sizes[np.concatenate(([0], bounds))].tolist()
+    run_counts = np.diff(np.concatenate(([0], bounds, [n]))).tolist()
+    leaves = 1 << max(0, (n - 1).bit_length())  # at most one row per item
+    tree = [capacity] * (2 * leaves)  # tree[1] is the root; node v has children 2v and 2v + 1
+    placed_rows: list = []
+    placed_counts: list = []
+    for size, k in zip(run_sizes, run_counts):
+        while k:
+            node = 1
+            while node < leaves:  # descend to the leftmost leaf with room >= size
+                node <<= 1
+                if tree[node] < size:
+                    node += 1
+            room = tree[node]
+            take = min(k, room // size)
+            k -= take
+            placed_rows.append(node - leaves)
+            placed_counts.append(take)
+            tree[node] = room - take * size
+            node >>= 1
+            while node:  # room only shrinks: stop at the first ancestor whose maximum holds
+                left, right = tree[2 * node], tree[2 * node + 1]
+                best = left if left > right else right
+                if tree[node] == best:
+                    break
+                tree[node] = best
+                node >>= 1
+    rows[order] = np.repeat(np.array(placed_rows, dtype=np.int64), placed_counts)
     return rows
 
 

@@ -82,7 +82,8 @@ def test_packing_loses_and_reorders_no_token(drawn):
     assert p.lengths.tolist() == p.input_lengths.tolist() == [len(s) for s in samples]
 
 
-@given(st.lists(st.integers(0, 30), max_size=60), st.integers(30, 64))
+@given(st.lists(st.integers(0, 30), max_size=60) | st.lists(st.sampled_from([1, 2, 3, 7, 16, 30]), max_size=300),
+       st.integers(30, 64))
 def test_rows_are_exactly_first_fit_decreasing(lengths, width):
     lengths = np.array(lengths, dtype=np.int64)
     assert _first_fit_decreasing(lengths, width).tolist() == reference_ffd(lengths.tolist(), width)
