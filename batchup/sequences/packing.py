@@ -34,7 +34,7 @@ class PackedBatch:
 
     Attributes
     ----------
-    tokens : ndarray, shape (R, length, *features)
+    tokens : ndarray, shape ``(R, length, *features)``
         The packed entries; padding holds ``pad_value``.
     segment_ids : ndarray of int32, shape (R, length)
         1 for the first sample of a row, 2 for the second, ...; 0 for padding.

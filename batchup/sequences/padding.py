@@ -52,7 +52,7 @@ def pad_batch(
 
     Returns
     -------
-    padded : ndarray, shape (B, L, *features)
+    padded : ndarray, shape ``(B, L, *features)``
         A new array of the samples' dtype. ``L`` is the longest sample's
         length, rounded up to ``pad_to_multiple_of`` and capped at
         ``max_length``. For one fixed shape, pass
