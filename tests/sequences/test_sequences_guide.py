@@ -61,7 +61,7 @@ def test_guide_page_runs_and_prints_what_it_shows(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     outputs = iter(json.loads(proc.stdout.splitlines()[-1]))
     checked = 0
-    for (kind, text), nxt in zip(blocks, blocks[1:] + [("", "")]):
+    for (kind, _code), nxt in zip(blocks, blocks[1:] + [("", "")]):
         if kind != "python":
             continue
         printed = next(outputs).rstrip("\n")
