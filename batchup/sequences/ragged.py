@@ -389,9 +389,7 @@ def _run_positions(starts: np.ndarray, lens: np.ndarray, new_offsets: np.ndarray
     ``np.arange``, no loop over runs.
     """
     total = int(new_offsets[-1])
-    shift = np.repeat(starts - new_offsets[:-1], lens)
-    shift += np.arange(total, dtype=np.int64)
-    return shift
+    return np.repeat(starts - new_offsets[:-1], lens) + np.arange(total, dtype=np.int64)
 
 
 def _index_array(key: Any, n: int) -> np.ndarray:
