@@ -159,4 +159,5 @@ def test_file_lock_is_exclusive_across_threads(tmp_path):
         order.append("first")
     t.join(10)
     assert order == ["first", "second"]
-    assert not os.path.exists(path + ".lock")
+    assert os.path.exists(path + ".lock")  # outside the data directory the lock file sits beside the path
+    assert not os.path.exists(path)

@@ -1,8 +1,9 @@
 """Pieces every dataset module shares: file tables, split rules, ready data sources.
 
 Each dataset module lists its files in a module-level tuple of
-:class:`RemoteFile` (name, official URL, SHA-256). The fetch function builds
-its :class:`~batchup.datasets.dataset.DownloadSourceFile` objects from that
+:class:`RemoteFile` (name, upstream URLs in the order they are tried,
+SHA-256). The fetch function builds its
+:class:`~batchup.datasets.dataset.DownloadSourceFile` objects from that
 table at call time, so tests (or a user with a re-packed copy) can replace
 the table, e.g. ``monkeypatch.setattr(mnist, "FILES", my_files)``.
 """
@@ -21,21 +22,51 @@ from batchup.datasets.dataset import DownloadSourceFile
 from batchup.image.utils import ImageArrayUInt8ToFloat32
 from batchup.sources import ArrayDataSource
 
-__all__ = ["RemoteFile", "SplitDataset", "check_count", "download_sources", "open_cache", "split_last"]
+__all__ = ["RemoteFile", "SplitDataset", "check_count", "download_sources", "hosted", "open_cache", "split_last"]
 
 
 @dataclasses.dataclass(frozen=True)
 class RemoteFile:
-    """One file of a dataset: its name, its official URL and its SHA-256."""
+    """One file of a dataset: its name, where to download it, and its SHA-256.
+
+    ``url`` is tried first, then each of ``fallback_urls`` in order (other
+    hosts of the same file: the mirrors other libraries use); every copy is
+    verified against the same ``sha256``. :attr:`urls` lists them all.
+
+    Examples
+    --------
+    >>> f = RemoteFile("a.gz", "https://one.example/a.gz", "0" * 64, fallback_urls=("http://two.example/a.gz",))
+    >>> f.urls
+    ('https://one.example/a.gz', 'http://two.example/a.gz')
+    """
 
     filename: str
     url: str
     sha256: str
+    fallback_urls: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every URL of the file, in the order they are tried."""
+        return (self.url, *self.fallback_urls)
+
+
+def hosted(filename: str, sha256: str, *bases: str) -> RemoteFile:
+    """Return the :class:`RemoteFile` ``filename`` found at ``base + filename`` for each of ``bases``, in order.
+
+    Examples
+    --------
+    >>> hosted("a.gz", "0" * 64, "https://one.example/d/", "http://two.example/").urls
+    ('https://one.example/d/a.gz', 'http://two.example/a.gz')
+    """
+    urls = tuple(base + filename for base in bases)
+    return RemoteFile(filename, urls[0], sha256, fallback_urls=urls[1:])
 
 
 def download_sources(files: Sequence[RemoteFile], dataset: str) -> list[DownloadSourceFile]:
     """Return download sources for ``files``, kept under ``temp/<dataset>``."""
-    return [DownloadSourceFile(f.filename, url=f.url, sha256=f.sha256, dataset=dataset) for f in files]
+    return [DownloadSourceFile(f.filename, url=f.url, sha256=f.sha256, dataset=dataset,
+                               fallback_urls=f.fallback_urls) for f in files]
 
 
 def open_cache(fetch: Callable[..., str | None], name: str, **kwargs: Any) -> dict[str, np.ndarray]:

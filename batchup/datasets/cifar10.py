@@ -12,15 +12,20 @@ from typing import Any
 import numpy as np
 
 from batchup.datasets import _cache, _cifar
-from batchup.datasets._base import ImageSplits, RemoteFile, download_sources, open_cache
+from batchup.datasets._base import ImageSplits, download_sources, hosted, open_cache
 from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
 
-__all__ = ["CIFAR10", "CLASS_NAMES", "FILES", "convert_cifar10", "delete_cache", "fetch_cifar10"]
+__all__ = ["CIFAR10", "CLASS_NAMES", "FILES", "HOSTS", "convert_cifar10", "delete_cache", "fetch_cifar10"]
 
+#: Where the tarball is, tried in this order: the author's Toronto page (the URL torchvision and Keras
+#: use), then the copy PaddlePaddle downloads.
+HOSTS = (
+    "https://www.cs.toronto.edu/~kriz/",
+    "https://dataset.bj.bcebos.com/cifar/",
+)
 #: The source tarball.
 FILES = (
-    RemoteFile("cifar-10-python.tar.gz", "http://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-               "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),
+    hosted("cifar-10-python.tar.gz", "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce", *HOSTS),
 )
 CACHE = "cifar10"
 #: The names of labels 0 to 9.

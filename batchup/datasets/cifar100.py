@@ -13,16 +13,16 @@ import numpy as np
 
 from batchup._errors import ArchiveError
 from batchup.datasets import _cache, _cifar
-from batchup.datasets._base import ImageSplits, RemoteFile, check_count, download_sources, open_cache
+from batchup.datasets._base import ImageSplits, check_count, download_sources, hosted, open_cache
+from batchup.datasets.cifar10 import HOSTS  # the same two hosts serve both tarballs
 from batchup.datasets.dataset import classnames_from_h5, delete_dataset_cache, fetch_and_convert_dataset
 from batchup.sources import ArrayDataSource
 
-__all__ = ["CIFAR100", "FILES", "convert_cifar100", "delete_cache", "fetch_cifar100"]
+__all__ = ["CIFAR100", "FILES", "HOSTS", "convert_cifar100", "delete_cache", "fetch_cifar100"]
 
-#: The source tarball.
+#: The source tarball, found on the hosts of CIFAR-10 (:data:`batchup.datasets.cifar10.HOSTS`).
 FILES = (
-    RemoteFile("cifar-100-python.tar.gz", "http://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-               "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"),
+    hosted("cifar-100-python.tar.gz", "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7", *HOSTS),
 )
 CACHE = "cifar100"
 _FOLDER = "cifar-100-python"

@@ -9,23 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchup.datasets._base import RemoteFile, download_sources, open_cache
+from batchup.datasets._base import download_sources, hosted, open_cache
 from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
 from batchup.datasets.mnist import MNISTBase, convert_idx
 
-__all__ = ["CLASS_NAMES", "FILES", "FashionMNIST", "delete_cache", "fetch_fashion_mnist"]
+__all__ = ["CLASS_NAMES", "FILES", "HOSTS", "FashionMNIST", "delete_cache", "fetch_fashion_mnist"]
 
-_BASE = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+#: Where the four files are, tried in this order: the copy Keras downloads (Google's bucket), then
+#: Zalando's own S3 website (plain http; torchvision and TensorFlow Datasets use it).
+HOSTS = (
+    "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+)
 #: The source files: training images, training labels, test images, test labels.
 FILES = (
-    RemoteFile("train-images-idx3-ubyte.gz", _BASE + "train-images-idx3-ubyte.gz",
-               "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
-    RemoteFile("train-labels-idx1-ubyte.gz", _BASE + "train-labels-idx1-ubyte.gz",
-               "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
-    RemoteFile("t10k-images-idx3-ubyte.gz", _BASE + "t10k-images-idx3-ubyte.gz",
-               "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
-    RemoteFile("t10k-labels-idx1-ubyte.gz", _BASE + "t10k-labels-idx1-ubyte.gz",
-               "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+    hosted("train-images-idx3-ubyte.gz", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", *HOSTS),
+    hosted("train-labels-idx1-ubyte.gz", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", *HOSTS),
+    hosted("t10k-images-idx3-ubyte.gz", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", *HOSTS),
+    hosted("t10k-labels-idx1-ubyte.gz", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", *HOSTS),
 )
 #: Name of the converted cache.
 CACHE = "fashion-mnist"

@@ -14,16 +14,21 @@ import numpy as np
 
 from batchup._errors import ArchiveError
 from batchup.datasets import _cache, _cifar
-from batchup.datasets._base import RemoteFile, SplitDataset, check_count, download_sources, open_cache
+from batchup.datasets._base import SplitDataset, check_count, download_sources, hosted, open_cache
 from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
 from batchup.image.utils import ImageArrayUInt8ToFloat32
 
-__all__ = ["FILES", "STL", "convert_stl", "delete_cache", "fetch_stl"]
+__all__ = ["FILES", "HOSTS", "STL", "convert_stl", "delete_cache", "fetch_stl"]
 
+#: Where the tarball is, tried in this order: the authors' page at its current Stanford address over
+#: https, then the older address over plain http (the URL torchvision and TensorFlow Datasets use).
+HOSTS = (
+    "https://cs.stanford.edu/~acoates/stl10/",
+    "http://ai.stanford.edu/~acoates/stl10/",
+)
 #: The source tarball.
 FILES = (
-    RemoteFile("stl10_binary.tar.gz", "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
-               "f31fd99273a1acb8609c8db427cebb1de3f71de77758cdc0e22956e1289b9866"),
+    hosted("stl10_binary.tar.gz", "f31fd99273a1acb8609c8db427cebb1de3f71de77758cdc0e22956e1289b9866", *HOSTS),
 )
 CACHE = "stl10"
 _FOLDER = "stl10_binary"

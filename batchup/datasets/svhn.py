@@ -14,25 +14,27 @@ import numpy as np
 from batchup._errors import ArchiveError
 from batchup._optional import import_optional
 from batchup.datasets import _cache
-from batchup.datasets._base import ImageSplits, RemoteFile, SplitDataset, download_sources, open_cache
+from batchup.datasets._base import ImageSplits, SplitDataset, download_sources, hosted, open_cache
 from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
 from batchup.image.utils import ImageArrayUInt8ToFloat32
 
-__all__ = ["EXTRA_FILES", "FILES", "SVHN", "SVHNExtra", "delete_cache", "fetch_svhn_extra",
+__all__ = ["EXTRA_FILES", "FILES", "HOSTS", "SVHN", "SVHNExtra", "delete_cache", "fetch_svhn_extra",
            "fetch_svhn_train_test"]
 
-_BASE = "http://ufldl.stanford.edu/housenumbers/"
+#: Where the files are, tried in this order: the authors' Stanford page over https, then over plain
+#: http (the URL torchvision and TensorFlow Datasets use).
+HOSTS = (
+    "https://ufldl.stanford.edu/housenumbers/",
+    "http://ufldl.stanford.edu/housenumbers/",
+)
 #: The training and test files.
 FILES = (
-    RemoteFile("train_32x32.mat", _BASE + "train_32x32.mat",
-               "435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8"),
-    RemoteFile("test_32x32.mat", _BASE + "test_32x32.mat",
-               "cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b"),
+    hosted("train_32x32.mat", "435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8", *HOSTS),
+    hosted("test_32x32.mat", "cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b", *HOSTS),
 )
 #: The extra (easier) training file.
 EXTRA_FILES = (
-    RemoteFile("extra_32x32.mat", _BASE + "extra_32x32.mat",
-               "a133a4beb38a00fcdda90c9489e0c04f900b660ce8a316a5e854838379a71eb3"),
+    hosted("extra_32x32.mat", "a133a4beb38a00fcdda90c9489e0c04f900b660ce8a316a5e854838379a71eb3", *HOSTS),
 )
 CACHE = "svhn_train_test"
 EXTRA_CACHE = "svhn_extra"

@@ -14,22 +14,20 @@ import numpy as np
 from batchup._errors import ArchiveError
 from batchup._optional import import_optional
 from batchup.datasets import _cache
-from batchup.datasets._base import (
-    RemoteFile,
-    SplitDataset,
-    check_count,
-    download_sources,
-    open_cache,
-    split_last,
-)
+from batchup.datasets._base import SplitDataset, check_count, download_sources, hosted, open_cache, split_last
 from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
 
-__all__ = ["FILES", "USPS", "delete_cache", "usps_data"]
+__all__ = ["FILES", "HOSTS", "USPS", "delete_cache", "usps_data"]
 
+#: Where the file is, tried in this order: GitHub's raw file host directly, then the repository's
+#: ``raw`` link (which redirects there).
+HOSTS = (
+    "https://raw.githubusercontent.com/Britefury/usps_dataset/master/",
+    "https://github.com/Britefury/usps_dataset/raw/master/",
+)
 #: The source file.
 FILES = (
-    RemoteFile("usps.h5", "https://github.com/Britefury/usps_dataset/raw/master/usps.h5",
-               "ba768d9a9b11e79b31c1e40130647c4fc04e6afc1fb41a0d4b9f1176065482b4"),
+    hosted("usps.h5", "ba768d9a9b11e79b31c1e40130647c4fc04e6afc1fb41a0d4b9f1176065482b4", *HOSTS),
 )
 CACHE = "usps"
 
