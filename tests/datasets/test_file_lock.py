@@ -8,7 +8,6 @@ release are exercised without Windows).
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import types
 import pytest
 
 from batchup import _filelock, config
+
+fcntl = pytest.importorskip("fcntl")  # the stand-in msvcrt and the fcntl cases need POSIX
 
 BACKENDS = ["fcntl", "msvcrt"] + (["filelock"] if _filelock._importable("filelock") else [])
 
