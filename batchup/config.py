@@ -93,7 +93,13 @@ class BatchupHomeError(NotADirectoryError, RuntimeError):
 # -- configuration -------------------------------------------------------------------------------------
 
 def get_config_path() -> str:
-    """Return the path of the config file, ``~/.batchup.cfg`` (expanded at each call)."""
+    """Return the path of the config file, ``~/.batchup.cfg`` (expanded at each call).
+
+    Returns
+    -------
+    str
+        The absolute path; the file need not exist.
+    """
     return os.path.expanduser(os.path.join("~", ".batchup.cfg"))
 
 
@@ -101,6 +107,11 @@ def get_config() -> configparser.RawConfigParser:
     """Return the parsed config file (an empty parser when there is none).
 
     The result is cached per file path until :func:`reset_config`.
+
+    Returns
+    -------
+    configparser.RawConfigParser
+        The parsed sections (``[paths]``, ``[download]``).
 
     Raises
     ------
@@ -146,6 +157,11 @@ def get_batchup_path() -> str:
     ``$BATCHUP_HOME`` (when set and not empty) wins over ``[paths] data_dir``
     in ``~/.batchup.cfg``, which wins over ``~/.batchup``. ``~`` is expanded.
 
+    Returns
+    -------
+    str
+        The absolute path of the home directory.
+
     Raises
     ------
     NotADirectoryError
@@ -162,12 +178,29 @@ def get_batchup_path() -> str:
 
 
 def get_data_dir() -> str:
-    """Return ``<batchup home>/data`` (not created here)."""
+    """Return ``<batchup home>/data`` (not created here).
+
+    Returns
+    -------
+    str
+        The data directory, where downloads (``temp/``), caches and lock
+        files (``.locks/``) go.
+    """
     return os.path.join(get_batchup_path(), "data")
 
 
 def get_data_path(filename: str) -> str:
     """Return the path of ``filename`` inside the batchup data directory.
+
+    Parameters
+    ----------
+    filename : str
+        A relative path, e.g. ``"mnist"`` or ``"temp/mnist/t10k-labels-idx1-ubyte.gz"``.
+
+    Returns
+    -------
+    str
+        ``os.path.join(get_data_dir(), filename)``.
 
     Raises
     ------
@@ -187,6 +220,11 @@ def get_mirror() -> str | None:
     """Return the mirror base URL, or ``None`` to use the official hosts.
 
     ``$BATCHUP_MIRROR`` (when set and not empty) wins over ``[download] mirror``.
+
+    Returns
+    -------
+    str or None
+        The http(s) base URL of the mirror, or ``None``.
 
     Raises
     ------
@@ -210,6 +248,12 @@ def get_mirror_only() -> bool:
     mirror_only``; both take 1/0, true/false, yes/no or on/off. Without a
     mirror the setting has no effect.
 
+    Returns
+    -------
+    bool
+        ``True`` to keep downloads to the mirror; ``False`` (the default) to
+        try the upstream URLs after it.
+
     Raises
     ------
     ConfigError
@@ -232,6 +276,25 @@ def source_urls(urls: Sequence[str], subdir: str | None = None) -> list[str]:
     the first URL) comes first; the upstream ``urls`` follow unless
     :func:`get_mirror_only` says to stay on the mirror. Duplicates are
     dropped.
+
+    Parameters
+    ----------
+    urls : sequence of str
+        The file's upstream URLs, in order (at least one).
+    subdir : str, optional
+        The file's folder on the mirror (the dataset's name).
+
+    Returns
+    -------
+    list of str
+        The URLs in the order they are tried.
+
+    Raises
+    ------
+    ValueError
+        If ``urls`` is empty.
+    ConfigError
+        If the mirror settings are bad.
 
     Examples
     --------
@@ -262,6 +325,18 @@ def mirror_url(url: str, subdir: str | None = None) -> str:
     With a mirror ``M`` set, ``http://host/a/b/file.gz`` becomes
     ``M/<subdir>/file.gz`` (``M/file.gz`` without ``subdir``).
 
+    Parameters
+    ----------
+    url : str
+        An upstream URL.
+    subdir : str, optional
+        The folder on the mirror.
+
+    Returns
+    -------
+    str
+        ``url`` without a mirror, else its copy on the mirror.
+
     Examples
     --------
     >>> import os
@@ -281,7 +356,18 @@ def mirror_url(url: str, subdir: str | None = None) -> str:
 # -- hashing ------------------------------------------------------------------------------------------
 
 def compute_sha256(path: str) -> str:
-    """Return the lowercase hex SHA-256 digest of the file at ``path``."""
+    """Return the lowercase hex SHA-256 digest of the file at ``path``.
+
+    Parameters
+    ----------
+    path : str
+        The file, read in 1 MiB blocks.
+
+    Returns
+    -------
+    str
+        64 lowercase hex digits.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_CHUNK), b""):
@@ -294,6 +380,18 @@ def verify_file(path: str, sha256: str | None) -> bool:
 
     With ``sha256=None`` the file's digest is printed (so it can be recorded)
     and the file is accepted.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    sha256 : str or None
+        The expected digest (any case).
+
+    Returns
+    -------
+    bool
+        ``False`` if ``path`` is not a regular file or its digest differs.
     """
     if not os.path.isfile(path):
         return False
@@ -350,6 +448,16 @@ def file_lock(path: str) -> Iterator[None]:
     lock files are not deleted (deleting one that another process waits on
     would break the lock). See ``batchup._filelock`` for the platform notes.
 
+    Parameters
+    ----------
+    path : str
+        The file to protect (it need not exist).
+
+    Yields
+    ------
+    None
+        While the lock is held.
+
     Examples
     --------
     >>> import os, tempfile
@@ -383,6 +491,23 @@ def urlretrieve(url: str, filename: str, reporthook: Callable[[int, int, int], A
     reporthook=hook)``, so assigning another function here (one with that
     signature) changes how every file is fetched.
 
+    Parameters
+    ----------
+    url : str
+        An http or https URL.
+    filename : str
+        Where the finished file goes.
+    reporthook : callable, optional
+        Called with the progress, as above.
+    timeout : float, optional
+        Keyword-only. Seconds for connecting and for each read.
+
+    Returns
+    -------
+    tuple
+        ``(filename, headers)``, the response headers as an
+        :class:`email.message.Message`.
+
     Raises
     ------
     DownloadError
@@ -405,6 +530,18 @@ def download(path: str, source_url: str) -> str:
     at ``path`` is removed (and the folders this call created, if nothing
     else is in them) and the error propagates: this is the one try that
     :func:`download_and_verify` repeats.
+
+    Parameters
+    ----------
+    path : str
+        Where the file goes.
+    source_url : str
+        An http or https URL.
+
+    Returns
+    -------
+    str
+        ``path``.
     """
     folder = os.path.dirname(path)
     with _fetch.tidy_dirs(folder or "."):
@@ -527,6 +664,16 @@ def copy_and_verify(path: str, source_path: str, sha256: str | None) -> str | No
     ``shutil.copy`` (looked up at call time) to ``path + '.unverified'`` and
     renamed after its digest matched; there is a single attempt.
 
+    Parameters
+    ----------
+    path : str
+        Where the verified copy goes.
+    source_path : str
+        The file to copy.
+    sha256 : str or None
+        The expected digest (64 hex digits); ``None`` accepts any file and
+        prints its digest.
+
     Returns
     -------
     str or None
@@ -547,10 +694,40 @@ def copy_and_verify(path: str, source_path: str, sha256: str | None) -> str | No
 
 
 def download_data(filename: str, source_url: str, sha256: str | None) -> str | None:
-    """:func:`download_and_verify` into ``get_data_path(filename)``; the path, or ``None`` on failure."""
+    """Download ``source_url`` into the data directory as ``filename``, verified (:func:`download_and_verify`).
+
+    Parameters
+    ----------
+    filename : str
+        The path relative to the data directory (see :func:`get_data_path`).
+    source_url : str
+        An http or https URL.
+    sha256 : str or None
+        The expected digest.
+
+    Returns
+    -------
+    str or None
+        The path, or ``None`` after printing why the file could not be had.
+    """
     return download_and_verify(get_data_path(filename), source_url, sha256)
 
 
 def copy_data(filename: str, source_path: str, sha256: str | None) -> str | None:
-    """:func:`copy_and_verify` into ``get_data_path(filename)``; the path, or ``None`` on failure."""
+    """Copy ``source_path`` into the data directory as ``filename``, verified (:func:`copy_and_verify`).
+
+    Parameters
+    ----------
+    filename : str
+        The path relative to the data directory (see :func:`get_data_path`).
+    source_path : str
+        The file to copy.
+    sha256 : str or None
+        The expected digest.
+
+    Returns
+    -------
+    str or None
+        The path, or ``None`` (see :func:`copy_and_verify`).
+    """
     return copy_and_verify(get_data_path(filename), source_path, sha256)

@@ -33,6 +33,17 @@ class RemoteFile:
     hosts of the same file: the mirrors other libraries use); every copy is
     verified against the same ``sha256``. :attr:`urls` lists them all.
 
+    Parameters
+    ----------
+    filename : str
+        The file's name (under ``temp/<dataset>`` and on a mirror).
+    url : str
+        The first URL tried.
+    sha256 : str
+        The file's digest, 64 hex digits.
+    fallback_urls : tuple of str, default ()
+        Further URLs of the same file, tried in order.
+
     Examples
     --------
     >>> f = RemoteFile("a.gz", "https://one.example/a.gz", "0" * 64, fallback_urls=("http://two.example/a.gz",))
@@ -54,6 +65,20 @@ class RemoteFile:
 def hosted(filename: str, sha256: str, *bases: str) -> RemoteFile:
     """Return the :class:`RemoteFile` ``filename`` found at ``base + filename`` for each of ``bases``, in order.
 
+    Parameters
+    ----------
+    filename : str
+        The file's name.
+    sha256 : str
+        Its digest.
+    *bases : str
+        Base URLs ending in ``/``, in the order to try them.
+
+    Returns
+    -------
+    RemoteFile
+        The file with ``url`` on the first base and ``fallback_urls`` on the others.
+
     Examples
     --------
     >>> hosted("a.gz", "0" * 64, "https://one.example/d/", "http://two.example/").urls
@@ -64,7 +89,20 @@ def hosted(filename: str, sha256: str, *bases: str) -> RemoteFile:
 
 
 def download_sources(files: Sequence[RemoteFile], dataset: str) -> list[DownloadSourceFile]:
-    """Return download sources for ``files``, kept under ``temp/<dataset>``."""
+    """Return download sources for ``files``, kept under ``temp/<dataset>``.
+
+    Parameters
+    ----------
+    files : sequence of RemoteFile
+        A dataset's file table.
+    dataset : str
+        The dataset's folder name.
+
+    Returns
+    -------
+    list of DownloadSourceFile
+        One source per file, in order.
+    """
     return [DownloadSourceFile(f.filename, url=f.url, sha256=f.sha256, dataset=dataset,
                                fallback_urls=f.fallback_urls) for f in files]
 
@@ -75,6 +113,20 @@ def open_cache(fetch: Callable[..., str | None], name: str, **kwargs: Any) -> di
     ``fetch`` is a function made by
     :func:`~batchup.datasets.dataset.fetch_and_convert_dataset`; its raising
     twin ``fetch.or_raise`` is used when it has one.
+
+    Parameters
+    ----------
+    fetch : callable
+        The dataset's fetch function.
+    name : str
+        The dataset's name, for messages.
+    **kwargs
+        Passed to ``fetch``.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The cached arrays, memory-mapped.
 
     Raises
     ------
@@ -110,7 +162,31 @@ def open_cache(fetch: Callable[..., str | None], name: str, **kwargs: Any) -> di
 
 
 def check_count(value: Any, limit: int, name: str, unit: str = "training samples") -> int:
-    """Return ``value`` (``None`` meaning 0) checked to lie in ``[0, limit)``."""
+    """Return ``value`` (``None`` meaning 0) checked to lie in ``[0, limit)``.
+
+    Parameters
+    ----------
+    value : int or None
+        The count to check.
+    limit : int
+        One more than the largest value allowed.
+    name : str
+        The argument's name, for messages.
+    unit : str, default "training samples"
+        What ``limit`` counts, for messages.
+
+    Returns
+    -------
+    int
+        The count.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an int or ``None``.
+    ValueError
+        If it is outside ``[0, limit)``.
+    """
     if value is None:
         return 0
     if not is_int(value):
@@ -122,7 +198,23 @@ def check_count(value: Any, limit: int, name: str, unit: str = "training samples
 
 
 def split_last(X: Any, y: np.ndarray, n_val: int) -> tuple[Any, np.ndarray, Any, np.ndarray]:
-    """Split off the last ``n_val`` samples as the validation set (no shuffling)."""
+    """Split off the last ``n_val`` samples as the validation set (no shuffling).
+
+    Parameters
+    ----------
+    X : array-like
+        The samples.
+    y : numpy.ndarray
+        The labels.
+    n_val : int
+        How many samples go to the validation set.
+
+    Returns
+    -------
+    tuple
+        ``(train_X, train_y, val_X, val_y)``; an empty validation set keeps
+        the sample shape and the dtypes.
+    """
     if n_val == 0:
         return X, y, np.zeros((0,) + tuple(X.shape[1:]), X.dtype), np.zeros((0,), y.dtype)
     return X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:]
@@ -154,6 +246,11 @@ class SplitDataset:
         **kwargs
             Passed to :class:`~batchup.sources.ArrayDataSource`
             (``indices``, ``repeats``, ``sampler``, ``include_indices``).
+
+        Returns
+        -------
+        ArrayDataSource
+            A data source over the split.
         """
         self._check_split(split)
         return ArrayDataSource(self._split_arrays(split, uint8), **kwargs)
@@ -163,15 +260,48 @@ class SplitDataset:
             raise ValueError(f"split must be one of {', '.join(map(repr, self.splits))}, got {split!r}")
 
     def train_source(self, **kwargs: Any) -> ArrayDataSource:
-        """Return :meth:`source` for the training split."""
+        """Return :meth:`source` for the training split.
+
+        Parameters
+        ----------
+        **kwargs
+            Passed to :meth:`source` (``uint8``, ``indices``, ...).
+
+        Returns
+        -------
+        ArrayDataSource
+            A data source over the training split.
+        """
         return self.source("train", **kwargs)
 
     def val_source(self, **kwargs: Any) -> ArrayDataSource:
-        """Return :meth:`source` for the validation split."""
+        """Return :meth:`source` for the validation split.
+
+        Parameters
+        ----------
+        **kwargs
+            Passed to :meth:`source` (``uint8``, ``indices``, ...).
+
+        Returns
+        -------
+        ArrayDataSource
+            A data source over the validation split.
+        """
         return self.source("val", **kwargs)
 
     def test_source(self, **kwargs: Any) -> ArrayDataSource:
-        """Return :meth:`source` for the test split."""
+        """Return :meth:`source` for the test split.
+
+        Parameters
+        ----------
+        **kwargs
+            Passed to :meth:`source` (``uint8``, ``indices``, ...).
+
+        Returns
+        -------
+        ArrayDataSource
+            A data source over the test split.
+        """
         return self.source("test", **kwargs)
 
 

@@ -35,7 +35,20 @@ _TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 
 
 def convert_cifar10(tarball: str, target_path: str) -> str:
-    """Convert the CIFAR-10 python tarball into the cache folder ``target_path``."""
+    """Convert the CIFAR-10 python tarball into the cache folder ``target_path``.
+
+    Parameters
+    ----------
+    tarball : str
+        The verified source archive.
+    target_path : str
+        The cache folder to create.
+
+    Returns
+    -------
+    str
+        The finished cache folder.
+    """
     out = _cache.CacheWriter(target_path, "cifar10")
     with _cifar.Extracted(tarball) as root:
         for split, names in (("train", _TRAIN), ("test", ["test_batch"])):
@@ -53,7 +66,19 @@ def convert_cifar10(tarball: str, target_path: str) -> str:
 
 @fetch_and_convert_dataset(lambda: download_sources(FILES, "cifar10"), lambda: CACHE)
 def fetch_cifar10(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert CIFAR-10; return the cache path, or ``None``."""
+    """Fetch and convert CIFAR-10 on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``fetch_cifar10.or_raise(**kwargs)`` raises that reason instead).
+    """
     return convert_cifar10(source_paths[0], target_path)
 
 
@@ -65,8 +90,19 @@ def delete_cache() -> None:
 class CIFAR10(ImageSplits):
     """CIFAR-10: images ``(N, 3, 32, 32)`` uint8 with float32 views, int32 labels, ``class_names``.
 
-    Parameters and attributes are those of :class:`~batchup.datasets.mnist.MNISTBase`
-    (without ``h5_path``), plus ``class_names`` (a list of 10 str).
+    Attributes are those of :class:`~batchup.datasets.mnist.MNISTBase`, plus
+    ``class_names`` (a list of 10 str).
+
+    Parameters
+    ----------
+    n_val : int or None, default 10000
+        The last ``n_val`` training samples become the validation set;
+        ``0`` or ``None`` leaves it empty.
+    val_lower, val_upper : float, default 0.0 and 1.0
+        The values pixel 0 and 255 map to in the float32 views.
+    **kwargs
+        Passed to the source files' ``acquire`` (none of the standard
+        sources takes any).
 
     Raises
     ------

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import inspect
 import os
 import urllib.parse
 from typing import Any, Callable, Iterable, Sequence, Union, cast
@@ -53,6 +54,21 @@ PathLike = Union[str, Callable[[], str]]
 def path_string(p: PathLike) -> str:
     """Return ``p`` if it is a string, ``p()`` if it is callable.
 
+    Parameters
+    ----------
+    p : str or callable
+        A path, or a zero-argument function returning one.
+
+    Returns
+    -------
+    str
+        The path.
+
+    Raises
+    ------
+    TypeError
+        If ``p`` is neither.
+
     Examples
     --------
     >>> path_string("mnist"), path_string(lambda: "cifar10")
@@ -67,6 +83,16 @@ def path_string(p: PathLike) -> str:
 
 def classnames_from_h5(arr: Iterable[Any]) -> list[str]:
     """Return the class names stored in ``arr`` as a list of str (bytes decoded as latin-1).
+
+    Parameters
+    ----------
+    arr : iterable
+        Names as bytes or str.
+
+    Returns
+    -------
+    list of str
+        The names.
 
     Examples
     --------
@@ -94,6 +120,17 @@ class AbstractSourceFile:
         A subclass reports why it returns ``None`` (as
         :func:`batchup.config.download_and_verify` does), so that the reason
         reaches the user and the ``RuntimeError`` of a dataset class.
+
+        Parameters
+        ----------
+        **kwargs
+            The keyword arguments given to the fetch function (a
+            :class:`CopySourceFile` reads its ``arg_name`` from them).
+
+        Returns
+        -------
+        str or None
+            The path, or ``None``.
         """
         raise NotImplementedError(f"Abstract for type {type(self).__name__}")
 
@@ -212,17 +249,31 @@ class DownloadSourceFile(BatchUpSourceFile):
             f" (or {more} other URL{'s' if more > 1 else ''})" if more else "")
 
     def urls_to_try(self) -> list[str]:
-        """Return the URLs :meth:`acquire` tries, in order (the mirror's copy first, when one is set)."""
+        """Return the URLs :meth:`acquire` tries, in order (the mirror's copy first, when one is set).
+
+        Returns
+        -------
+        list of str
+            See :func:`batchup.config.source_urls`.
+        """
         return config.source_urls((self.url, *self.fallback_urls), self.dataset)
 
     def acquire(self, **kwargs: Any) -> str | None:
         """Download the file from the first of :meth:`urls_to_try` that serves it intact.
 
-        Returns the path, or ``None`` after reporting why: the one URL's
-        error, or, when several were tried, a
-        :class:`~batchup.config.DownloadError` (an
-        :class:`~batchup.config.IntegrityError` if every URL served a wrong
-        file) that lists each URL with its reason.
+        Parameters
+        ----------
+        **kwargs
+            Ignored (the fetch function's keyword arguments).
+
+        Returns
+        -------
+        str or None
+            The path, or ``None`` after reporting why: the one URL's error,
+            or, when several were tried, a
+            :class:`~batchup.config.DownloadError` (an
+            :class:`~batchup.config.IntegrityError` if every URL served a
+            wrong file) that lists each URL with its reason.
         """
         urls = self.urls_to_try()
         failures: list[tuple[str, Exception | None]] = []
@@ -242,6 +293,20 @@ class DownloadSourceFile(BatchUpSourceFile):
 class CopySourceFile(BatchUpSourceFile):
     """A source file copied from ``source_path``, or from the keyword ``arg_name`` given to fetch.
 
+    Parameters
+    ----------
+    filename : str
+        A plain file name (under ``temp/``).
+    source_path : str, optional
+        The file to copy.
+    arg_name : str, optional
+        Without ``source_path``: the keyword argument of the fetch function
+        that names the file to copy.
+    sha256 : str or None
+        The expected digest.
+    dataset : str, optional
+        Keyword-only; see :class:`BatchUpSourceFile`.
+
     Raises
     ------
     TypeError
@@ -259,6 +324,20 @@ class CopySourceFile(BatchUpSourceFile):
         return f"file {self.filename} on filesystem at {self.source_path}"
 
     def acquire(self, **kwargs: Any) -> str | None:
+        """Copy the file into ``temp/`` and verify it.
+
+        Parameters
+        ----------
+        **kwargs
+            The fetch function's keyword arguments; ``kwargs[arg_name]`` is
+            the file to copy when there is no ``source_path``.
+
+        Returns
+        -------
+        str or None
+            The path, or ``None`` after reporting why (a missing file or
+            keyword, a digest mismatch).
+        """
         src = self.source_path if self.source_path is not None else kwargs.get(str(self.arg_name))
         if src is None:
             report_failure(SourceUnavailableError(f"pass {self.arg_name}=<path of {self.filename}> "
@@ -273,7 +352,12 @@ class CopySourceFile(BatchUpSourceFile):
 class ExistingSourceFile(AbstractSourceFile):
     """A file already in its final place; never deleted by :meth:`clean_up`.
 
-    ``path`` is a string or a zero-argument callable, resolved when used.
+    Parameters
+    ----------
+    path : str or callable
+        The file, or a zero-argument function returning it (resolved when used).
+    sha256 : str or None
+        The expected digest.
     """
 
     def __init__(self, path: PathLike, sha256: str | None = None) -> None:
@@ -286,6 +370,18 @@ class ExistingSourceFile(AbstractSourceFile):
         return f"file at {path_string(self.path)}"
 
     def acquire(self, **kwargs: Any) -> str | None:
+        """Return the file's path if it exists and its digest matches.
+
+        Parameters
+        ----------
+        **kwargs
+            Ignored.
+
+        Returns
+        -------
+        str or None
+            The path, or ``None`` (a mismatch is reported; a missing file is not).
+        """
         p = path_string(self.path)
         if not os.path.exists(p):
             return None
@@ -422,12 +518,22 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
 
         or_raise.__qualname__ = f"{convert.__qualname__}.or_raise"
         fetch.or_raise = or_raise  # type: ignore[attr-defined]
+        # what callers see is fetch(**kwargs), not the converter's (source_paths, target_path)
+        fetch.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)], return_annotation="str | None")
         return fetch
 
     return decorate
 
 
 def delete_dataset_cache(*filenames: PathLike) -> None:
-    """Delete the named caches (files or cache folders) from the batchup data directory."""
+    """Delete the named caches (files or cache folders) from the batchup data directory.
+
+    Parameters
+    ----------
+    *filenames : str or callable
+        Cache names relative to the data directory (see :func:`path_string`);
+        missing ones are skipped.
+    """
     for name in filenames:
         _cache.remove(config.get_data_path(path_string(name)))

@@ -37,7 +37,19 @@ CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 
 @fetch_and_convert_dataset(lambda: download_sources(FILES, "fashion-mnist"), lambda: CACHE)
 def fetch_fashion_mnist(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert Fashion-MNIST; return the cache path, or ``None``."""
+    """Fetch and convert Fashion-MNIST on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``fetch_fashion_mnist.or_raise(**kwargs)`` raises that reason instead).
+    """
     return convert_idx(source_paths, target_path, "fashion-mnist")
 
 
@@ -48,6 +60,17 @@ def delete_cache() -> None:
 
 class FashionMNIST(MNISTBase):
     """Fashion-MNIST, with the attributes of :class:`~batchup.datasets.mnist.MNISTBase` and ``class_names``.
+
+    Parameters
+    ----------
+    n_val : int or None, default 10000
+        The last ``n_val`` training samples become the validation set;
+        ``0`` or ``None`` leaves it empty.
+    val_lower, val_upper : float, default 0.0 and 1.0
+        The values pixel 0 and 255 map to in the float32 views.
+    **kwargs
+        Passed to the source files' ``acquire`` (none of the standard
+        sources takes any).
 
     Raises
     ------

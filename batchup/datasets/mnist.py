@@ -45,6 +45,18 @@ CACHE = "mnist"
 def read_idx(path: str, ndim: int) -> np.ndarray:
     """Return the uint8 array stored in the gzip IDX file ``path`` (``ndim`` 1 for labels, 3 for images).
 
+    Parameters
+    ----------
+    path : str
+        The ``.gz`` file.
+    ndim : int
+        The dimensions the file must hold.
+
+    Returns
+    -------
+    numpy.ndarray
+        The uint8 array, shaped as the header says.
+
     Raises
     ------
     ArchiveError
@@ -81,7 +93,19 @@ def convert_idx(source_paths: list[str], target_path: str, dataset: str) -> str:
 
 @fetch_and_convert_dataset(lambda: download_sources(FILES, "mnist"), lambda: CACHE)
 def fetch_mnist(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert MNIST; return the cache path, or ``None`` if a source was unavailable."""
+    """Fetch and convert MNIST on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``fetch_mnist.or_raise(**kwargs)`` raises that reason instead).
+    """
     return convert_idx(source_paths, target_path, "mnist")
 
 
@@ -121,8 +145,18 @@ class MNISTBase(ImageSplits):
 class MNIST(MNISTBase):
     """The MNIST digits (downloaded and converted on first use).
 
-    Parameters are those of :class:`MNISTBase` without ``h5_path``; extra
-    keyword arguments go to the source files' ``acquire``.
+    Attributes are those of :class:`MNISTBase`.
+
+    Parameters
+    ----------
+    n_val : int or None, default 10000
+        The last ``n_val`` training samples become the validation set;
+        ``0`` or ``None`` leaves it empty.
+    val_lower, val_upper : float, default 0.0 and 1.0
+        The values pixel 0 and 255 map to in the float32 views.
+    **kwargs
+        Passed to the source files' ``acquire`` (none of the standard
+        sources takes any).
 
     Raises
     ------

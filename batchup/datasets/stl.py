@@ -66,7 +66,20 @@ def _labels(path: str, n: int) -> np.ndarray:
 
 
 def convert_stl(tarball: str, target_path: str) -> str:
-    """Convert the STL-10 binary tarball into the cache folder ``target_path``."""
+    """Convert the STL-10 binary tarball into the cache folder ``target_path``.
+
+    Parameters
+    ----------
+    tarball : str
+        The verified source archive.
+    target_path : str
+        The cache folder to create.
+
+    Returns
+    -------
+    str
+        The finished cache folder.
+    """
     out = _cache.CacheWriter(target_path, "stl10")
     with _cifar.Extracted(tarball) as root:
         for split in ("train", "test"):
@@ -89,7 +102,19 @@ def convert_stl(tarball: str, target_path: str) -> str:
 
 @fetch_and_convert_dataset(lambda: download_sources(FILES, "stl10"), lambda: CACHE)
 def fetch_stl(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert STL-10; return the cache path, or ``None``."""
+    """Fetch and convert STL-10 on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``fetch_stl.or_raise(**kwargs)`` raises that reason instead).
+    """
     return convert_stl(source_paths[0], target_path)
 
 
@@ -108,6 +133,8 @@ class STL(SplitDataset):
         validation set; ``0`` or ``None`` leaves it empty.
     val_lower, val_upper : float, default 0.0 and 1.0
         The values pixel 0 and 255 map to in the float32 views.
+    **kwargs
+        Passed to the source file's ``acquire``.
 
     Attributes
     ----------

@@ -56,7 +56,19 @@ def convert_usps(path: str, target_path: str) -> str:
 
 @fetch_and_convert_dataset(lambda: download_sources(FILES, "usps"), lambda: CACHE)
 def usps_data(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert USPS; return the cache path, or ``None``."""
+    """Fetch and convert USPS on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``usps_data.or_raise(**kwargs)`` raises that reason instead).
+    """
     return convert_usps(source_paths[0], target_path)
 
 
@@ -72,6 +84,8 @@ class USPS(SplitDataset):
     ----------
     n_val : int or None, default 729
         The last ``n_val`` training samples become the validation set.
+    **kwargs
+        Passed to the source file's ``acquire``.
 
     Attributes
     ----------

@@ -27,7 +27,17 @@ __all__ = ["UrlDataEncoder", "UrlFetchError", "fetch_url"]
 
 
 class UrlFetchError(DownloadError):
-    """A URL could not be fetched (after the allowed retries); ``url`` holds it, ``status`` its last HTTP status."""
+    """A URL could not be fetched (after the allowed retries).
+
+    Parameters
+    ----------
+    message : str
+        What failed, and why.
+    url : str
+        The URL (also the attribute ``url``).
+    status : int, optional
+        The last HTTP status, if there was one (also the attribute ``status``).
+    """
 
     def __init__(self, message: str, url: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -61,6 +71,11 @@ def fetch_url(url: str, *, timeout: float = 10.0, retries: int = 2, backoff: flo
         If the scheme is not http or https.
     UrlFetchError
         If the URL fails with a non-transient error, or all attempts fail.
+
+    Returns
+    -------
+    bytes
+        The body.
 
     Examples
     --------
@@ -151,7 +166,18 @@ class UrlDataEncoder(DataEncoder):
         self.max_workers = None if max_workers is None else positive_int("max_workers", max_workers)
 
     def read(self, fh: IO) -> Any:
-        """Return the sample read from the response body ``fh`` (override, or pass ``reader``)."""
+        """Return the sample read from the response body ``fh`` (override, or pass ``reader``).
+
+        Parameters
+        ----------
+        fh : file-like
+            The body (binary, or text with ``encoding``).
+
+        Returns
+        -------
+        object
+            The sample, typically an array.
+        """
         if self.reader is None:
             raise NotImplementedError(
                 f"{type(self).__name__} needs a reader: pass reader=<file-like -> array> or override read(fh)"
@@ -159,12 +185,40 @@ class UrlDataEncoder(DataEncoder):
         return self.reader(fh)
 
     def url_for(self, record: Any) -> str:
-        """Return the URL of ``record``."""
+        """Return the URL of ``record``.
+
+        Parameters
+        ----------
+        record : Record or mapping
+            The record; its ``column`` field holds the id.
+
+        Returns
+        -------
+        str
+            ``base_url`` joined with the mapped id.
+        """
         rid = record_value(record, self.column, type(self).__name__)
         path = str(self.id_mapper(rid) if self.id_mapper is not None else rid)
         return path if self.base_url is None else urllib.parse.urljoin(self.base_url, path)
 
     def transform(self, record: Any) -> Any:
+        """Fetch ``record``'s URL and return what :meth:`read` makes of the body.
+
+        Parameters
+        ----------
+        record : Record or mapping
+            The record.
+
+        Returns
+        -------
+        object
+            The sample.
+
+        Raises
+        ------
+        UrlFetchError
+            If the URL cannot be fetched; the message names the record.
+        """
         url = self.url_for(record)
         try:
             body = fetch_url(url, timeout=self.timeout, retries=self.retries, backoff=self.backoff)
@@ -182,7 +236,18 @@ class UrlDataEncoder(DataEncoder):
             raise
 
     def transform_batch(self, records: Sequence[Any]) -> Any:
-        """Fetch every record's URL (in threads with ``max_workers``) and stack the samples."""
+        """Fetch every record's URL (in threads with ``max_workers``) and stack the samples.
+
+        Parameters
+        ----------
+        records : sequence of Record
+            The batch's records.
+
+        Returns
+        -------
+        numpy.ndarray or tuple
+            The samples, stacked by :meth:`finalize_batch`.
+        """
         if self.max_workers is None or self.max_workers == 1 or len(records) <= 1:
             items = [self.transform(r) for r in records]
         else:
