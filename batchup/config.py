@@ -55,9 +55,10 @@ from batchup._errors import (
     UnsafeArchiveError,
     report_failure,
 )
+from batchup._filelock import LockUnavailableWarning
 
 __all__ = [
-    "ArchiveError", "ConfigError", "DownloadError", "IntegrityError", "UnsafeArchiveError",
+    "ArchiveError", "ConfigError", "DownloadError", "IntegrityError", "LockUnavailableWarning", "UnsafeArchiveError",
     "compute_sha256", "copy_and_verify", "copy_data", "download", "download_and_verify", "download_data",
     "file_lock", "get_batchup_path", "get_config", "get_config_path", "get_data_dir", "get_data_path",
     "get_mirror", "get_mirror_only", "mirror_url", "reset_config", "source_urls", "urlretrieve", "verify_file",

@@ -8,6 +8,7 @@ the download or verification error as ``__cause__``. Helpers replaced on
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import shutil
 
@@ -122,6 +123,7 @@ class TestFetchFunction:
             mnist.fetch_mnist.or_raise()
         assert isinstance(info.value.__cause__, config.DownloadError) and info.value.__cause__.status == 404
         assert mnist.fetch_mnist.__name__ == "fetch_mnist"
+        assert str(inspect.signature(mnist.fetch_mnist)) == "(**kwargs) -> 'str | None'"  # not the converter's
 
 
 class TestDatasetErrors:

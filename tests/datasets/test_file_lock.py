@@ -146,6 +146,11 @@ def test_a_killed_holder_does_not_block_the_next(tmp_path, backend):
         pass
 
 
+def test_the_warning_is_public():
+    assert config.LockUnavailableWarning is _filelock.LockUnavailableWarning
+    assert issubclass(config.LockUnavailableWarning, RuntimeWarning)
+
+
 def test_no_backend_warns_and_runs_unlocked(tmp_path, monkeypatch):
     monkeypatch.setattr(_filelock, "backend", lambda: "none")
     ran = []
