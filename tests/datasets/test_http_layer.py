@@ -179,6 +179,7 @@ class TestConnections:
         assert server.connections == 3  # each attempt on a new connection
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+    @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # the child only checks a dict and exits
     def test_a_forked_child_starts_with_an_empty_pool(self, server, batchup_home):
         server.files["/f/a.bin"] = BODY
         assert config.download_data("a.bin", f"{server.url}/f/a.bin", DIGEST)
