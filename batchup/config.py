@@ -11,11 +11,13 @@ Downloads are verified and atomic: a file is fetched with timeouts and
 retries into ``<path>.unverified`` (bytes arrive in ``.unverified.part``,
 resumed with an HTTP range request after an interruption), its SHA-256 is
 checked, and only then is it renamed to ``<path>``. A file already at
-``<path>`` is verified before it is trusted. A lock file (``<path>.lock``)
-lets one process fetch while others wait for its result.
+``<path>`` is verified before it is trusted. An inter-process lock
+(:func:`file_lock`) lets one process fetch while others wait for its result.
+A fetch that fails leaves nothing behind: no partial file, no folder it
+created.
 
 ``[download] mirror=`` in the config file, or ``$BATCHUP_MIRROR``, names a
-base URL that replaces the official hosts (see :func:`mirror_url`).
+base URL tried before the upstream hosts (see :func:`source_urls`).
 
 As in BatchUp 0.2, :func:`download_and_verify`, :func:`copy_and_verify`,
 :func:`download_data` and :func:`copy_data` return ``None`` when the file
@@ -28,21 +30,23 @@ failed fetch into a ``RuntimeError`` whose ``__cause__`` is that error.
 The helpers of BatchUp 0.2 (``urlretrieve``, ``download``,
 ``get_batchup_path``, ``get_data_dir``) are looked up through this module at
 call time, so they can be replaced, e.g. ``batchup.config.urlretrieve =
-my_fetch``; so are the knobs :data:`TIMEOUT`, :data:`TRIES` and
-:data:`BACKOFF`. The HTTP machinery lives in ``batchup._fetch`` and the lock
-in ``batchup._filelock``. Nothing happens at import: no directory is created
+my_fetch``; so are the knobs :data:`TIMEOUT`, :data:`TRIES`, :data:`BACKOFF`
+and :data:`MAX_DELAY`. The HTTP client and its retry policy live in
+``batchup._http`` (shared with the URL record encoder), the download
+machinery in ``batchup._fetch`` and the lock in ``batchup._filelock``. Nothing happens at import: no directory is created
 and no file is read until a function asks for it.
 """
 from __future__ import annotations
 
 import configparser
+import contextlib
 import hashlib
 import os
 import shutil
 import urllib.parse
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
-from batchup import _fetch
+from batchup import _fetch, _filelock, _http
 from batchup._errors import (
     ArchiveError,
     ConfigError,
@@ -51,25 +55,31 @@ from batchup._errors import (
     UnsafeArchiveError,
     report_failure,
 )
-from batchup._filelock import file_lock
+from batchup._filelock import LockUnavailableWarning
 
 __all__ = [
-    "ArchiveError", "ConfigError", "DownloadError", "IntegrityError", "UnsafeArchiveError",
+    "ArchiveError", "ConfigError", "DownloadError", "IntegrityError", "LockUnavailableWarning", "UnsafeArchiveError",
     "compute_sha256", "copy_and_verify", "copy_data", "download", "download_and_verify", "download_data",
     "file_lock", "get_batchup_path", "get_config", "get_config_path", "get_data_dir", "get_data_path",
-    "get_mirror", "mirror_url", "reset_config", "urlretrieve", "verify_file",
+    "get_mirror", "get_mirror_only", "mirror_url", "reset_config", "source_urls", "urlretrieve", "verify_file",
 ]
 
 #: Environment variable naming the batchup home (wins over the config file).
 HOME_ENV = "BATCHUP_HOME"
 #: Environment variable naming a download mirror (wins over ``[download] mirror``).
 MIRROR_ENV = "BATCHUP_MIRROR"
+#: Environment variable that, set to 1/true/yes/on, keeps downloads to the mirror (wins over
+#: ``[download] mirror_only``).
+MIRROR_ONLY_ENV = "BATCHUP_MIRROR_ONLY"
 #: Seconds to wait for a connection, and for each read, before a try fails.
 TIMEOUT = 30.0
-#: Download attempts before :func:`download_and_verify` gives up (HTTP 4xx: one attempt).
+#: Download attempts per URL before :func:`download_and_verify` gives up (HTTP 4xx: one attempt).
 TRIES = 3
-#: Seconds before the second attempt; doubles for each further attempt.
+#: Seconds before the second attempt; doubles for each further attempt (at most :data:`MAX_DELAY`).
 BACKOFF = 1.0
+#: The longest wait between attempts, in seconds. A server's ``Retry-After`` is honoured up to this;
+#: one asking for longer ends the attempts at that URL (the next URL is tried instead).
+MAX_DELAY = 60.0
 _CHUNK = 1 << 20
 _config_cache: dict[str, configparser.RawConfigParser] = {}
 
@@ -84,7 +94,13 @@ class BatchupHomeError(NotADirectoryError, RuntimeError):
 # -- configuration -------------------------------------------------------------------------------------
 
 def get_config_path() -> str:
-    """Return the path of the config file, ``~/.batchup.cfg`` (expanded at each call)."""
+    """Return the path of the config file, ``~/.batchup.cfg`` (expanded at each call).
+
+    Returns
+    -------
+    str
+        The absolute path; the file need not exist.
+    """
     return os.path.expanduser(os.path.join("~", ".batchup.cfg"))
 
 
@@ -92,6 +108,11 @@ def get_config() -> configparser.RawConfigParser:
     """Return the parsed config file (an empty parser when there is none).
 
     The result is cached per file path until :func:`reset_config`.
+
+    Returns
+    -------
+    configparser.RawConfigParser
+        The parsed sections (``[paths]``, ``[download]``).
 
     Raises
     ------
@@ -137,6 +158,11 @@ def get_batchup_path() -> str:
     ``$BATCHUP_HOME`` (when set and not empty) wins over ``[paths] data_dir``
     in ``~/.batchup.cfg``, which wins over ``~/.batchup``. ``~`` is expanded.
 
+    Returns
+    -------
+    str
+        The absolute path of the home directory.
+
     Raises
     ------
     NotADirectoryError
@@ -153,12 +179,29 @@ def get_batchup_path() -> str:
 
 
 def get_data_dir() -> str:
-    """Return ``<batchup home>/data`` (not created here)."""
+    """Return ``<batchup home>/data`` (not created here).
+
+    Returns
+    -------
+    str
+        The data directory, where downloads (``temp/``), caches and lock
+        files (``.locks/``) go.
+    """
     return os.path.join(get_batchup_path(), "data")
 
 
 def get_data_path(filename: str) -> str:
     """Return the path of ``filename`` inside the batchup data directory.
+
+    Parameters
+    ----------
+    filename : str
+        A relative path, e.g. ``"mnist"`` or ``"temp/mnist/t10k-labels-idx1-ubyte.gz"``.
+
+    Returns
+    -------
+    str
+        ``os.path.join(get_data_dir(), filename)``.
 
     Raises
     ------
@@ -179,6 +222,11 @@ def get_mirror() -> str | None:
 
     ``$BATCHUP_MIRROR`` (when set and not empty) wins over ``[download] mirror``.
 
+    Returns
+    -------
+    str or None
+        The http(s) base URL of the mirror, or ``None``.
+
     Raises
     ------
     ConfigError
@@ -190,11 +238,105 @@ def get_mirror() -> str | None:
     return mirror
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def get_mirror_only() -> bool:
+    """Return whether downloads stay on the mirror (the upstream URLs are not tried when it fails).
+
+    ``$BATCHUP_MIRROR_ONLY`` (when set and not empty) wins over ``[download]
+    mirror_only``; both take 1/0, true/false, yes/no or on/off. Without a
+    mirror the setting has no effect.
+
+    Returns
+    -------
+    bool
+        ``True`` to keep downloads to the mirror; ``False`` (the default) to
+        try the upstream URLs after it.
+
+    Raises
+    ------
+    ConfigError
+        If the value is none of those words.
+    """
+    value = os.environ.get(MIRROR_ONLY_ENV) or _config_value("download", "mirror_only")
+    if value is None:
+        return False
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise ConfigError(f"mirror_only must be one of {', '.join(_TRUE + _FALSE)}, got {value!r}")
+
+
+def source_urls(urls: Sequence[str], subdir: str | None = None) -> list[str]:
+    """Return the URLs to try for a file, in order: the mirror's copy first (when set), then ``urls``.
+
+    With a mirror set, the file's copy on the mirror (:func:`mirror_url` of
+    the first URL) comes first; the upstream ``urls`` follow unless
+    :func:`get_mirror_only` says to stay on the mirror. Duplicates are
+    dropped.
+
+    Parameters
+    ----------
+    urls : sequence of str
+        The file's upstream URLs, in order (at least one).
+    subdir : str, optional
+        The file's folder on the mirror (the dataset's name).
+
+    Returns
+    -------
+    list of str
+        The URLs in the order they are tried.
+
+    Raises
+    ------
+    ValueError
+        If ``urls`` is empty.
+    ConfigError
+        If the mirror settings are bad.
+
+    Examples
+    --------
+    >>> import os
+    >>> urls = ["https://a.example/mnist/t10k-labels-idx1-ubyte.gz", "http://b.example/t10k-labels-idx1-ubyte.gz"]
+    >>> source_urls(urls, "mnist") == urls
+    True
+    >>> os.environ["BATCHUP_MIRROR"] = "http://127.0.0.1:8000/data"
+    >>> source_urls(urls, "mnist")[0]
+    'http://127.0.0.1:8000/data/mnist/t10k-labels-idx1-ubyte.gz'
+    >>> len(source_urls(urls, "mnist"))
+    3
+    >>> del os.environ["BATCHUP_MIRROR"]
+    """
+    urls = list(urls)
+    if not urls:
+        raise ValueError("urls must hold at least one URL, got none")
+    order = urls
+    if get_mirror() is not None:
+        mirrored = mirror_url(urls[0], subdir)
+        order = [mirrored] if get_mirror_only() else [mirrored] + urls
+    return list(dict.fromkeys(order))
+
+
 def mirror_url(url: str, subdir: str | None = None) -> str:
     """Return where to fetch ``url`` from: itself, or its file name under the mirror.
 
     With a mirror ``M`` set, ``http://host/a/b/file.gz`` becomes
     ``M/<subdir>/file.gz`` (``M/file.gz`` without ``subdir``).
+
+    Parameters
+    ----------
+    url : str
+        An upstream URL.
+    subdir : str, optional
+        The folder on the mirror.
+
+    Returns
+    -------
+    str
+        ``url`` without a mirror, else its copy on the mirror.
 
     Examples
     --------
@@ -215,7 +357,18 @@ def mirror_url(url: str, subdir: str | None = None) -> str:
 # -- hashing ------------------------------------------------------------------------------------------
 
 def compute_sha256(path: str) -> str:
-    """Return the lowercase hex SHA-256 digest of the file at ``path``."""
+    """Return the lowercase hex SHA-256 digest of the file at ``path``.
+
+    Parameters
+    ----------
+    path : str
+        The file, read in 1 MiB blocks.
+
+    Returns
+    -------
+    str
+        64 lowercase hex digits.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_CHUNK), b""):
@@ -228,6 +381,18 @@ def verify_file(path: str, sha256: str | None) -> bool:
 
     With ``sha256=None`` the file's digest is printed (so it can be recorded)
     and the file is accepted.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    sha256 : str or None
+        The expected digest (any case).
+
+    Returns
+    -------
+    bool
+        ``False`` if ``path`` is not a regular file or its digest differs.
     """
     if not os.path.isfile(path):
         return False
@@ -249,7 +414,7 @@ def check_sha256(sha256: Any, name: str = "sha256") -> str | None:
 
 def _mirror_note() -> str:
     try:
-        return get_mirror() or "none (official URLs)"
+        return get_mirror() or "none (upstream URLs only)"
     except ConfigError:  # a bad mirror setting must not hide the failure being reported
         return "unreadable"
 
@@ -263,6 +428,52 @@ def _trusted_existing(path: str, sha256: str | None) -> bool:
     _fetch.say(f"{path} is corrupt (SHA-256 mismatch); fetching it again")
     _fetch.remove(path)
     return False
+
+
+def _lock_root() -> str | None:
+    try:
+        return get_data_dir()
+    except (OSError, ConfigError):  # no usable home: lock beside the file
+        return None
+
+
+@contextlib.contextmanager
+def file_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive inter-process lock on ``path`` for the ``with`` block.
+
+    Other processes (and threads) locking the same path wait, saying so on
+    stderr. The lock is the ``filelock`` package's when it is installed,
+    else ``fcntl.flock`` (POSIX) or ``msvcrt.locking`` (Windows); it dies
+    with its process. The lock file of a path inside the data directory is
+    kept in ``<data dir>/.locks/``, that of any other path is ``<path>.lock``;
+    lock files are not deleted (deleting one that another process waits on
+    would break the lock). See ``batchup._filelock`` for the platform notes.
+
+    Parameters
+    ----------
+    path : str
+        The file to protect (it need not exist).
+
+    Yields
+    ------
+    None
+        While the lock is held.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> os.environ["BATCHUP_HOME"] = home = tempfile.mkdtemp()
+    >>> with file_lock(get_data_path("notes.txt")):
+    ...     sorted(os.listdir(get_data_dir()))
+    ['.locks']
+    >>> import shutil; shutil.rmtree(home); del os.environ["BATCHUP_HOME"]
+    """
+    with _filelock.file_lock(path, root=_lock_root()):
+        yield
+
+
+def _policy() -> _http.RetryPolicy:
+    return _http.RetryPolicy(tries=TRIES, backoff=BACKOFF, max_delay=MAX_DELAY)
 
 
 # -- downloads and copies (the BatchUp 0.2 functions) --------------------------------------------------
@@ -280,6 +491,23 @@ def urlretrieve(url: str, filename: str, reporthook: Callable[[int, int, int], A
     :func:`download` calls ``batchup.config.urlretrieve(url, path,
     reporthook=hook)``, so assigning another function here (one with that
     signature) changes how every file is fetched.
+
+    Parameters
+    ----------
+    url : str
+        An http or https URL.
+    filename : str
+        Where the finished file goes.
+    reporthook : callable, optional
+        Called with the progress, as above.
+    timeout : float, optional
+        Keyword-only. Seconds for connecting and for each read.
+
+    Returns
+    -------
+    tuple
+        ``(filename, headers)``, the response headers as an
+        :class:`email.message.Message`.
 
     Raises
     ------
@@ -300,34 +528,57 @@ def download(path: str, source_url: str) -> str:
 
     An existing ``path`` is returned at once. Progress is shown with tqdm.
     Uses ``batchup.config.urlretrieve`` (replaceable). On any error the file
-    at ``path`` is removed and the error propagates: this is the one try that
+    at ``path`` is removed (and the folders this call created, if nothing
+    else is in them) and the error propagates: this is the one try that
     :func:`download_and_verify` repeats.
+
+    Parameters
+    ----------
+    path : str
+        Where the file goes.
+    source_url : str
+        An http or https URL.
+
+    Returns
+    -------
+    str
+        ``path``.
     """
     folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    if os.path.exists(path):
+    with _fetch.tidy_dirs(folder or "."):
+        _makedirs(folder)
+        if os.path.exists(path):
+            return path
+        _fetch.say(f"Downloading {source_url} to {path}")
+        progress = _fetch.Progress(os.path.basename(path))
+        try:
+            urlretrieve(source_url, path, reporthook=progress.hook)
+        except BaseException:
+            _fetch.remove(path)
+            raise
+        finally:
+            progress.close()
         return path
-    _fetch.say(f"Downloading {source_url} to {path}")
-    progress = _fetch.Progress(os.path.basename(path))
+
+
+def _makedirs(folder: str) -> None:
+    if not folder:
+        return
     try:
-        urlretrieve(source_url, path, reporthook=progress.hook)
-    except BaseException:
-        _fetch.remove(path)
-        raise
-    finally:
-        progress.close()
-    return path
+        os.makedirs(folder, exist_ok=True)
+    except FileNotFoundError:  # a parent was removed meanwhile (another process tidying up): once more
+        os.makedirs(folder, exist_ok=True)
 
 
 def _download_and_verify(path: str, source_url: str, sha256: str | None) -> str:
     """:func:`download_and_verify`, raising ``DownloadError``/``IntegrityError`` instead of returning ``None``."""
     sha256 = check_sha256(sha256)
-    with file_lock(path):
+    with file_lock(path), _fetch.tidy_dirs(os.path.dirname(path) or "."):
         if _trusted_existing(path, sha256):
             return path
+        _makedirs(os.path.dirname(path))  # a replaced ``download`` may expect the folder
         return _fetch.download_verified(path, source_url, sha256, download=download, digest=compute_sha256,
-                                        tries=TRIES, backoff=BACKOFF, mirror=_mirror_note())
+                                        policy=_policy(), mirror=_mirror_note())
 
 
 def download_and_verify(path: str, source_url: str, sha256: str | None) -> str | None:
@@ -337,11 +588,16 @@ def download_and_verify(path: str, source_url: str, sha256: str | None) -> str |
     download goes to ``path + '.unverified'`` (through ``batchup.config.download``,
     looked up at call time) and is renamed into place only after its digest
     matched. Up to :data:`TRIES` attempts are made, with exponential backoff
-    from :data:`BACKOFF` seconds; an HTTP 4xx error (other than 408/429) is
-    not retried. The partial bytes of a download interrupted by Ctrl-C (or a
-    killed process) are resumed by the next call; after a failure they are
-    deleted. Other processes fetching the same ``path`` wait for this one
-    (:func:`file_lock`).
+    from :data:`BACKOFF` seconds (at most :data:`MAX_DELAY`), waiting longer
+    when the server asks to with ``Retry-After``. Only what may pass is
+    retried: connection errors, timeouts, truncated bodies, digest
+    mismatches, HTTP 408, 429 and 5xx; any other HTTP error fails at once.
+    Within a call, a later attempt resumes the bytes of an earlier one (an
+    HTTP range request). The partial bytes of a download interrupted by
+    Ctrl-C (or a killed process) are kept and resumed by the next call;
+    after a failure nothing is left: no partial file, and no folder that
+    this call created. Other processes fetching the same ``path`` wait for
+    this one (:func:`file_lock`).
 
     Parameters
     ----------
@@ -382,12 +638,13 @@ def download_and_verify(path: str, source_url: str, sha256: str | None) -> str |
 def _copy_and_verify(path: str, source_path: str, sha256: str | None) -> str | None:
     """:func:`copy_and_verify`, raising ``IntegrityError`` on a mismatch."""
     sha256 = check_sha256(sha256)
-    with file_lock(path):
+    with file_lock(path), _fetch.tidy_dirs(os.path.dirname(path) or "."):
         if _trusted_existing(path, sha256):
             return path
         if not os.path.exists(source_path):
             return None
         tmp = path + ".unverified"
+        _makedirs(os.path.dirname(tmp))
         try:
             shutil.copy(source_path, tmp)
             actual = compute_sha256(tmp)
@@ -407,6 +664,16 @@ def copy_and_verify(path: str, source_path: str, sha256: str | None) -> str | No
     An existing ``path`` is verified first. The copy is made with
     ``shutil.copy`` (looked up at call time) to ``path + '.unverified'`` and
     renamed after its digest matched; there is a single attempt.
+
+    Parameters
+    ----------
+    path : str
+        Where the verified copy goes.
+    source_path : str
+        The file to copy.
+    sha256 : str or None
+        The expected digest (64 hex digits); ``None`` accepts any file and
+        prints its digest.
 
     Returns
     -------
@@ -428,10 +695,40 @@ def copy_and_verify(path: str, source_path: str, sha256: str | None) -> str | No
 
 
 def download_data(filename: str, source_url: str, sha256: str | None) -> str | None:
-    """:func:`download_and_verify` into ``get_data_path(filename)``; the path, or ``None`` on failure."""
+    """Download ``source_url`` into the data directory as ``filename``, verified (:func:`download_and_verify`).
+
+    Parameters
+    ----------
+    filename : str
+        The path relative to the data directory (see :func:`get_data_path`).
+    source_url : str
+        An http or https URL.
+    sha256 : str or None
+        The expected digest.
+
+    Returns
+    -------
+    str or None
+        The path, or ``None`` after printing why the file could not be had.
+    """
     return download_and_verify(get_data_path(filename), source_url, sha256)
 
 
 def copy_data(filename: str, source_path: str, sha256: str | None) -> str | None:
-    """:func:`copy_and_verify` into ``get_data_path(filename)``; the path, or ``None`` on failure."""
+    """Copy ``source_path`` into the data directory as ``filename``, verified (:func:`copy_and_verify`).
+
+    Parameters
+    ----------
+    filename : str
+        The path relative to the data directory (see :func:`get_data_path`).
+    source_path : str
+        The file to copy.
+    sha256 : str or None
+        The expected digest.
+
+    Returns
+    -------
+    str or None
+        The path, or ``None`` (see :func:`copy_and_verify`).
+    """
     return copy_and_verify(get_data_path(filename), source_path, sha256)

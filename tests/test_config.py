@@ -1,4 +1,4 @@
-"""batchup.config: home, data paths, config file, mirror (reliability.md F17, F18, rows 41-44)."""
+"""batchup.config: home, data paths, config file, mirror and the URLs tried (reliability.md F17, F18, rows 41-44)."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv(config.HOME_ENV, raising=False)
     monkeypatch.delenv(config.MIRROR_ENV, raising=False)
+    monkeypatch.delenv(config.MIRROR_ONLY_ENV, raising=False)
     config.reset_config()
     yield
     config.reset_config()
@@ -134,6 +135,42 @@ class TestMirror:
             config.get_mirror()
 
 
+class TestSourceUrls:
+    URLS = ["https://a.example/x/f.gz", "http://b.example/f.gz"]
+
+    def test_upstream_urls_in_order_without_a_mirror(self):
+        assert config.source_urls(self.URLS, "ds") == self.URLS
+        assert config.source_urls(self.URLS + self.URLS[:1]) == self.URLS  # duplicates dropped
+
+    def test_the_mirror_comes_first(self, monkeypatch):
+        monkeypatch.setenv(config.MIRROR_ENV, "http://m.example/data")
+        assert config.source_urls(self.URLS, "ds") == ["http://m.example/data/ds/f.gz"] + self.URLS
+
+    @pytest.mark.parametrize("value", ["1", "true", "Yes", " on "])
+    def test_mirror_only_from_the_environment(self, monkeypatch, value):
+        monkeypatch.setenv(config.MIRROR_ENV, "http://m.example/data")
+        monkeypatch.setenv(config.MIRROR_ONLY_ENV, value)
+        assert config.get_mirror_only() is True
+        assert config.source_urls(self.URLS, "ds") == ["http://m.example/data/ds/f.gz"]
+
+    def test_mirror_only_from_the_config_file_and_env_wins(self, tmp_path, monkeypatch):
+        _write_cfg(tmp_path, "[download]\nmirror = http://cfg.example/m\nmirror_only = true\n")
+        assert config.get_mirror_only() is True and config.source_urls(self.URLS) == ["http://cfg.example/m/f.gz"]
+        monkeypatch.setenv(config.MIRROR_ONLY_ENV, "off")
+        assert config.get_mirror_only() is False and len(config.source_urls(self.URLS)) == 3
+
+    def test_mirror_only_without_a_mirror_changes_nothing(self, monkeypatch):
+        monkeypatch.setenv(config.MIRROR_ONLY_ENV, "1")
+        assert config.source_urls(self.URLS) == self.URLS
+
+    def test_bad_values(self, monkeypatch):
+        monkeypatch.setenv(config.MIRROR_ONLY_ENV, "maybe")
+        with pytest.raises(config.ConfigError, match="mirror_only must be one of 1, true, .* got 'maybe'"):
+            config.get_mirror_only()
+        with pytest.raises(ValueError, match="urls must hold at least one URL"):
+            config.source_urls([])
+
+
 def test_check_sha256():
     assert config.check_sha256("A" * 64) == "a" * 64
     assert config.check_sha256(None) is None
@@ -159,4 +196,5 @@ def test_file_lock_is_exclusive_across_threads(tmp_path):
         order.append("first")
     t.join(10)
     assert order == ["first", "second"]
-    assert not os.path.exists(path + ".lock")
+    assert os.path.exists(path + ".lock")  # outside the data directory the lock file sits beside the path
+    assert not os.path.exists(path)

@@ -12,15 +12,20 @@ from typing import Any
 import numpy as np
 
 from batchup.datasets import _cache, _cifar
-from batchup.datasets._base import ImageSplits, RemoteFile, download_sources, open_cache
+from batchup.datasets._base import ImageSplits, download_sources, hosted, open_cache
 from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
 
-__all__ = ["CIFAR10", "CLASS_NAMES", "FILES", "convert_cifar10", "delete_cache", "fetch_cifar10"]
+__all__ = ["CIFAR10", "CLASS_NAMES", "FILES", "HOSTS", "convert_cifar10", "delete_cache", "fetch_cifar10"]
 
+#: Where the tarball is, tried in this order: the author's Toronto page (the URL torchvision and Keras
+#: use), then the copy PaddlePaddle downloads.
+HOSTS = (
+    "https://www.cs.toronto.edu/~kriz/",
+    "https://dataset.bj.bcebos.com/cifar/",
+)
 #: The source tarball.
 FILES = (
-    RemoteFile("cifar-10-python.tar.gz", "http://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-               "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),
+    hosted("cifar-10-python.tar.gz", "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce", *HOSTS),
 )
 CACHE = "cifar10"
 #: The names of labels 0 to 9.
@@ -30,7 +35,20 @@ _TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 
 
 def convert_cifar10(tarball: str, target_path: str) -> str:
-    """Convert the CIFAR-10 python tarball into the cache folder ``target_path``."""
+    """Convert the CIFAR-10 python tarball into the cache folder ``target_path``.
+
+    Parameters
+    ----------
+    tarball : str
+        The verified source archive.
+    target_path : str
+        The cache folder to create.
+
+    Returns
+    -------
+    str
+        The finished cache folder.
+    """
     out = _cache.CacheWriter(target_path, "cifar10")
     with _cifar.Extracted(tarball) as root:
         for split, names in (("train", _TRAIN), ("test", ["test_batch"])):
@@ -48,7 +66,19 @@ def convert_cifar10(tarball: str, target_path: str) -> str:
 
 @fetch_and_convert_dataset(lambda: download_sources(FILES, "cifar10"), lambda: CACHE)
 def fetch_cifar10(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert CIFAR-10; return the cache path, or ``None``."""
+    """Fetch and convert CIFAR-10 on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``fetch_cifar10.or_raise(**kwargs)`` raises that reason instead).
+    """
     return convert_cifar10(source_paths[0], target_path)
 
 
@@ -60,8 +90,19 @@ def delete_cache() -> None:
 class CIFAR10(ImageSplits):
     """CIFAR-10: images ``(N, 3, 32, 32)`` uint8 with float32 views, int32 labels, ``class_names``.
 
-    Parameters and attributes are those of :class:`~batchup.datasets.mnist.MNISTBase`
-    (without ``h5_path``), plus ``class_names`` (a list of 10 str).
+    Attributes are those of :class:`~batchup.datasets.mnist.MNISTBase`, plus
+    ``class_names`` (a list of 10 str).
+
+    Parameters
+    ----------
+    n_val : int or None, default 10000
+        The last ``n_val`` training samples become the validation set;
+        ``0`` or ``None`` leaves it empty.
+    val_lower, val_upper : float, default 0.0 and 1.0
+        The values pixel 0 and 255 map to in the float32 views.
+    **kwargs
+        Passed to the source files' ``acquire`` (none of the standard
+        sources takes any).
 
     Raises
     ------

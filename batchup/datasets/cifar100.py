@@ -13,16 +13,16 @@ import numpy as np
 
 from batchup._errors import ArchiveError
 from batchup.datasets import _cache, _cifar
-from batchup.datasets._base import ImageSplits, RemoteFile, check_count, download_sources, open_cache
+from batchup.datasets._base import ImageSplits, check_count, download_sources, hosted, open_cache
+from batchup.datasets.cifar10 import HOSTS  # the same two hosts serve both tarballs
 from batchup.datasets.dataset import classnames_from_h5, delete_dataset_cache, fetch_and_convert_dataset
 from batchup.sources import ArrayDataSource
 
-__all__ = ["CIFAR100", "FILES", "convert_cifar100", "delete_cache", "fetch_cifar100"]
+__all__ = ["CIFAR100", "FILES", "HOSTS", "convert_cifar100", "delete_cache", "fetch_cifar100"]
 
-#: The source tarball.
+#: The source tarball, found on the hosts of CIFAR-10 (:data:`batchup.datasets.cifar10.HOSTS`).
 FILES = (
-    RemoteFile("cifar-100-python.tar.gz", "http://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-               "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"),
+    hosted("cifar-100-python.tar.gz", "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7", *HOSTS),
 )
 CACHE = "cifar100"
 _FOLDER = "cifar-100-python"
@@ -36,7 +36,20 @@ def _names(meta: dict[str, Any], key: str, member: str, n: int) -> np.ndarray:
 
 
 def convert_cifar100(tarball: str, target_path: str) -> str:
-    """Convert the CIFAR-100 python tarball into the cache folder ``target_path``."""
+    """Convert the CIFAR-100 python tarball into the cache folder ``target_path``.
+
+    Parameters
+    ----------
+    tarball : str
+        The verified source archive.
+    target_path : str
+        The cache folder to create.
+
+    Returns
+    -------
+    str
+        The finished cache folder.
+    """
     out = _cache.CacheWriter(target_path, "cifar100")
     with _cifar.Extracted(tarball) as root:
         for split in ("train", "test"):
@@ -55,7 +68,19 @@ def convert_cifar100(tarball: str, target_path: str) -> str:
 
 @fetch_and_convert_dataset(lambda: download_sources(FILES, "cifar100"), lambda: CACHE)
 def fetch_cifar100(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert CIFAR-100; return the cache path, or ``None``."""
+    """Fetch and convert CIFAR-100 on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``fetch_cifar100.or_raise(**kwargs)`` raises that reason instead).
+    """
     return convert_cifar100(source_paths[0], target_path)
 
 
@@ -67,11 +92,20 @@ def delete_cache() -> None:
 class CIFAR100(ImageSplits):
     """CIFAR-100 with fine (0-99) and coarse (0-19) labels and both lists of class names.
 
-    Parameters and attributes are those of :class:`~batchup.datasets.mnist.MNISTBase`
-    (without ``h5_path``), plus ``train_y_coarse``, ``val_y_coarse``,
-    ``test_y_coarse``, ``class_names`` (100 str) and ``class_names_coarse``
-    (20 str). :meth:`source` takes ``coarse=True`` to add the coarse labels
-    as a third array.
+    Attributes are those of :class:`~batchup.datasets.mnist.MNISTBase`, plus
+    ``train_y_coarse``, ``val_y_coarse``, ``test_y_coarse``, ``class_names``
+    (100 str) and ``class_names_coarse`` (20 str). :meth:`source` takes
+    ``coarse=True`` to add the coarse labels as a third array.
+
+    Parameters
+    ----------
+    n_val : int or None, default 10000
+        The last ``n_val`` training samples become the validation set;
+        ``0`` or ``None`` leaves it empty.
+    val_lower, val_upper : float, default 0.0 and 1.0
+        The values pixel 0 and 255 map to in the float32 views.
+    **kwargs
+        Passed to the source file's ``acquire``.
 
     Raises
     ------
@@ -100,7 +134,24 @@ class CIFAR100(ImageSplits):
         self.class_names_coarse = [str(s) for s in arrays["class_names_coarse"]]
 
     def source(self, split: str = "train", *, uint8: bool = False, coarse: bool = False, **kwargs: Any) -> ArrayDataSource:
-        """Return an ``ArrayDataSource`` over ``[X, y]`` of ``split``, or ``[X, y, y_coarse]`` with ``coarse=True``."""
+        """Return an ``ArrayDataSource`` over ``[X, y]`` of ``split``, or ``[X, y, y_coarse]`` with ``coarse=True``.
+
+        Parameters
+        ----------
+        split : str, default 'train'
+            One of ``'train'``, ``'val'``, ``'test'``.
+        uint8 : bool, default False
+            Keyword-only. Serve the raw uint8 images instead of the float32 view.
+        coarse : bool, default False
+            Keyword-only. Add the coarse labels as a third array.
+        **kwargs
+            Passed to :class:`~batchup.sources.ArrayDataSource`.
+
+        Returns
+        -------
+        ArrayDataSource
+            A data source over the split.
+        """
         self._check_split(split)
         arrays = self._split_arrays(split, uint8)
         if coarse:

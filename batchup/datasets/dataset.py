@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import functools
 import glob
+import inspect
 import os
 import urllib.parse
 from typing import Any, Callable, Iterable, Sequence, Union, cast
 
-from batchup import config
+from batchup import _fetch, config
 from batchup._errors import (
     FETCH_FAILURES,
     ArchiveError,
@@ -39,7 +40,6 @@ from batchup._errors import (
     collect_failures,
     report_failure,
 )
-from batchup._filelock import file_lock
 from batchup.datasets import _cache
 
 __all__ = [
@@ -53,6 +53,21 @@ PathLike = Union[str, Callable[[], str]]
 
 def path_string(p: PathLike) -> str:
     """Return ``p`` if it is a string, ``p()`` if it is callable.
+
+    Parameters
+    ----------
+    p : str or callable
+        A path, or a zero-argument function returning one.
+
+    Returns
+    -------
+    str
+        The path.
+
+    Raises
+    ------
+    TypeError
+        If ``p`` is neither.
 
     Examples
     --------
@@ -68,6 +83,16 @@ def path_string(p: PathLike) -> str:
 
 def classnames_from_h5(arr: Iterable[Any]) -> list[str]:
     """Return the class names stored in ``arr`` as a list of str (bytes decoded as latin-1).
+
+    Parameters
+    ----------
+    arr : iterable
+        Names as bytes or str.
+
+    Returns
+    -------
+    list of str
+        The names.
 
     Examples
     --------
@@ -95,6 +120,17 @@ class AbstractSourceFile:
         A subclass reports why it returns ``None`` (as
         :func:`batchup.config.download_and_verify` does), so that the reason
         reaches the user and the ``RuntimeError`` of a dataset class.
+
+        Parameters
+        ----------
+        **kwargs
+            The keyword arguments given to the fetch function (a
+            :class:`CopySourceFile` reads its ``arg_name`` from them).
+
+        Returns
+        -------
+        str or None
+            The path, or ``None``.
         """
         raise NotImplementedError(f"Abstract for type {type(self).__name__}")
 
@@ -138,23 +174,50 @@ class BatchUpSourceFile(AbstractSourceFile):
         self.path = config.get_data_path(self.temp_filename)
 
     def clean_up(self) -> None:
+        """Delete the file, then its ``temp/<dataset>`` and ``temp`` folders if that left them empty."""
         if os.path.isfile(self.path):
             os.remove(self.path)
+        folder = os.path.dirname(self.path)
+        for _ in range(2 if self.dataset else 1):
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty (or already gone): leave it
+                break
+            folder = os.path.dirname(folder)
+
+
+def _check_url(url: Any, name: str) -> str:
+    if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"{name} must use the http or https scheme, got {url!r}")
+    return url
 
 
 class DownloadSourceFile(BatchUpSourceFile):
-    """A source file downloaded from ``url`` (or ``base_url + filename``).
+    """A source file downloaded from ``url`` (or ``base_url + filename``), else from ``fallback_urls``.
 
-    With a mirror set (``$BATCHUP_MIRROR`` or ``[download] mirror``), it is
-    fetched from ``<mirror>/<dataset>/<filename>`` instead; see
-    :func:`batchup.config.mirror_url`.
+    :meth:`acquire` tries the URLs of :meth:`urls_to_try` in order, each with
+    :func:`batchup.config.download_data` (its attempts and retries), and
+    stops at the first that gives a file with the right SHA-256. With a
+    mirror set (``$BATCHUP_MIRROR`` or ``[download] mirror``), the mirror's
+    ``<mirror>/<dataset>/<filename>`` comes first; see
+    :func:`batchup.config.source_urls`.
+
+    Parameters
+    ----------
+    filename, url, base_url, sha256
+        As in BatchUp 0.2.
+    dataset : str, optional
+        Keyword-only; see :class:`BatchUpSourceFile`.
+    fallback_urls : sequence of str, default ()
+        Keyword-only. Other http(s) URLs of the same file, tried in order
+        after ``url``.
 
     Raises
     ------
     TypeError
         If neither ``url`` nor ``base_url`` is given.
     ValueError
-        If the URL is not http/https, ``sha256`` is not 64 hex digits, or
+        If a URL is not http/https, ``sha256`` is not 64 hex digits, or
         ``filename`` is not a plain name.
 
     Examples
@@ -166,26 +229,83 @@ class DownloadSourceFile(BatchUpSourceFile):
     """
 
     def __init__(self, filename: str, url: str | None = None, base_url: str | None = None,
-                 sha256: str | None = None, *, dataset: str | None = None) -> None:
+                 sha256: str | None = None, *, dataset: str | None = None,
+                 fallback_urls: Sequence[str] = ()) -> None:
         if url is None and base_url is None:
             raise TypeError("DownloadSourceFile needs url or base_url; both are None")
         if url is None:
             base = str(base_url)
             url = base + filename if base.endswith("/") else base + "/" + filename
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError(f"url must use the http or https scheme, got {url!r}")
-        self.url = url
+        if isinstance(fallback_urls, str) or not isinstance(fallback_urls, Iterable):
+            raise TypeError(f"fallback_urls must be a sequence of URLs, not {type(fallback_urls).__name__}: "
+                            f"{fallback_urls!r}")
+        self.url = _check_url(url, "url")
+        self.fallback_urls = tuple(_check_url(u, f"fallback_urls[{i}]") for i, u in enumerate(fallback_urls))
         super().__init__(filename, sha256, dataset=dataset)
 
     def __str__(self) -> str:
-        return f"downloadable file {self.filename} from {self.url}"
+        more = len(self.fallback_urls)
+        return f"downloadable file {self.filename} from {self.url}" + (
+            f" (or {more} other URL{'s' if more > 1 else ''})" if more else "")
+
+    def urls_to_try(self) -> list[str]:
+        """Return the URLs :meth:`acquire` tries, in order (the mirror's copy first, when one is set).
+
+        Returns
+        -------
+        list of str
+            See :func:`batchup.config.source_urls`.
+        """
+        return config.source_urls((self.url, *self.fallback_urls), self.dataset)
 
     def acquire(self, **kwargs: Any) -> str | None:
-        return config.download_data(self.temp_filename, config.mirror_url(self.url, self.dataset), self.sha256)
+        """Download the file from the first of :meth:`urls_to_try` that serves it intact.
+
+        Parameters
+        ----------
+        **kwargs
+            Ignored (the fetch function's keyword arguments).
+
+        Returns
+        -------
+        str or None
+            The path, or ``None`` after reporting why: the one URL's error,
+            or, when several were tried, a
+            :class:`~batchup.config.DownloadError` (an
+            :class:`~batchup.config.IntegrityError` if every URL served a
+            wrong file) that lists each URL with its reason.
+        """
+        urls = self.urls_to_try()
+        failures: list[tuple[str, Exception | None]] = []
+        for url in urls:
+            with collect_failures() as reported:
+                path = config.download_data(self.temp_filename, url, self.sha256)
+            if path is not None:
+                return path
+            failures.append((url, reported[-1] if reported else None))
+        if len(failures) == 1 and failures[0][1] is not None:
+            report_failure(failures[0][1])
+        else:
+            report_failure(_fetch.sources_failed(self.filename, failures, config._mirror_note()))
+        return None
 
 
 class CopySourceFile(BatchUpSourceFile):
     """A source file copied from ``source_path``, or from the keyword ``arg_name`` given to fetch.
+
+    Parameters
+    ----------
+    filename : str
+        A plain file name (under ``temp/``).
+    source_path : str, optional
+        The file to copy.
+    arg_name : str, optional
+        Without ``source_path``: the keyword argument of the fetch function
+        that names the file to copy.
+    sha256 : str or None
+        The expected digest.
+    dataset : str, optional
+        Keyword-only; see :class:`BatchUpSourceFile`.
 
     Raises
     ------
@@ -204,6 +324,20 @@ class CopySourceFile(BatchUpSourceFile):
         return f"file {self.filename} on filesystem at {self.source_path}"
 
     def acquire(self, **kwargs: Any) -> str | None:
+        """Copy the file into ``temp/`` and verify it.
+
+        Parameters
+        ----------
+        **kwargs
+            The fetch function's keyword arguments; ``kwargs[arg_name]`` is
+            the file to copy when there is no ``source_path``.
+
+        Returns
+        -------
+        str or None
+            The path, or ``None`` after reporting why (a missing file or
+            keyword, a digest mismatch).
+        """
         src = self.source_path if self.source_path is not None else kwargs.get(str(self.arg_name))
         if src is None:
             report_failure(SourceUnavailableError(f"pass {self.arg_name}=<path of {self.filename}> "
@@ -218,7 +352,12 @@ class CopySourceFile(BatchUpSourceFile):
 class ExistingSourceFile(AbstractSourceFile):
     """A file already in its final place; never deleted by :meth:`clean_up`.
 
-    ``path`` is a string or a zero-argument callable, resolved when used.
+    Parameters
+    ----------
+    path : str or callable
+        The file, or a zero-argument function returning it (resolved when used).
+    sha256 : str or None
+        The expected digest.
     """
 
     def __init__(self, path: PathLike, sha256: str | None = None) -> None:
@@ -231,6 +370,18 @@ class ExistingSourceFile(AbstractSourceFile):
         return f"file at {path_string(self.path)}"
 
     def acquire(self, **kwargs: Any) -> str | None:
+        """Return the file's path if it exists and its digest matches.
+
+        Parameters
+        ----------
+        **kwargs
+            Ignored.
+
+        Returns
+        -------
+        str or None
+            The path, or ``None`` (a mismatch is reported; a missing file is not).
+        """
         p = path_string(self.path)
         if not os.path.exists(p):
             return None
@@ -332,7 +483,7 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
             if _cache.is_complete(target_path):
                 return target_path
             sources = _check_sources(make_sources())
-            with file_lock(target_path):
+            with config.file_lock(target_path):
                 if _cache.is_complete(target_path):
                     return target_path
                 _cache.remove(target_path)  # an unfinished folder that is not a cache
@@ -367,12 +518,22 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
 
         or_raise.__qualname__ = f"{convert.__qualname__}.or_raise"
         fetch.or_raise = or_raise  # type: ignore[attr-defined]
+        # what callers see is fetch(**kwargs), not the converter's (source_paths, target_path)
+        fetch.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)], return_annotation="str | None")
         return fetch
 
     return decorate
 
 
 def delete_dataset_cache(*filenames: PathLike) -> None:
-    """Delete the named caches (files or cache folders) from the batchup data directory."""
+    """Delete the named caches (files or cache folders) from the batchup data directory.
+
+    Parameters
+    ----------
+    *filenames : str or callable
+        Cache names relative to the data directory (see :func:`path_string`);
+        missing ones are skipped.
+    """
     for name in filenames:
         _cache.remove(config.get_data_path(path_string(name)))

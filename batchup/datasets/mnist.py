@@ -2,8 +2,9 @@
 
 Y. LeCun, L. Bottou, Y. Bengio and P. Haffner, "Gradient-based learning
 applied to document recognition", Proc. IEEE 86(11), 1998. The four gzip IDX
-files are fetched from ``yann.lecun.com`` (or the mirror), verified, and
-converted to a NumPy cache ``<data dir>/mnist``.
+files are fetched from the first of :data:`HOSTS` that serves them (after
+the mirror, when one is set), verified, and converted to a NumPy cache
+``<data dir>/mnist``.
 """
 from __future__ import annotations
 
@@ -16,22 +17,26 @@ import numpy as np
 
 from batchup._errors import ArchiveError
 from batchup.datasets import _cache
-from batchup.datasets._base import ImageSplits, RemoteFile, download_sources, open_cache
+from batchup.datasets._base import ImageSplits, download_sources, hosted, open_cache
 from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
 
-__all__ = ["FILES", "MNIST", "MNISTBase", "delete_cache", "fetch_mnist", "read_idx"]
+__all__ = ["FILES", "HOSTS", "MNIST", "MNISTBase", "delete_cache", "fetch_mnist", "read_idx"]
 
-_BASE = "http://yann.lecun.com/exdb/mnist/"
+#: Where the four files are, tried in this order: the copies torchvision (PyTorch's S3), TensorFlow
+#: Datasets (Google's CVDF bucket) and PaddlePaddle download, then Yann LeCun's original page, which
+#: often refuses scripts. Every copy is checked against the same SHA-256.
+HOSTS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "https://dataset.bj.bcebos.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
 #: The source files: training images, training labels, test images, test labels.
 FILES = (
-    RemoteFile("train-images-idx3-ubyte.gz", _BASE + "train-images-idx3-ubyte.gz",
-               "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-    RemoteFile("train-labels-idx1-ubyte.gz", _BASE + "train-labels-idx1-ubyte.gz",
-               "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-    RemoteFile("t10k-images-idx3-ubyte.gz", _BASE + "t10k-images-idx3-ubyte.gz",
-               "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-    RemoteFile("t10k-labels-idx1-ubyte.gz", _BASE + "t10k-labels-idx1-ubyte.gz",
-               "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    hosted("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", *HOSTS),
+    hosted("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", *HOSTS),
+    hosted("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", *HOSTS),
+    hosted("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", *HOSTS),
 )
 #: Name of the converted cache (a folder in the batchup data directory).
 CACHE = "mnist"
@@ -39,6 +44,18 @@ CACHE = "mnist"
 
 def read_idx(path: str, ndim: int) -> np.ndarray:
     """Return the uint8 array stored in the gzip IDX file ``path`` (``ndim`` 1 for labels, 3 for images).
+
+    Parameters
+    ----------
+    path : str
+        The ``.gz`` file.
+    ndim : int
+        The dimensions the file must hold.
+
+    Returns
+    -------
+    numpy.ndarray
+        The uint8 array, shaped as the header says.
 
     Raises
     ------
@@ -76,7 +93,19 @@ def convert_idx(source_paths: list[str], target_path: str, dataset: str) -> str:
 
 @fetch_and_convert_dataset(lambda: download_sources(FILES, "mnist"), lambda: CACHE)
 def fetch_mnist(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert MNIST; return the cache path, or ``None`` if a source was unavailable."""
+    """Fetch and convert MNIST on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``fetch_mnist.or_raise(**kwargs)`` raises that reason instead).
+    """
     return convert_idx(source_paths, target_path, "mnist")
 
 
@@ -116,8 +145,18 @@ class MNISTBase(ImageSplits):
 class MNIST(MNISTBase):
     """The MNIST digits (downloaded and converted on first use).
 
-    Parameters are those of :class:`MNISTBase` without ``h5_path``; extra
-    keyword arguments go to the source files' ``acquire``.
+    Attributes are those of :class:`MNISTBase`.
+
+    Parameters
+    ----------
+    n_val : int or None, default 10000
+        The last ``n_val`` training samples become the validation set;
+        ``0`` or ``None`` leaves it empty.
+    val_lower, val_upper : float, default 0.0 and 1.0
+        The values pixel 0 and 255 map to in the float32 views.
+    **kwargs
+        Passed to the source files' ``acquire`` (none of the standard
+        sources takes any).
 
     Raises
     ------

@@ -14,16 +14,21 @@ import numpy as np
 
 from batchup._errors import ArchiveError
 from batchup.datasets import _cache, _cifar
-from batchup.datasets._base import RemoteFile, SplitDataset, check_count, download_sources, open_cache
+from batchup.datasets._base import SplitDataset, check_count, download_sources, hosted, open_cache
 from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
 from batchup.image.utils import ImageArrayUInt8ToFloat32
 
-__all__ = ["FILES", "STL", "convert_stl", "delete_cache", "fetch_stl"]
+__all__ = ["FILES", "HOSTS", "STL", "convert_stl", "delete_cache", "fetch_stl"]
 
+#: Where the tarball is, tried in this order: the authors' page at its current Stanford address over
+#: https, then the older address over plain http (the URL torchvision and TensorFlow Datasets use).
+HOSTS = (
+    "https://cs.stanford.edu/~acoates/stl10/",
+    "http://ai.stanford.edu/~acoates/stl10/",
+)
 #: The source tarball.
 FILES = (
-    RemoteFile("stl10_binary.tar.gz", "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
-               "f31fd99273a1acb8609c8db427cebb1de3f71de77758cdc0e22956e1289b9866"),
+    hosted("stl10_binary.tar.gz", "f31fd99273a1acb8609c8db427cebb1de3f71de77758cdc0e22956e1289b9866", *HOSTS),
 )
 CACHE = "stl10"
 _FOLDER = "stl10_binary"
@@ -61,7 +66,20 @@ def _labels(path: str, n: int) -> np.ndarray:
 
 
 def convert_stl(tarball: str, target_path: str) -> str:
-    """Convert the STL-10 binary tarball into the cache folder ``target_path``."""
+    """Convert the STL-10 binary tarball into the cache folder ``target_path``.
+
+    Parameters
+    ----------
+    tarball : str
+        The verified source archive.
+    target_path : str
+        The cache folder to create.
+
+    Returns
+    -------
+    str
+        The finished cache folder.
+    """
     out = _cache.CacheWriter(target_path, "stl10")
     with _cifar.Extracted(tarball) as root:
         for split in ("train", "test"):
@@ -84,7 +102,19 @@ def convert_stl(tarball: str, target_path: str) -> str:
 
 @fetch_and_convert_dataset(lambda: download_sources(FILES, "stl10"), lambda: CACHE)
 def fetch_stl(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert STL-10; return the cache path, or ``None``."""
+    """Fetch and convert STL-10 on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``fetch_stl.or_raise(**kwargs)`` raises that reason instead).
+    """
     return convert_stl(source_paths[0], target_path)
 
 
@@ -103,6 +133,8 @@ class STL(SplitDataset):
         validation set; ``0`` or ``None`` leaves it empty.
     val_lower, val_upper : float, default 0.0 and 1.0
         The values pixel 0 and 255 map to in the float32 views.
+    **kwargs
+        Passed to the source file's ``acquire``.
 
     Attributes
     ----------

@@ -14,25 +14,27 @@ import numpy as np
 from batchup._errors import ArchiveError
 from batchup._optional import import_optional
 from batchup.datasets import _cache
-from batchup.datasets._base import ImageSplits, RemoteFile, SplitDataset, download_sources, open_cache
+from batchup.datasets._base import ImageSplits, SplitDataset, download_sources, hosted, open_cache
 from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
 from batchup.image.utils import ImageArrayUInt8ToFloat32
 
-__all__ = ["EXTRA_FILES", "FILES", "SVHN", "SVHNExtra", "delete_cache", "fetch_svhn_extra",
+__all__ = ["EXTRA_FILES", "FILES", "HOSTS", "SVHN", "SVHNExtra", "delete_cache", "fetch_svhn_extra",
            "fetch_svhn_train_test"]
 
-_BASE = "http://ufldl.stanford.edu/housenumbers/"
+#: Where the files are, tried in this order: the authors' Stanford page over https, then over plain
+#: http (the URL torchvision and TensorFlow Datasets use).
+HOSTS = (
+    "https://ufldl.stanford.edu/housenumbers/",
+    "http://ufldl.stanford.edu/housenumbers/",
+)
 #: The training and test files.
 FILES = (
-    RemoteFile("train_32x32.mat", _BASE + "train_32x32.mat",
-               "435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8"),
-    RemoteFile("test_32x32.mat", _BASE + "test_32x32.mat",
-               "cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b"),
+    hosted("train_32x32.mat", "435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8", *HOSTS),
+    hosted("test_32x32.mat", "cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b", *HOSTS),
 )
 #: The extra (easier) training file.
 EXTRA_FILES = (
-    RemoteFile("extra_32x32.mat", _BASE + "extra_32x32.mat",
-               "a133a4beb38a00fcdda90c9489e0c04f900b660ce8a316a5e854838379a71eb3"),
+    hosted("extra_32x32.mat", "a133a4beb38a00fcdda90c9489e0c04f900b660ce8a316a5e854838379a71eb3", *HOSTS),
 )
 CACHE = "svhn_train_test"
 EXTRA_CACHE = "svhn_extra"
@@ -65,7 +67,19 @@ def _write_split(out: _cache.CacheWriter, path: str, prefix: str) -> None:
 
 @fetch_and_convert_dataset(lambda: download_sources(FILES, "svhn"), lambda: CACHE)
 def fetch_svhn_train_test(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert the SVHN training and test sets; return the cache path, or ``None``."""
+    """Fetch and convert the SVHN training and test sets on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``fetch_svhn_train_test.or_raise(**kwargs)`` raises that reason instead).
+    """
     out = _cache.CacheWriter(target_path, "svhn")
     _write_split(out, source_paths[0], "train_")
     _write_split(out, source_paths[1], "test_")
@@ -74,7 +88,19 @@ def fetch_svhn_train_test(source_paths: list[str], target_path: str) -> str:
 
 @fetch_and_convert_dataset(lambda: download_sources(EXTRA_FILES, "svhn"), lambda: EXTRA_CACHE)
 def fetch_svhn_extra(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert the SVHN extra set; return the cache path, or ``None``."""
+    """Fetch and convert the SVHN extra set on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``fetch_svhn_extra.or_raise(**kwargs)`` raises that reason instead).
+    """
     out = _cache.CacheWriter(target_path, "svhn-extra")
     _write_split(out, source_paths[0], "")
     return out.finish()
@@ -88,8 +114,19 @@ def delete_cache() -> None:
 class SVHN(ImageSplits):
     """SVHN training (73,257) and test (26,032) images, ``(N, 3, 32, 32)`` uint8, labels 0-9.
 
-    Parameters and attributes are those of :class:`~batchup.datasets.mnist.MNISTBase`
-    (without ``h5_path``). Digit 0, stored as 10 in the source, is label 0.
+    Attributes are those of :class:`~batchup.datasets.mnist.MNISTBase`.
+    Digit 0, stored as 10 in the source, is label 0.
+
+    Parameters
+    ----------
+    n_val : int or None, default 10000
+        The last ``n_val`` training samples become the validation set;
+        ``0`` or ``None`` leaves it empty.
+    val_lower, val_upper : float, default 0.0 and 1.0
+        The values pixel 0 and 255 map to in the float32 views.
+    **kwargs
+        Passed to the source files' ``acquire`` (none of the standard
+        sources takes any).
 
     Raises
     ------
@@ -113,8 +150,19 @@ class SVHN(ImageSplits):
 class SVHNExtra(SplitDataset):
     """The 531,131 extra SVHN images, with no split: ``X_u8``, ``y`` and the float32 view ``X``.
 
-    :meth:`source` serves the single split ``'all'``. Raises ``RuntimeError``,
-    caused by the underlying error, if the data cannot be fetched.
+    :meth:`source` serves the single split ``'all'``.
+
+    Parameters
+    ----------
+    val_lower, val_upper : float, default 0.0 and 1.0
+        The values pixel 0 and 255 map to in the float32 view.
+    **kwargs
+        Passed to the source file's ``acquire``.
+
+    Raises
+    ------
+    RuntimeError
+        If the data cannot be fetched; ``__cause__`` holds the underlying error.
     """
 
     splits = ("all",)

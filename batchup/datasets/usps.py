@@ -14,22 +14,20 @@ import numpy as np
 from batchup._errors import ArchiveError
 from batchup._optional import import_optional
 from batchup.datasets import _cache
-from batchup.datasets._base import (
-    RemoteFile,
-    SplitDataset,
-    check_count,
-    download_sources,
-    open_cache,
-    split_last,
-)
+from batchup.datasets._base import SplitDataset, check_count, download_sources, hosted, open_cache, split_last
 from batchup.datasets.dataset import delete_dataset_cache, fetch_and_convert_dataset
 
-__all__ = ["FILES", "USPS", "delete_cache", "usps_data"]
+__all__ = ["FILES", "HOSTS", "USPS", "delete_cache", "usps_data"]
 
+#: Where the file is, tried in this order: GitHub's raw file host directly, then the repository's
+#: ``raw`` link (which redirects there).
+HOSTS = (
+    "https://raw.githubusercontent.com/Britefury/usps_dataset/master/",
+    "https://github.com/Britefury/usps_dataset/raw/master/",
+)
 #: The source file.
 FILES = (
-    RemoteFile("usps.h5", "https://github.com/Britefury/usps_dataset/raw/master/usps.h5",
-               "ba768d9a9b11e79b31c1e40130647c4fc04e6afc1fb41a0d4b9f1176065482b4"),
+    hosted("usps.h5", "ba768d9a9b11e79b31c1e40130647c4fc04e6afc1fb41a0d4b9f1176065482b4", *HOSTS),
 )
 CACHE = "usps"
 
@@ -58,7 +56,19 @@ def convert_usps(path: str, target_path: str) -> str:
 
 @fetch_and_convert_dataset(lambda: download_sources(FILES, "usps"), lambda: CACHE)
 def usps_data(source_paths: list[str], target_path: str) -> str:
-    """Fetch and convert USPS; return the cache path, or ``None``."""
+    """Fetch and convert USPS on first use; return its cache.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to each source file's ``acquire``.
+
+    Returns
+    -------
+    str or None
+        The cache folder; ``None`` after printing why the data could not be had
+        (``usps_data.or_raise(**kwargs)`` raises that reason instead).
+    """
     return convert_usps(source_paths[0], target_path)
 
 
@@ -74,6 +84,8 @@ class USPS(SplitDataset):
     ----------
     n_val : int or None, default 729
         The last ``n_val`` training samples become the validation set.
+    **kwargs
+        Passed to the source file's ``acquire``.
 
     Attributes
     ----------

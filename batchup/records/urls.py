@@ -1,40 +1,48 @@
 """UrlDataEncoder: fetch each record's data over HTTP(S); you write "response -> array".
 
 The encoder builds a record's URL (``base_url`` joined with
-``id_mapper(record[column])``), fetches it with a timeout, retries transient
-failures (connection errors, timeouts, truncated bodies, HTTP 408/429/5xx)
-with exponential back-off, and hands the body, as a file-like object, to
-your reader. A URL that still fails raises :class:`UrlFetchError` naming the
-URL, the record and the attempts.
+``id_mapper(record[column])``), fetches it and hands the body, as a
+file-like object, to your reader. Requests go through batchup's one HTTP
+client (``batchup._http``, shared with the dataset downloads): connections
+are kept alive and reused for the next record on the same host, every
+connection and read has a timeout, and transient failures (connection
+errors, timeouts, truncated bodies, HTTP 408, 429 and 5xx) are retried with
+exponential back-off, waiting at least as long as a ``Retry-After`` header
+asks. A URL that still fails raises :class:`UrlFetchError` naming the URL,
+the record and the attempts.
 """
 from __future__ import annotations
 
-import http.client
 import io
-import socket
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Callable, Sequence
 
+from batchup import _http
 from batchup._checks import positive_int
 from batchup._errors import DownloadError
 from batchup.records.encoders import DataEncoder, record_value
 
 __all__ = ["UrlDataEncoder", "UrlFetchError", "fetch_url"]
 
-#: HTTP statuses worth another attempt; every other error status fails at once.
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
 
 class UrlFetchError(DownloadError):
-    """A URL could not be fetched (after the allowed retries); ``url`` holds it."""
+    """A URL could not be fetched (after the allowed retries).
 
-    def __init__(self, message: str, url: str) -> None:
+    Parameters
+    ----------
+    message : str
+        What failed, and why.
+    url : str
+        The URL (also the attribute ``url``).
+    status : int, optional
+        The last HTTP status, if there was one (also the attribute ``status``).
+    """
+
+    def __init__(self, message: str, url: str, status: int | None = None) -> None:
         super().__init__(message)
         self.url = url
+        self.status = status
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -50,9 +58,12 @@ def fetch_url(url: str, *, timeout: float = 10.0, retries: int = 2, backoff: flo
     timeout : float, default 10.0
         Seconds for connecting and for each read.
     retries : int, default 2
-        Further attempts after the first, for transient failures only.
+        Further attempts after the first, for transient failures only
+        (connection errors, timeouts, truncated bodies, HTTP 408, 429, 5xx).
     backoff : float, default 0.5
-        Seconds to wait before the first retry, doubled for each further one.
+        Seconds to wait before the first retry, doubled for each further one
+        (at most 60 s). A ``Retry-After`` header makes the wait longer; one
+        asking for more than 60 s ends the retries.
 
     Raises
     ------
@@ -60,30 +71,35 @@ def fetch_url(url: str, *, timeout: float = 10.0, retries: int = 2, backoff: flo
         If the scheme is not http or https.
     UrlFetchError
         If the URL fails with a non-transient error, or all attempts fail.
+
+    Returns
+    -------
+    bytes
+        The body.
+
+    Examples
+    --------
+    >>> fetch_url("ftp://example.org/a.txt")
+    Traceback (most recent call last):
+    ...
+    ValueError: only http and https URLs can be fetched; the scheme of 'ftp://example.org/a.txt' is 'ftp'
     """
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
         raise ValueError(f"only http and https URLs can be fetched; the scheme of {url!r} is {scheme!r}")
-    attempts = retries + 1
-    last: BaseException | None = None
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                expected = resp.headers.get("Content-Length")
-                body = resp.read()
-            if expected is not None and expected.isdigit() and len(body) != int(expected):
-                raise http.client.IncompleteRead(body, int(expected) - len(body))
-            return body
-        except urllib.error.HTTPError as err:
-            err.close()
-            last = err
-            if err.code not in RETRY_STATUSES:
-                raise UrlFetchError(f"fetching {url!r} failed with HTTP {err.code} {err.reason}", url) from err
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException) as err:
-            last = err
-    raise UrlFetchError(f"fetching {url!r} failed after {attempts} attempts; the last error: {last!r}", url) from last
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    policy = _http.RetryPolicy(tries=retries + 1, backoff=backoff)
+    try:
+        return _http.retry(lambda attempt: _http.get_bytes(url, timeout=timeout), policy)
+    except _http.GaveUp as gave:
+        n = gave.attempts
+        why = "" if _http.retryable(gave.last) else ", not retried"
+        note = f"; {gave.note}" if gave.note else ""
+        raise UrlFetchError(f"fetching {url!r} failed after {n} attempt{'s' if n != 1 else ''}{why}{note}: "
+                            f"{gave.last}", url, getattr(gave.last, "status", None)) from gave.last
 
 
 class UrlDataEncoder(DataEncoder):
@@ -150,7 +166,18 @@ class UrlDataEncoder(DataEncoder):
         self.max_workers = None if max_workers is None else positive_int("max_workers", max_workers)
 
     def read(self, fh: IO) -> Any:
-        """Return the sample read from the response body ``fh`` (override, or pass ``reader``)."""
+        """Return the sample read from the response body ``fh`` (override, or pass ``reader``).
+
+        Parameters
+        ----------
+        fh : file-like
+            The body (binary, or text with ``encoding``).
+
+        Returns
+        -------
+        object
+            The sample, typically an array.
+        """
         if self.reader is None:
             raise NotImplementedError(
                 f"{type(self).__name__} needs a reader: pass reader=<file-like -> array> or override read(fh)"
@@ -158,18 +185,46 @@ class UrlDataEncoder(DataEncoder):
         return self.reader(fh)
 
     def url_for(self, record: Any) -> str:
-        """Return the URL of ``record``."""
+        """Return the URL of ``record``.
+
+        Parameters
+        ----------
+        record : Record or mapping
+            The record; its ``column`` field holds the id.
+
+        Returns
+        -------
+        str
+            ``base_url`` joined with the mapped id.
+        """
         rid = record_value(record, self.column, type(self).__name__)
         path = str(self.id_mapper(rid) if self.id_mapper is not None else rid)
         return path if self.base_url is None else urllib.parse.urljoin(self.base_url, path)
 
     def transform(self, record: Any) -> Any:
+        """Fetch ``record``'s URL and return what :meth:`read` makes of the body.
+
+        Parameters
+        ----------
+        record : Record or mapping
+            The record.
+
+        Returns
+        -------
+        object
+            The sample.
+
+        Raises
+        ------
+        UrlFetchError
+            If the URL cannot be fetched; the message names the record.
+        """
         url = self.url_for(record)
         try:
             body = fetch_url(url, timeout=self.timeout, retries=self.retries, backoff=self.backoff)
         except UrlFetchError as err:
             raise UrlFetchError(
-                f"{err} (for the record at row {getattr(record, 'index', None)} {dict(record)!r})", url
+                f"{err} (for the record at row {getattr(record, 'index', None)} {dict(record)!r})", url, err.status
             ) from err.__cause__
         fh: IO = io.StringIO(body.decode(self.encoding)) if self.encoding else io.BytesIO(body)
         try:
@@ -181,7 +236,18 @@ class UrlDataEncoder(DataEncoder):
             raise
 
     def transform_batch(self, records: Sequence[Any]) -> Any:
-        """Fetch every record's URL (in threads with ``max_workers``) and stack the samples."""
+        """Fetch every record's URL (in threads with ``max_workers``) and stack the samples.
+
+        Parameters
+        ----------
+        records : sequence of Record
+            The batch's records.
+
+        Returns
+        -------
+        numpy.ndarray or tuple
+            The samples, stacked by :meth:`finalize_batch`.
+        """
         if self.max_workers is None or self.max_workers == 1 or len(records) <= 1:
             items = [self.transform(r) for r in records]
         else:

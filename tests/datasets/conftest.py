@@ -1,7 +1,10 @@
-"""Fixtures for the dataset tests: an isolated batchup home and a local HTTP file server.
+"""Fixtures for the dataset tests: an isolated batchup home, no internet, and a local HTTP file server.
 
 The server (``http.server.ThreadingHTTPServer`` on 127.0.0.1, port 0, in a daemon
-thread) counts requests per path and can misbehave per path: see ``FileServer.modes``.
+thread) counts requests per path and accepted connections, and can misbehave per
+path: see ``FileServer.modes``. Every dataset's upstream URLs are pointed at a
+closed local port for each test (``offline_upstreams``), so a test reaches only
+the servers it starts.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import hashlib
 import http.server
 import os
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -19,8 +23,9 @@ from typing import Any
 
 import pytest
 
-from batchup import config
+from batchup import _http, config
 from batchup._errors import collect_failures
+from batchup.datasets import cifar10, cifar100, fashion_mnist, mnist, stl, svhn, usps
 
 
 class FileServer(http.server.ThreadingHTTPServer):
@@ -29,8 +34,12 @@ class FileServer(http.server.ThreadingHTTPServer):
     Modes: ``"ok"`` (default, honours Range), ``"short"`` (half the body, full
     Content-Length, then close), ``"close"`` (half the body, no length,
     close-delimited), ``"flip"`` (one byte changed), ``"html"`` (a 200 HTML
-    page), an int status (404, 503, ...), ``"stall"`` (headers then silence),
-    ``("redirect", location)``, ``"trickle"`` (the body in slow pieces).
+    page), an int status (404, 503, ...), ``("status", code, headers)`` (a
+    status with extra headers, e.g. ``Retry-After``), ``"stall"`` (headers
+    then silence), ``("redirect", location)``, ``"trickle"`` (the body in slow
+    pieces), ``"drop"`` (served as ``"ok"``, then the connection is closed
+    although the response said keep-alive). ``connections`` counts the
+    connections accepted.
     """
 
     daemon_threads = True
@@ -44,6 +53,13 @@ class FileServer(http.server.ThreadingHTTPServer):
         self.stop = threading.Event()
         self.trickle_delay = 0.02
         self.lock = threading.Lock()
+        self.connections = 0
+
+    def get_request(self) -> Any:
+        request = super().get_request()
+        with self.lock:
+            self.connections += 1
+        return request
 
     @property
     def url(self) -> str:
@@ -81,6 +97,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             srv.requests[path] += 1
         mode = srv.modes.get(path, "ok")
         body = srv.files.get(path)
+        if isinstance(mode, tuple) and mode[0] == "status":
+            msg = f"status {mode[1]}".encode()
+            self._head(mode[1], len(msg), "text/plain", extra=mode[2])
+            self.wfile.write(msg)
+            return
         if isinstance(mode, int) or body is None:
             status = mode if isinstance(mode, int) else 404
             msg = f"status {status}".encode()
@@ -109,7 +130,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             srv.stop.wait(30)
             self.close_connection = True
-        else:  # "ok" or "trickle", with Range support
+        else:  # "ok", "drop" or "trickle", with Range support
             start = 0
             rng = self.headers.get("Range")
             if rng and rng.startswith("bytes=") and rng.endswith("-"):
@@ -128,6 +149,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     time.sleep(srv.trickle_delay)
             else:
                 self.wfile.write(part)
+            if mode == "drop":
+                self.close_connection = True
 
 
 @pytest.fixture
@@ -144,6 +167,19 @@ def server():
 _TEMP_SUFFIXES = (".part", ".unverified", ".tmp", ".lock", ".extracted")
 
 
+def leftovers(home: Any) -> list[str]:
+    """Temporary files, stray lock files and empty folders under ``home`` (lock files in ``.locks`` are kept)."""
+    found = []
+    for d, dirs, files in os.walk(home):
+        if os.path.basename(d) == ".locks":
+            found += [os.path.join(d, n) for n in files + dirs if not n.endswith(".lock")]
+            continue
+        found += [os.path.join(d, n) for n in files + dirs if n.endswith(_TEMP_SUFFIXES) or ".tmp-" in n]
+        if not dirs and not files and os.path.abspath(d) != os.path.abspath(home):
+            found.append(d + os.sep + " (empty folder)")
+    return found
+
+
 @pytest.fixture(autouse=True)
 def batchup_home(tmp_path, monkeypatch):
     """An empty batchup home and HOME per test, fast download settings, and a leftover check."""
@@ -151,14 +187,43 @@ def batchup_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv(config.HOME_ENV, str(home))
     monkeypatch.delenv(config.MIRROR_ENV, raising=False)
+    monkeypatch.delenv(config.MIRROR_ONLY_ENV, raising=False)
     monkeypatch.setattr(config, "TIMEOUT", 2.0)
     monkeypatch.setattr(config, "BACKOFF", 0.01)
     config.reset_config()
     yield home
     config.reset_config()
-    leftovers = [os.path.join(d, n) for d, dirs, files in os.walk(home) for n in files + dirs
-                 if n.endswith(_TEMP_SUFFIXES) or ".tmp-" in n]
-    assert not leftovers, f"temporary files left behind: {leftovers}"
+    _http.POOL.clear()
+    left = leftovers(home)
+    assert not left, f"temporary files left behind: {left}"
+
+
+def closed_port() -> int:
+    """Return a local port nobody listens on (a connection to it is refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+_MODULE_TABLES = [(mnist, "FILES"), (fashion_mnist, "FILES"), (svhn, "FILES"), (svhn, "EXTRA_FILES"),
+                  (cifar10, "FILES"), (cifar100, "FILES"), (stl, "FILES"), (usps, "FILES")]
+
+
+@pytest.fixture(autouse=True)
+def offline_upstreams(request, monkeypatch):
+    """Point every dataset's upstream URLs (same number, same order) at a closed local port.
+
+    Tests marked ``network`` keep the real URLs. Returns the base URL used.
+    """
+    if request.node.get_closest_marker("network") is not None:
+        yield None
+        return
+    base = f"http://127.0.0.1:{closed_port()}/upstream"
+    for module, attr in _MODULE_TABLES:
+        table = tuple(dataclasses.replace(f, url=f"{base}/0/{f.filename}", fallback_urls=tuple(
+            f"{base}/{i}/{f.filename}" for i in range(1, len(f.urls)))) for f in getattr(module, attr))
+        monkeypatch.setattr(module, attr, table)
+    yield base
 
 
 def sha256(data: bytes) -> str:

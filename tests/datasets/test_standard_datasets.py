@@ -56,7 +56,7 @@ class TestMNIST:
         _check_float_view(ds.train_X, ds.train_X_u8, -1.0, 1.0)
         again = mnist.MNIST(n_val=None)
         assert len(again.train_y) == 30 and sum(srv.requests.values()) == 4
-        assert not os.listdir(batchup_home / "data" / "temp" / "mnist")
+        assert not (batchup_home / "data" / "temp").exists()  # the sources and their folders are gone
         mnist.delete_cache()
         assert not (batchup_home / "data" / mnist.CACHE).exists()
 
@@ -200,7 +200,7 @@ def test_usps_failed_fetch_raises(server, monkeypatch):
     monkeypatch.setenv(config.MIRROR_ENV, server.url + "/nothing")
     with dataset_fails(config.DownloadError, "HTTP 404") as info:
         usps.USPS()
-    assert info.value.__cause__.status == 404 and "Mirror setting: " + server.url in str(info.value)
+    assert info.value.__cause__.status == 404 and "mirror setting: " + server.url in str(info.value)
 
 
 def test_importing_dataset_modules_creates_nothing(tmp_path, monkeypatch):

@@ -2,9 +2,12 @@
 
 Routes: ``/files/<name>`` serves a registered body; ``/missing`` 404;
 ``/flaky/<name>`` answers 503 for the first ``fail_first`` requests of that
-name, then the body; ``/down`` always 503; ``/short/<name>`` announces a
+name, then the body; ``/busy/<status>/<retry-after>/<name>`` answers that
+status with that ``Retry-After`` header for the first ``fail_first``
+requests, then the body; ``/down`` always 503; ``/short/<name>`` announces a
 longer Content-Length than it sends and closes; ``/stall`` waits before
-answering. Every request path is counted in ``server.hits``.
+answering. Every request path is counted in ``server.hits``, every accepted
+connection in ``server.connections``. Connections are kept alive (HTTP/1.1).
 """
 from __future__ import annotations
 
@@ -13,18 +16,24 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from batchup import _http
+
 __all__ = ["LocalServer"]
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"
 
     def log_message(self, *args) -> None:  # noqa: ANN002 - keep test output quiet
         pass
 
-    def _send(self, code: int, body: bytes = b"", length: int | None = None) -> None:
+    def _send(self, code: int, body: bytes = b"", length: int | None = None,
+              headers: dict | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Length", str(len(body) if length is None else length))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -42,6 +51,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(503, b"busy")
             else:
                 self._send(200, srv.bodies[name])
+        elif route == "busy" and name.count("/") == 2 and name.rsplit("/", 1)[1] in srv.bodies:
+            status, retry_after, body = name.split("/")
+            if count <= srv.fail_first:
+                self._send(int(status), b"busy", headers={"Retry-After": retry_after})
+            else:
+                self._send(200, srv.bodies[body])
         elif route == "down":
             self._send(503, b"down")
         elif route == "short" and name in srv.bodies:
@@ -58,6 +73,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
+    def get_request(self):  # noqa: ANN201
+        request = super().get_request()
+        with self.lock:
+            self.connections += 1
+        return request
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        pass  # a client that timed out and hung up (the stall route) is expected here
+
 
 class LocalServer:
     """Context manager: ``with LocalServer({"a.txt": b"..."}) as srv: srv.url("files/a.txt")``."""
@@ -66,6 +90,7 @@ class LocalServer:
         self._srv = _Server(("127.0.0.1", 0), _Handler)
         self._srv.bodies = dict(bodies)
         self._srv.hits = collections.Counter()
+        self._srv.connections = 0
         self._srv.lock = threading.Lock()
         self._srv.fail_first = fail_first
         self._srv.stall_seconds = stall_seconds
@@ -74,6 +99,10 @@ class LocalServer:
     @property
     def hits(self) -> collections.Counter:
         return self._srv.hits
+
+    @property
+    def connections(self) -> int:
+        return self._srv.connections
 
     @property
     def base(self) -> str:
@@ -88,6 +117,7 @@ class LocalServer:
         return self
 
     def __exit__(self, *exc) -> None:  # noqa: ANN002
+        _http.POOL.clear()  # the kept-alive connections to this server end with it
         self._srv.shutdown()
         self._srv.server_close()
         self._thread.join(5)
