@@ -103,6 +103,13 @@ class EpochStream:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
+    def fingerprint(self) -> dict:
+        """Return what a checkpoint of this stream must match: seed, batch size, options, source."""
+        return {
+            "seed": self.seed, "batch_size": self.batch_size, "drop_last": self.drop_last,
+            "shard": None if self.shard is None else self.shard.to_json(), "source": self.source.identity(),
+        }
+
     # -- plans ----------------------------------------------------------------------------
     def options(self, epoch: int) -> dict:
         """Return the keyword arguments of ``batch_iterator`` that give epoch ``epoch`` (only those set)."""

@@ -60,6 +60,8 @@ class DevicePrefetchIterator(WrappingIterator):
                 "pass e.g. NamedSharding(mesh, PartitionSpec('batch')) so each process's rows form "
                 "part of one global array"
             )
+        self._split = _batch_split(sharding, jax.process_count())
+        _check_planned_sizes(self._inner, self._split)
         self._stateful = callable(getattr(self._inner, "state_dict", None))
         self._buffer: collections.deque = collections.deque()
         self._exhausted = False
@@ -88,6 +90,7 @@ class DevicePrefetchIterator(WrappingIterator):
                 self._error = err
                 return
             padding = getattr(self._inner, "last_padding", None)
+            _check_size(batch, self._split)
             # Leaves that are not arrays (None, strings) cannot go to a device: keep them.
             placed = _common.map_leaves(self._place_or_keep, batch)
             self._buffer.append((before, padding, placed))
@@ -129,6 +132,59 @@ class DevicePrefetchIterator(WrappingIterator):
         self._last_padding = None
 
 
+def _batch_split(sharding: Any, process_count: int) -> int:
+    """Return over how many devices (of this process) a batch's first axis is split by ``sharding``."""
+    if sharding is None:
+        return 1
+    spec = getattr(sharding, "spec", None)
+    mesh = getattr(sharding, "mesh", None)
+    if spec is None or mesh is None:  # not a NamedSharding: split over all its devices unless replicated
+        if getattr(sharding, "is_fully_replicated", False):
+            return 1
+        return max(1, len(getattr(sharding, "device_set", ())) // max(1, process_count))
+    first = spec[0] if len(spec) else None
+    if first is None:
+        return 1
+    names = first if isinstance(first, tuple) else (first,)
+    count = 1
+    for name in names:
+        count *= int(mesh.shape[name])
+    return max(1, count // max(1, process_count))
+
+
+def _check_planned_sizes(batches: Any, split: int) -> None:
+    """Before the first batch: check every batch size the wrapped iterator's plan will give divides by ``split``."""
+    plan = getattr(batches, "plan", None)
+    bs = getattr(plan, "batch_size", None)
+    if split == 1 or not isinstance(bs, int):
+        return
+    n, samples = plan.num_batches, plan.num_samples
+    sizes = {bs} if n else set()
+    if n and isinstance(samples, int) and not plan.options.drop_last and samples - (n - 1) * bs != bs:
+        sizes.add(samples - (n - 1) * bs)
+    for size in sorted(sizes):
+        if size % split:
+            last = " (the last, short batch; pass drop_last=True to leave it out)" if size != bs else ""
+            raise ValueError(
+                f"a batch of {size} samples{last} does not divide over the {split} devices the sharding "
+                f"splits the batch axis over (batch_size={bs}); choose a batch size that is a multiple of {split}"
+            )
+
+
+def _check_size(batch: Any, split: int) -> None:
+    if split == 1:
+        return
+    leaves: list = []
+    _common.map_leaves(leaves.append, batch)
+    for x in leaves:
+        shape = getattr(x, "shape", None)
+        if shape and shape[0] % split:
+            raise ValueError(
+                f"a batch of {shape[0]} samples does not divide over the {split} devices the sharding splits the "
+                "batch axis over; choose a batch size that is a multiple of that (and drop_last=True)"
+            )
+
+
 def prefetch_to_device(batches: Any, size: int = 2, sharding: Any = None) -> DevicePrefetchIterator:
     """Return an iterator over ``batches`` whose arrays are already on the devices.
 
@@ -157,7 +213,11 @@ def prefetch_to_device(batches: Any, size: int = 2, sharding: Any = None) -> Dev
     Raises
     ------
     ValueError
-        For ``size < 1``, or no ``sharding`` with ``jax.process_count() > 1``.
+        For ``size < 1``, or no ``sharding`` with ``jax.process_count() > 1``;
+        before the first batch, when a batch of the wrapped iterator's plan
+        (a short last batch included) does not divide over the devices the
+        sharding splits the batch axis over (naming both numbers); at a batch
+        that does not divide, for iterators without a plan.
     ImportError
         If JAX is not installed (``pip install batchup[jax]``).
 

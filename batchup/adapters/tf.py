@@ -28,9 +28,11 @@ def _tf() -> Any:
     return _common.require("tensorflow", "tf", _ADAPTER)
 
 
-def infer_signature(batch: Any) -> Any:
-    """Return the ``tf.TensorSpec`` nest of ``batch``, with an unknown batch dimension.
+def infer_signature(batch: Any, batch_size: int | None = None) -> Any:
+    """Return the ``tf.TensorSpec`` nest of ``batch``.
 
+    The batch dimension is ``batch_size`` when given (every batch has that
+    many samples, as with ``drop_last=True``), otherwise unknown (``None``).
     Tuples and lists become tuples, dicts stay dicts.
 
     Raises
@@ -47,7 +49,7 @@ def infer_signature(batch: Any) -> Any:
         if arr.ndim == 0:
             return tf.TensorSpec(shape=(), dtype=tf.as_dtype(arr.dtype))
         dtype = tf.string if arr.dtype.kind in "US" else tf.as_dtype(arr.dtype)
-        return tf.TensorSpec(shape=(None,) + arr.shape[1:], dtype=dtype)
+        return tf.TensorSpec(shape=(batch_size,) + arr.shape[1:], dtype=dtype)
 
     def visit(node: Any) -> Any:
         if isinstance(node, dict):
@@ -60,19 +62,32 @@ def infer_signature(batch: Any) -> Any:
 
 
 class _Passes:
-    """The callable tf.data calls once per pass; call ``e`` yields epoch ``e``."""
+    """The callable tf.data calls for every iteration of the dataset.
+
+    A pass that runs to its end moves on to the next epoch; one that is
+    abandoned early (``next(iter(ds))``, ``ds.take(1)``, a peek while
+    building a model) does not, so the next full pass is still the epoch
+    that was peeked at.
+    """
 
     def __init__(self, stream: EpochStream, first_epoch: int) -> None:
         self._stream = stream
         self._next_epoch = first_epoch
         self._lock = threading.Lock()
 
+    @property
+    def epoch(self) -> int:
+        """The epoch the next pass yields."""
+        return self._next_epoch
+
     def __call__(self) -> Iterator:
         with self._lock:
             epoch = self._next_epoch
-            self._next_epoch += 1
         for batch in self._stream.batches(epoch):
             yield _tuples(batch)
+        with self._lock:
+            if self._next_epoch == epoch:
+                self._next_epoch = epoch + 1
 
 
 def _tuples(batch: Any) -> Any:
@@ -115,8 +130,9 @@ def as_tf_dataset(
     structure : nested tuple/dict of int, optional
         Rearrange the flat batch tuple, e.g. ``((0, 1), 2)`` for two inputs.
     output_signature : nest of tf.TensorSpec, optional
-        Inferred from the first batch (batch dimension ``None``) when omitted;
-        that batch is read once more later.
+        Inferred from the first batch when omitted (that batch is read once
+        more later). The batch dimension is static (``batch_size``) with
+        ``drop_last=True`` and ``None`` otherwise.
     epoch : int, default 0
         The epoch of the first pass.
 
@@ -124,6 +140,8 @@ def as_tf_dataset(
     -------
     tf.data.Dataset
         With ``cardinality()`` set to the number of batches when known.
+        Every complete pass over it is the next epoch; an abandoned pass
+        (``next(iter(ds))``, ``ds.take(k)``) does not advance the epoch.
 
     Raises
     ------
@@ -148,7 +166,8 @@ def as_tf_dataset(
             raise ValueError(
                 "cannot infer output_signature: the source yields no batch; pass output_signature="
             )
-        output_signature = infer_signature(_tuples(first))
+        static = stream.batch_size if stream.drop_last and isinstance(stream.batch_size, int) else None
+        output_signature = infer_signature(_tuples(first), static)
     ds = tf.data.Dataset.from_generator(_Passes(stream, epoch), output_signature=output_signature)
     try:
         n = len(stream)

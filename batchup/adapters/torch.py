@@ -18,12 +18,12 @@ rather than copying. torch is imported only when one of these functions is calle
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from batchup._checks import is_int
-from batchup._iterator import WrappingIterator
+from batchup._iterator import WrappingIterator, check_state
 from batchup.adapters import _common
 from batchup.adapters._stream import EpochStream
 
@@ -93,8 +93,18 @@ def distributed_shard() -> tuple | None:
 def _make_dataset_class() -> type:
     torch = _torch()
 
+    _refuse_collation(torch)
+
     class BatchIterableDataset(torch.utils.data.IterableDataset):
-        """An ``IterableDataset`` of whole batches; see :func:`as_iterable_dataset`."""
+        """An ``IterableDataset`` of whole batches; see :func:`as_iterable_dataset`.
+
+        It is ``Stateful``: ``state_dict()`` is the epoch and the number of
+        batches this copy (one DataLoader worker, or the main process) has
+        yielded in it, so torchdata's ``StatefulDataLoader`` resumes
+        mid-epoch by computing the rest of the epoch, not by replaying it.
+        """
+
+        KIND = "torch_batches"
 
         def __init__(self, stream: EpochStream, epoch: int = 0) -> None:
             super().__init__()
@@ -102,6 +112,8 @@ def _make_dataset_class() -> type:
             # In shared memory: set_epoch in the main process reaches workers that
             # already exist (persistent_workers=True) as well as new ones.
             self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+            self._position = 0  # batches this copy yielded in the current pass
+            self._resume = 0  # set by load_state_dict: where the next pass of this copy starts
             self.set_epoch(epoch)
 
         @property
@@ -119,12 +131,67 @@ def _make_dataset_class() -> type:
         def __iter__(self) -> Iterator:
             info = torch.utils.data.get_worker_info()
             worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
-            for batch in self.stream.batches(self.epoch, worker, num_workers):
-                yield to_tensors(batch)
+            start, self._resume = self._resume, 0
+            self._position = start
+            for batch in self.stream.batches(self.epoch, worker, num_workers, start=start * num_workers):
+                self._position += 1
+                yield _whole(to_tensors(batch))
+
+        def state_dict(self) -> dict:
+            """Return the epoch and the batches this copy yielded in it (JSON values)."""
+            return {
+                "kind": self.KIND, "stream": self.stream.fingerprint(), "epoch": self.epoch,
+                "position": self._position,
+            }
+
+        def load_state_dict(self, state: Mapping[str, Any]) -> None:
+            """Resume this copy: the next pass is ``epoch`` from this copy's batch ``position`` on."""
+            where = type(self).__name__
+            check_state(state, {"kind": self.KIND, "stream": self.stream.fingerprint()}, where)
+            epoch, position = state.get("epoch"), state.get("position")
+            if not is_int(epoch) or epoch < 0 or not is_int(position) or position < 0:
+                raise ValueError(
+                    f"{where}: malformed state, epoch and position must be ints >= 0, got {epoch!r} and {position!r}"
+                )
+            self.set_epoch(epoch)
+            self._resume = self._position = int(position)
 
     BatchIterableDataset.__module__ = __name__
     BatchIterableDataset.__qualname__ = "BatchIterableDataset"
     return BatchIterableDataset
+
+
+class _WholeBatch(tuple):
+    """A batch tuple the adapter yields; ``default_collate`` refuses to stack several of them."""
+
+    __slots__ = ()
+
+
+class _WholeBatchDict(dict):
+    """A batch dict the adapter yields; ``default_collate`` refuses to stack several of them."""
+
+
+def _whole(batch: Any) -> Any:
+    if isinstance(batch, dict):
+        return _WholeBatchDict(batch)
+    if isinstance(batch, (tuple, list)) and not hasattr(batch, "_fields"):
+        return _WholeBatch(batch)
+    return batch
+
+
+def _refuse_collation(torch: Any) -> None:
+    """Make ``DataLoader(batch_size=k)`` over the adapter fail clearly instead of stacking batches."""
+
+    def refuse(batch: Any, *, collate_fn_map: Any = None) -> Any:
+        raise TypeError(
+            "as_iterable_dataset yields whole batches, but the DataLoader was asked to stack "
+            f"{len(batch)} of them into one (batch_size={len(batch)}); use "
+            "DataLoader(dataset, batch_size=None) and set the batch size in as_iterable_dataset"
+        )
+
+    table = torch.utils.data._utils.collate.default_collate_fn_map
+    table.setdefault(_WholeBatch, refuse)
+    table.setdefault(_WholeBatchDict, refuse)
 
 
 def __getattr__(name: str) -> Any:
@@ -191,6 +258,13 @@ def as_iterable_dataset(
       starts: call ``set_epoch(e)`` before iterating epoch ``e`` or every
       epoch repeats epoch 0's order. The epoch lives in shared memory, so it
       also reaches ``persistent_workers``.
+    * The dataset has ``state_dict``/``load_state_dict`` (the epoch and the
+      batches each copy yielded), so torchdata's ``StatefulDataLoader``
+      resumes in the middle of an epoch without replaying it (with the same
+      ``num_workers`` as the checkpointed loader).
+    * The DataLoader must not batch again: with ``batch_size`` other than
+      ``None`` it raises ``TypeError`` at the first batch instead of
+      stacking whole batches into a batch of batches.
     * Use ``DataLoader(ds, batch_size=None, num_workers=k)``: the DataLoader
       converts each batch tuple to a **list** (``default_convert``), so
       unpack it (``for x, y in loader``) rather than testing for a tuple.

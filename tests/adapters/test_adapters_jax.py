@@ -237,3 +237,35 @@ def test_prefetch_over_a_batchup_pool():
         parallel = pool.parallel_data_source(src, batch_buffer_size=4)
         got = [np.asarray(b[0]).tolist() for b in prefetch_to_device(parallel.batch_iterator(4, shuffle=1))]
     assert got == serial
+
+
+_INDIVISIBLE = textwrap.dedent(
+    """
+    import numpy as np, jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from batchup.adapters.jax import prefetch_to_device
+    from batchup.sources import ArrayDataSource
+
+    sharding = NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), P("batch"))
+    for n, bs, drop in ((10, 3, False), (10, 4, False), (9, 4, False), (9, 4, True)):
+        src = ArrayDataSource([np.arange(float(n))])
+        try:
+            got = len(list(prefetch_to_device(src.batch_iterator(bs, drop_last=drop), sharding=sharding)))
+            print(n, bs, drop, "ok", got)
+        except ValueError as err:
+            print(n, bs, drop, "error", "batch_size=%d" % bs in str(err), "2 devices" in str(err))
+    """
+)
+
+
+def test_indivisible_batches_are_refused_before_the_first_batch():
+    """JAX's own error would come at the end of the epoch; batchup names batch size and device count up front."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", _INDIVISIBLE], capture_output=True, text=True, timeout=180, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines() == [
+        "10 3 False error True True",  # every batch of 3 is indivisible
+        "10 4 False ok 3",  # 4, 4, 2: all divide
+        "9 4 False error True True",  # the last batch of 1 does not
+        "9 4 True ok 2",  # ... unless it is dropped
+    ]

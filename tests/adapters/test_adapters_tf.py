@@ -78,3 +78,21 @@ def test_keras_fits_a_tf_dataset_for_several_epochs():
         warnings.simplefilter("error", UserWarning)
         hist = model.fit(as_tf_dataset([X, y], 32, shuffle=0), epochs=3, verbose=0, shuffle=False)
     assert hist.history["loss"][-1] < hist.history["loss"][0]
+
+
+def test_peeking_or_taking_part_of_a_pass_does_not_advance_the_epoch():
+    src = ArrayDataSource([np.arange(20)])
+    ds = as_tf_dataset(src, 5, shuffle=3)
+    core = [[b[0].tolist() for b in src.batch_iterator(5, shuffle=3, epoch=e)] for e in range(2)]
+    assert next(iter(ds))[0].numpy().tolist() == core[0][0]
+    assert _ids(ds.take(2)) == core[0][:2]
+    assert _ids(ds) == core[0]  # the first full pass is still epoch 0
+    assert _ids(ds) == core[1]
+
+
+def test_drop_last_gives_a_static_batch_dimension():
+    src = ArrayDataSource([np.zeros((10, 3), np.float32), np.arange(10)])
+    x_spec, y_spec = as_tf_dataset(src, 4, drop_last=True).element_spec
+    assert x_spec.shape.as_list() == [4, 3] and y_spec.shape.as_list() == [4]
+    x_spec, _ = as_tf_dataset(src, 4).element_spec
+    assert x_spec.shape.as_list() == [None, 3]

@@ -184,3 +184,52 @@ def test_iter_tensors_over_a_batchup_pool():
         parallel = pool.parallel_data_source(src, batch_buffer_size=4)
         got = [b[0] for b in iter_tensors(parallel.batch_iterator(4, shuffle=1))]
     assert all(isinstance(t, torch.Tensor) for t in got) and [t.tolist() for t in got] == serial
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("stop", [1, 4, 9])
+def test_stateful_dataloader_resumes_mid_epoch_without_replaying(num_workers, stop):
+    """torchdata's StatefulDataLoader restores each copy's (epoch, position) instead of replaying batches."""
+    sdl = pytest.importorskip("torchdata.stateful_dataloader")
+    src = ArrayDataSource([np.arange(41), np.arange(41) * 2])
+    fetched = []
+
+    def spy(x, y):
+        fetched.append(len(x))
+        return x, y
+
+    def make():
+        return as_iterable_dataset(src.map(spy), 4, shuffle=6, shard=None, epoch=2)
+
+    ref = [b[0].tolist() for b in DataLoader(make(), batch_size=None, num_workers=num_workers)]
+    loader = sdl.StatefulDataLoader(make(), batch_size=None, num_workers=num_workers)
+    it = iter(loader)
+    head = [next(it)[0].tolist() for _ in range(stop)]
+    state = loader.state_dict()
+    del it
+    fetched.clear()
+    resumed = sdl.StatefulDataLoader(make(), batch_size=None, num_workers=num_workers)
+    resumed.load_state_dict(state)
+    tail = [b[0].tolist() for b in resumed]
+    assert head + tail == ref
+    if num_workers == 0:  # fetches happen in this process: nothing before the checkpoint is fetched again
+        assert len(fetched) == len(tail)
+
+
+def test_dataset_state_refuses_another_pipeline():
+    ds = as_iterable_dataset(ArrayDataSource([np.arange(10)]), 4, shuffle=1, shard=None)
+    state = ds.state_dict()
+    with pytest.raises(ValueError, match="seed"):
+        as_iterable_dataset(ArrayDataSource([np.arange(10)]), 4, shuffle=2, shard=None).load_state_dict(state)
+    with pytest.raises(ValueError, match="position"):
+        ds.load_state_dict(dict(state, position=-1))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_dataloader_that_batches_again_is_an_error(num_workers):
+    ds = as_iterable_dataset(ArrayDataSource([np.arange(20), np.arange(20)]), 4, shard=None)
+    with pytest.raises(TypeError, match="batch_size=None"):
+        next(iter(DataLoader(ds, batch_size=8, num_workers=num_workers)))
+    structured = as_iterable_dataset(ArrayDataSource([np.arange(20)]), 4, shard=None, structure={"x": 0})
+    with pytest.raises(TypeError, match="batch_size=None"):
+        next(iter(DataLoader(structured, batch_size=2)))
