@@ -151,9 +151,10 @@ class WeightedSampler(PlannedSampler):
     def __init__(self, weights: Any, *, num_samples: Any = None, replace: bool = True, repeats: int = 1) -> None:
         w = _check_weights("weights", weights)
         self.weights = w / w.sum()
+        self._raw = w  # before normalising: a tiny positive weight may underflow to 0 there
         self.length = len(self.weights)
         self._cdf = _cdf(self.weights)
-        self._epochs = EpochOptions(self.weights, num_samples, replace, repeats)
+        self._epochs = EpochOptions(self._raw, num_samples, replace, repeats)
         self.num_samples = self._epochs.num_samples
         self.replace = self._epochs.replace
         self.repeats = repeats
@@ -165,7 +166,7 @@ class WeightedSampler(PlannedSampler):
         self, batch_size: Any, shuffle: Any = None, *, drop_last: bool = False, shard: Any = None, epoch: int = 0
     ) -> BatchPlan:
         """Return the endless stream's plan, or the finite epochs' plan when ``num_samples`` is set."""
-        return _plan(self.weights, self._cdf, None, self._epochs, batch_size,
+        return _plan(self.weights, self._raw, self._cdf, None, self._epochs, batch_size,
                      PlanOptions.make(shuffle, drop_last, shard, epoch), "weighted")
 
     @staticmethod
@@ -228,11 +229,12 @@ class WeightedSubsetSampler(PlannedSampler):
             )
         w = _check_weights("sub_weights", sub_weights)
         self.sub_weights = w / w.sum()
+        self._raw = w
         self.indices = index_array("indices", indices)
         self._base = self.indices.astype(np.int64)
         self.length = len(self.indices)
         self._cdf = _cdf(self.sub_weights)
-        self._epochs = EpochOptions(self.sub_weights, num_samples, replace, repeats)
+        self._epochs = EpochOptions(self._raw, num_samples, replace, repeats)
         self.num_samples = self._epochs.num_samples
         self.replace = self._epochs.replace
         self.repeats = repeats
@@ -247,7 +249,7 @@ class WeightedSubsetSampler(PlannedSampler):
         self, batch_size: Any, shuffle: Any = None, *, drop_last: bool = False, shard: Any = None, epoch: int = 0
     ) -> BatchPlan:
         """Return the endless stream's plan, or the finite epochs' plan when ``num_samples`` is set."""
-        return _plan(self.sub_weights, self._cdf, self._base, self._epochs, batch_size,
+        return _plan(self.sub_weights, self._raw, self._cdf, self._base, self._epochs, batch_size,
                      PlanOptions.make(shuffle, drop_last, shard, epoch), "weighted_subset")
 
     @staticmethod
@@ -270,7 +272,8 @@ _IN_ORDER = (
 
 
 def _plan(
-    p: np.ndarray, cdf: np.ndarray, base: Any, epochs: EpochOptions, batch_size: Any, options: PlanOptions, name: str
+    p: np.ndarray, raw: np.ndarray, cdf: np.ndarray, base: Any, epochs: EpochOptions, batch_size: Any,
+    options: PlanOptions, name: str,
 ) -> BatchPlan:
     if options.shuffle is None:
         raise NotImplementedError(_IN_ORDER)
@@ -285,7 +288,7 @@ def _plan(
     k, replace = epochs.num_samples, epochs.replace
 
     def draw(gen: Any) -> np.ndarray:
-        order = draw_epoch(_rng.legacy(gen), p, cdf, k, replace)
+        order = draw_epoch(_rng.legacy(gen), raw, cdf, k, replace)
         return order if base is None else base[order]
 
     identity.update(num_samples=k, replace=replace)

@@ -51,7 +51,12 @@ class EpochOptions:
 
 
 def draw_epoch(gen: Any, p: np.ndarray, cdf: np.ndarray, k: int, replace: bool) -> np.ndarray:
-    """Draw one epoch of ``k`` positions in ``range(len(p))`` from ``gen``."""
+    """Draw one epoch of ``k`` positions in ``range(len(p))`` from ``gen``.
+
+    ``p`` are the weights as given (any positive scale: without replacement
+    only their ratios matter, and unnormalised weights keep tiny positive
+    ones from underflowing to 0); ``cdf`` is their normalised running sum.
+    """
     if replace:
         return cdf.searchsorted(gen.random(k), side="right").astype(np.int64)
     # Efraimidis-Spirakis: the k largest keys u ** (1 / w), in decreasing order,

@@ -294,3 +294,10 @@ def test_extreme_weights_without_replacement_do_not_overflow(recwarn):
     draws = flat(stream(s.shuffled_indices_batch_iterator(3, 0)))
     assert draws.tolist() == [1, 2, 0]  # the heavy index first, then by weight (overwhelmingly likely)
     assert not [r for r in recwarn if issubclass(r.category, RuntimeWarning)]
+
+
+def test_a_tiny_positive_weight_still_counts_without_replacement():
+    """A weight of 5e-324 underflows to 0 when normalised; it is still a positive weight to draw."""
+    s = WeightedSampler(np.array([2.0, 5e-324]), num_samples=2, replace=False, repeats=2)
+    epochs = [sorted(b.tolist()) for b in s.shuffled_indices_batch_iterator(2, 0)]
+    assert epochs == [[0, 1], [0, 1]]
