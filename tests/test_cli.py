@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import http.server
 import importlib.metadata
 import json
 import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 
 import pytest
@@ -358,3 +361,46 @@ def test_fetch_needs_a_name(env):
 def test_fetch_names_may_use_underscores_and_capitals():
     args = build_parser().parse_args(["fetch", "Fashion_MNIST", "svhn-extra", "STL10"])
     assert args.names == ["fashion-mnist", "svhn-extra", "stl10"]
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Announces 1 MB, sends 1 kB, then waits until the test ends: a download that is under way."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        self.wfile.write(b"x" * 1024)
+        self.wfile.flush()
+        self.server.started.set()
+        self.server.release.wait(TIMEOUT)
+
+
+def test_fetch_ctrl_c_exits_130_and_keeps_the_partial_download(env, tmp_path):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    srv.daemon_threads = True
+    srv.started, srv.release = threading.Event(), threading.Event()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    env = dict(env, BATCHUP_MIRROR=f"http://127.0.0.1:{srv.server_address[1]}/m")
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, "fetch", "mnist"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert srv.started.wait(TIMEOUT), "the download never started"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        srv.release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        srv.shutdown()
+        srv.server_close()
+    assert proc.returncode == 130, err
+    assert err.rstrip().endswith("interrupted: the partial download is kept and resumed by the next fetch")
+    assert "[1/1] mnist: fetching" in out
+    parts = list((tmp_path / "home").rglob("*.part"))
+    assert len(parts) == 1 and parts[0].stat().st_size == 1024
+    assert "Traceback" not in err
