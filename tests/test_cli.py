@@ -358,6 +358,15 @@ def test_fetch_needs_a_name(env):
     assert "the following arguments are required: NAME" in proc.stderr
 
 
+def test_fetch_with_an_unreadable_config_file_exits_1(env, tmp_path):
+    (tmp_path / ".batchup.cfg").write_text("[paths\n")
+    del env[config.HOME_ENV]
+    proc = run(env, "fetch", "mnist", child=True)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("fetch failed: ConfigError: cannot parse the batchup config file")
+    assert_no_traceback(proc)
+
+
 def test_fetch_names_may_use_underscores_and_capitals():
     args = build_parser().parse_args(["fetch", "Fashion_MNIST", "svhn-extra", "STL10"])
     assert args.names == ["fashion-mnist", "svhn-extra", "stl10"]
