@@ -11,13 +11,15 @@ that is cached or can be downloaded, and falls back to the digits otherwise.
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import time
 from importlib import resources
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from batchup.pipeline import wrap_progress
+from batchup._checks import is_int, positive_int
 from batchup.sources import ArrayDataSource
 
 __all__ = ["load_digits", "run_demo"]
@@ -107,11 +109,97 @@ def _load_digits(seed: int, out: Any) -> tuple:
             ArrayDataSource([X], indices=test), y[test], 64)
 
 
-def run_demo(epochs: int = 20, batch_size: int = 64, seed: int = 0, lr: float = 0.5,
-             progress: bool = True, out: Any = print, dataset: str = "digits") -> float:
-    """Train the demo classifier on ``dataset`` ('digits' or 'mnist') and return its test accuracy."""
+def _check_options(epochs: Any, batch_size: Any, seed: Any, lr: Any, dataset: Any) -> None:
+    positive_int("epochs", epochs)
+    positive_int("batch_size", batch_size)
+    if not is_int(seed):
+        raise TypeError(f"seed must be an int, got {seed!r} of type {type(seed).__name__}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
+        raise TypeError(f"lr must be a number, got {lr!r} of type {type(lr).__name__}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number greater than 0, got {lr!r}")
     if dataset not in ("digits", "mnist"):
         raise ValueError(f"dataset must be 'digits' or 'mnist', got {dataset!r}")
+
+
+class _EpochBar:
+    """One progress bar per epoch that stays on screen, showing the epoch's validation result when done.
+
+    Without a terminal (or with ``progress=False``) no bar is drawn and the
+    summary goes to ``out`` instead, one line per epoch.
+    """
+
+    def __init__(self, epoch: int, epochs: int, total: int, progress: bool, out: Callable[[str], Any]) -> None:
+        self.out, self.bar = out, None
+        if progress:
+            from tqdm.auto import tqdm  # imported lazily: tqdm is needed only for bars
+
+            options: dict = {"total": total, "unit": "batch", "leave": True,
+                             "desc": f"epoch {epoch:{len(str(epochs))}d}/{epochs}"}
+            if "TQDM_DISABLE" not in os.environ:
+                options["disable"] = None  # no bar when the output is not a terminal
+            bar = tqdm(**options)
+            self.bar = None if bar.disable else bar
+
+    def update(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def finish(self, summary: str) -> None:
+        if self.bar is None:
+            self.out(summary)
+            return
+        self.bar.set_postfix_str(summary.split(": ", 1)[1], refresh=False)
+        self.bar.close()
+
+
+def run_demo(epochs: int = 20, batch_size: int = 64, seed: int = 0, lr: float = 0.5,
+             progress: bool = True, out: Any = print, dataset: str = "digits") -> float:
+    """Train the demo classifier and return its test accuracy.
+
+    Parameters
+    ----------
+    epochs : int, default 20
+        Training epochs (at least 1).
+    batch_size : int, default 64
+        Samples per training batch (at least 1).
+    seed : int, default 0
+        Seed of the data split, the shuffling, the augmentation and the
+        initial weights, from 0 to 2**32 - 1.
+    lr : float, default 0.5
+        SGD learning rate (finite, greater than 0).
+    progress : bool, default True
+        Draw a progress bar per epoch when the output is a terminal; each bar
+        stays on screen and shows that epoch's validation loss and error.
+    out : callable, default print
+        Receives the report lines: the data set, one validation summary per
+        epoch (when no bar shows it), the test accuracy and the speed.
+    dataset : {'digits', 'mnist'}, default 'digits'
+        The shipped digits, or MNIST when it is cached or can be downloaded
+        (falling back to the digits otherwise).
+
+    Returns
+    -------
+    float
+        The accuracy on the test split, between 0 and 1.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an option of the wrong type or out of range; the message names it.
+
+    Examples
+    --------
+    >>> lines = []
+    >>> acc = run_demo(epochs=2, batch_size=32, progress=False, out=lines.append)
+    >>> lines[0]
+    'digits: 1197 train / 300 validation / 300 test samples, 8x8 pixels'
+    >>> lines[1].startswith("epoch 1: validation loss")
+    True
+    """
+    _check_options(epochs, batch_size, seed, lr, dataset)
     data = _load_mnist(out) if dataset == "mnist" else None
     train_src, val_ds, test_ds, test_y, n_in = data if data is not None else _load_digits(seed, out)
 
@@ -119,16 +207,19 @@ def run_demo(epochs: int = 20, batch_size: int = 64, seed: int = 0, lr: float = 
     model = SoftmaxClassifier(n_in, 10, seed)
 
     seen = 0
+    width = len(str(epochs))
     start = time.perf_counter()
-    for epoch in range(epochs):
-        it = train_ds.batch_iterator(batch_size, shuffle=seed + epoch)
-        bar = wrap_progress(it, len(it), progress=f"epoch {epoch + 1}" if progress else False)
-        for batch_X, batch_y in bar:
+    for epoch in range(1, epochs + 1):
+        # each epoch's order comes from its own seed; the modulo keeps it a valid seed for any `seed`
+        it = train_ds.batch_iterator(batch_size, shuffle=(seed + epoch - 1) % 2**32)
+        bar = _EpochBar(epoch, epochs, len(it), progress, out)
+        for batch_X, batch_y in it:
             model.sgd_step(batch_X, batch_y, lr)
             seen += len(batch_y)
+            bar.update()
         val_loss, val_err = val_ds.batch_map_mean(model.loss_and_errors, 256)
-        out(f"epoch {epoch + 1:2d}: validation loss {val_loss:.4f}, error {val_err * 100:.2f}%")
-    elapsed = time.perf_counter() - start
+        bar.finish(f"epoch {epoch:{width}d}: validation loss {val_loss:.4f}, error {val_err * 100:.2f}%")
+    elapsed = max(time.perf_counter() - start, 1e-9)
 
     (pred,) = test_ds.batch_map_concat(model.predict, 256, progress=progress)
     accuracy = float((pred == test_y).mean())
