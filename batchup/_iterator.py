@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["StatefulIterator", "WrappingIterator", "check_state", "remaining_of"]
+__all__ = ["StatefulIterator", "WrappingIterator", "check_state", "normalise", "remaining_of"]
 
 
 class StatefulIterator:
@@ -161,16 +161,17 @@ def check_state(state: Any, expected: Mapping[str, Any], where: str, _path: str 
                 f"{where}: the state does not fit this iterator: {name} has {len(got)} entries in the "
                 f"state but {len(want)} here"
             )
-        if _normalise(got) != _normalise(want):
+        if normalise(got) != normalise(want):
             raise ValueError(
                 f"{where}: the state does not fit this iterator: {name} is {got!r} in the "
                 f"state but {want!r} here"
             )
 
 
-def _normalise(value: Any) -> Any:
+def normalise(value: Any) -> Any:
+    """Return ``value`` with tuples as lists (as after a JSON round trip), for comparing states."""
     if isinstance(value, (tuple, list)):
-        return [_normalise(v) for v in value]
+        return [normalise(v) for v in value]
     if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
+        return {k: normalise(v) for k, v in value.items()}
     return value

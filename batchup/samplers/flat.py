@@ -19,12 +19,13 @@ which reproduces BatchUp 0.2's draws exactly.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from batchup import _rng
 from batchup._checks import positive_int
+from batchup._iterator import normalise as _norm
 from batchup.samplers.plan import BatchPlan, PlanOptions, SeedRequiredError
 
 __all__ = ["FlatPlan"]
@@ -78,6 +79,7 @@ class FlatPlan(BatchPlan):
         unit: int = 1,
         identity: dict | None = None,
         legacy_surplus: bool = False,
+        allow_empty: bool = False,
     ) -> None:
         bs = positive_int("batch_size", batch_size)
         shard = options.shard
@@ -111,7 +113,7 @@ class FlatPlan(BatchPlan):
             total = m * repeats
             count = total // bs if options.drop_last else -(-total // bs)
             samples = total
-            if count == 0 and self._items > 0 and (shard is not None or options.drop_last):
+            if count == 0 and self._items > 0 and (shard is not None or options.drop_last) and not allow_empty:
                 why = []
                 if shard is not None:
                     why.append(f"rank {shard.rank} of {shard.num_shards} takes {m} of {self._items * self._unit} samples")
@@ -143,17 +145,37 @@ class FlatPlan(BatchPlan):
             order = shard.select(order)
         return order.reshape(-1).astype(np.int64, copy=False)
 
+    def global_order(self, e: int) -> np.ndarray:
+        """Return the global order of epoch ``e`` of this run (relative), before sharding."""
+        key = self.options.shuffle
+        return np.asarray(self._draw(None if key is None else key.generator(self.first_epoch + e)))
+
     def _order(self, e: int) -> np.ndarray:
-        """Return the order of epoch ``e`` of this run (relative), computed once and cached."""
+        """Return this rank's order of epoch ``e`` of this run (relative), computed once and cached."""
         got = self._cache.get(e)
         if got is not None:
             return got
-        key = self.options.shuffle
-        order = self.epoch_order(None if key is None else key.generator(self.first_epoch + e))
+        order = self._rank_order(e)
         if len(self._cache) >= 2:
             self._cache.clear()
         self._cache[e] = order
         return order
+
+    def _rank_order(self, e: int) -> np.ndarray:
+        key = self.options.shuffle
+        return self.epoch_order(None if key is None else key.generator(self.first_epoch + e))
+
+    # -- where a flat position lies (a resumed run's first epoch may be shorter) -------------
+    def _locate(self, p: int) -> tuple:
+        """Return ``(epoch, offset)`` of this rank's flat position ``p``."""
+        return divmod(p, self.samples_per_epoch)
+
+    def _epoch_len(self, e: int) -> int:
+        return self.samples_per_epoch
+
+    def _pad_of(self, e: int) -> np.ndarray:
+        assert self._pad is not None
+        return self._pad
 
     # -- BatchPlan -----------------------------------------------------------------------
     def _positions(self, b: int) -> tuple:
@@ -166,16 +188,15 @@ class FlatPlan(BatchPlan):
     def indices(self, b: int) -> np.ndarray:
         if not self.random_access:
             return super().indices(b)
-        m = self.samples_per_epoch
         p0, p1 = self._positions(b)
-        e, off = divmod(p0, m)
-        if off + (p1 - p0) <= m:
+        e, off = self._locate(p0)
+        if off + (p1 - p0) <= self._epoch_len(e):
             return self._order(e)[off : off + p1 - p0].copy()
         parts = []
         p = p0
         while p < p1:
-            e, off = divmod(p, m)
-            take = min(m - off, p1 - p)
+            e, off = self._locate(p)
+            take = min(self._epoch_len(e) - off, p1 - p)
             parts.append(self._order(e)[off : off + take])
             p += take
         return np.concatenate(parts)
@@ -184,16 +205,22 @@ class FlatPlan(BatchPlan):
         if self._pad is None:
             return None
         p0, p1 = self._positions(b)
-        return self._pad[np.arange(p0, p1) % self.samples_per_epoch]
+        out = np.empty(p1 - p0, bool)
+        p = p0
+        while p < p1:
+            e, off = self._locate(p)
+            take = min(self._epoch_len(e) - off, p1 - p)
+            out[p - p0 : p - p0 + take] = self._pad_of(e)[off : off + take]
+            p += take
+        return out
 
     def span(self, b: int, k: int) -> tuple | None:
         if not self.spans:
             return None
         bs = self.batch_size
         assert bs is not None
-        m = self.samples_per_epoch
-        e, off = divmod(b * bs, m)
-        k = min(k, (m - off) // bs)
+        e, off = self._locate(b * bs)
+        k = min(k, (self._epoch_len(e) - off) // bs)
         if k < 2:
             return None
         return self._order(e)[off : off + k * bs].copy(), k
@@ -207,11 +234,35 @@ class FlatPlan(BatchPlan):
         return {"items": self._items, "unit": self._unit, "repeats": -1 if self._repeats is None else self._repeats}
 
     def reseeded(self, key: _rng.SeedKey) -> FlatPlan:
-        return FlatPlan(
-            self._draw, self._items, self.batch_size or 1, self._repeats,
-            dataclasses.replace(self.options, shuffle=key), unit=self._unit,
-            identity=self._identity_fields, legacy_surplus=self.legacy_surplus,
+        return self._with(dataclasses.replace(self.options, shuffle=key))
+
+    def _with(self, options: PlanOptions, start: Any = None, cuts: Any = None, consumed: Any = None) -> FlatPlan:
+        """Return this plan with other options (and, given ``start``, resumed elastically; see :mod:`elastic`)."""
+        kw: dict[str, Any] = dict(unit=self._unit, identity=self._identity_fields, legacy_surplus=self.legacy_surplus)
+        bs = self.batch_size or 1
+        if start is None:
+            return FlatPlan(self._draw, self._items, bs, self._repeats, options, **kw)
+        from batchup.samplers.elastic import ElasticFlatPlan  # imported here: it builds on this module
+
+        return ElasticFlatPlan(
+            self._draw, self._items, bs, self._repeats, options, start=start, cuts=cuts, consumed=consumed, **kw
         )
+
+    def restore(self, fingerprint: Any, position: Any, where: str) -> tuple:
+        """Return ``(plan, position)`` for a checkpoint; a checkpoint from another number of ranks resumes elastically.
+
+        When the checkpoint differs from this plan only in its shard (and in
+        earlier resumes), the rest of its epoch is split between this plan's
+        ranks (see :mod:`batchup.samplers.elastic`); otherwise it must match.
+        """
+        if self.random_access and isinstance(fingerprint, Mapping):
+            mine = self.fingerprint()
+            differ = {k for k in set(mine) | set(fingerprint) if _norm(mine.get(k)) != _norm(fingerprint.get(k))}
+            if differ and differ <= {"shard", "resume"}:
+                from batchup.samplers.elastic import resume_on  # imported here: it builds on this module
+
+                return resume_on(self, fingerprint, position)
+        return super().restore(fingerprint, position, where)
 
     def iterator(self) -> Any:
         if self.random_access:

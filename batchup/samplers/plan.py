@@ -31,7 +31,7 @@ import numpy as np
 
 from batchup import _rng
 from batchup._checks import is_int
-from batchup._iterator import StatefulIterator, check_state
+from batchup._iterator import StatefulIterator, check_state, normalise
 from batchup.samplers.sharding import ShardSpec, as_shard
 
 __all__ = [
@@ -254,6 +254,26 @@ class BatchPlan:
         return int(b)
 
     # -- checkpoints ---------------------------------------------------------------------
+    def restore(self, fingerprint: Any, position: Any, where: str) -> tuple:
+        """Return ``(plan, position)`` to continue a checkpoint taken at ``position`` of a plan with ``fingerprint``.
+
+        The default requires the fingerprint to match this plan's (a
+        ``ValueError`` names the first field that differs); plans that can
+        continue another run (elastic resume on another number of ranks)
+        return a plan of their own.
+        """
+        mine = self.fingerprint()
+        if isinstance(fingerprint, Mapping):
+            differ = {k for k in mine if normalise(fingerprint.get(k)) != normalise(mine[k])}
+            if "shard" in differ and differ <= {"shard", "members"}:
+                raise ValueError(
+                    f"{where}: the state was saved with shard={fingerprint.get('shard')!r} but this iterator has "
+                    f"shard={mine['shard']!r}, and a {type(self).__name__} cannot resume on another number of "
+                    "ranks; restore on the same shard"
+                )
+        check_state(fingerprint, mine, where, "plan.")
+        return self, self.check_position(position)
+
     def fingerprint(self) -> dict:
         """Return the fields a state must match to belong to this plan (JSON values)."""
         o = self.options
@@ -366,8 +386,6 @@ class IndexBatchIterator(StatefulIterator):
         if "plan" not in state or "position" not in state:
             missing = "plan" if "plan" not in state else "position"
             raise ValueError(f"{where}: malformed state, the field {missing!r} is missing")
-        plan = self.plan.adopt(state["plan"])
-        check_state(state["plan"], plan.fingerprint(), where, "plan.")
-        self.position = plan.check_position(state["position"])
-        self.plan = plan
+        plan, position = self.plan.adopt(state["plan"]).restore(state["plan"], state["position"], where)
+        self.plan, self.position = plan, position
         self.last_padding = None

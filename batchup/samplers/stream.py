@@ -16,7 +16,7 @@ import numpy as np
 
 from batchup import _rng
 from batchup._checks import positive_int
-from batchup._iterator import StatefulIterator, check_state
+from batchup._iterator import StatefulIterator, check_state, normalise
 from batchup.samplers.plan import BatchPlan, PlanOptions, SeedRequiredError
 
 __all__ = ["StreamPlan"]
@@ -89,6 +89,20 @@ class StreamPlan(BatchPlan):
 
     def _identity(self) -> dict:
         return dict(self._identity_fields)
+
+    def restore(self, fingerprint: Any, position: Any, where: str) -> tuple:
+        """Continue a checkpoint; one from another number of ranks continues every rank's own stream.
+
+        Draws with replacement have no epoch to finish: rank ``r`` of the new
+        job goes on with stream ``r`` from the checkpoint's position (ranks
+        the old job did not have start their streams at that position).
+        """
+        if self.random_access and isinstance(fingerprint, Mapping):
+            mine = self.fingerprint()
+            differ = [k for k in set(mine) | set(fingerprint) if normalise(mine.get(k)) != normalise(fingerprint.get(k))]
+            if differ == ["shard"]:
+                return self, self.check_position(position)
+        return super().restore(fingerprint, position, where)
 
     def iterator(self) -> Any:
         return super().iterator() if self.random_access else DrawnStreamIterator(self)

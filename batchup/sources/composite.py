@@ -191,6 +191,25 @@ class ZipPlan(BatchPlan):
             return self
         return ZipPlan(plans, self.options, trim=self._trim)
 
+    def restore(self, fingerprint: Any, position: Any, where: str) -> tuple:
+        """Restore every member (members may resume on another number of ranks, all alike)."""
+        mine = self.fingerprint()
+        if not isinstance(fingerprint, Mapping) or not isinstance(fingerprint.get("members"), list):
+            return super().restore(fingerprint, position, where)
+        own = {k: v for k, v in mine.items() if k not in ("members", "shard")}
+        check_state(fingerprint, own, where, "plan.")
+        members = fingerprint["members"]
+        if len(members) != len(self.plans):
+            check_state(fingerprint, {"members": mine["members"]}, where, "plan.")
+        restored = [p.restore(fp, position, where) for p, fp in zip(self.plans, members)]
+        positions = {pos for _, pos in restored}
+        if len(positions) != 1:
+            raise ValueError(f"{where}: the members of this composite cannot all resume at one position")
+        plans = [p for p, _ in restored]
+        if all(a is b for a, b in zip(plans, self.plans)):
+            return self, positions.pop()
+        return ZipPlan(plans, self.options, trim=self._trim), positions.pop()
+
     def iterator(self) -> Any:
         return super().iterator() if self.random_access else ZipCursor(self)
 

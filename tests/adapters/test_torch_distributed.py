@@ -94,3 +94,72 @@ def test_uneven_sizes_are_padded_to_equal_counts():
         assert len(a) == len(b) == 33
         assert sorted(set(a) | set(b)) == list(range(65))
         assert len(set(a) & set(b)) == 1
+
+
+_ELASTIC_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import torch.distributed as dist
+    from batchup.adapters.torch import distributed_shard
+    from batchup.sources import ArrayDataSource
+
+    rank, world, port, n, path, steps = sys.argv[1:7]
+    rank, world, port, n, steps = int(rank), int(world), int(port), int(n), int(steps)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    ds = ArrayDataSource([np.arange(n)])
+    it = ds.batch_iterator(4, shuffle=11, shard=distributed_shard())
+    if steps < 0:  # the resumed job: every rank loads the checkpoint one rank of the old job saved
+        with open(path) as f:
+            it.load_state_dict(json.load(f))
+    mine, count = [], 0
+    for (ids,) in it:
+        mine.extend(ids[~it.last_padding].tolist())
+        count += 1
+        if count == steps:
+            if rank == 0:
+                with open(path, "w") as f:
+                    json.dump(it.state_dict(), f)
+            break
+    gathered = [None] * world
+    dist.all_gather_object(gathered, [mine, count])
+    dist.barrier()
+    dist.destroy_process_group()
+    if rank == 0:
+        print("RESULT " + json.dumps(gathered))
+    """
+)
+
+
+def _run_script(script: str, args: list, world: int, timeout: float = 120.0) -> list:
+    port = _free_port()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(r), str(world), str(port), *map(str, args)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in range(world)
+    ]
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=timeout))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    for p, (_out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    line = next(x for x in outs[0][0].splitlines() if x.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.slow
+def test_a_two_rank_checkpoint_resumes_on_three_ranks(tmp_path):
+    """Elastic resume for real: 2 gloo ranks save mid-epoch, 3 ranks finish it; every id exactly once."""
+    path = tmp_path / "state.json"
+    n = 83
+    before = _run_script(_ELASTIC_SCRIPT, [n, path, 3], world=2)
+    after = _run_script(_ELASTIC_SCRIPT, [n, path, -1], world=3)
+    assert len({count for _, count in after}) == 1  # equal batch counts on the new ranks
+    ids = [i for mine, _ in before + after for i in mine]
+    assert sorted(ids) == list(range(n))

@@ -116,9 +116,14 @@ def test_shuffle_without_shared_seed_is_rejected():
 
 def test_sharded_resume():
     assert_resumes(lambda: StandardSampler(11, repeats=2).shuffled_indices_batch_iterator(3, 5, shard=(1, 3)))
-    state = StandardSampler(11).shuffled_indices_batch_iterator(3, 5, shard=(1, 3)).state_dict()
-    with pytest.raises(ValueError, match="shard"):
-        StandardSampler(11).shuffled_indices_batch_iterator(3, 5, shard=(2, 3)).load_state_dict(state)
+    # Ranks move in lockstep: a state saved on rank 1 continues rank 2 at the same position.
+    saver = StandardSampler(11, repeats=2).shuffled_indices_batch_iterator(3, 5, shard=(1, 3))
+    next(saver)
+    rank2 = StandardSampler(11, repeats=2).shuffled_indices_batch_iterator(3, 5, shard=(2, 3))
+    expected = [b.tolist() for b in rank2][1:]
+    fresh = StandardSampler(11, repeats=2).shuffled_indices_batch_iterator(3, 5, shard=(2, 3))
+    fresh.load_state_dict(saver.state_dict())
+    assert [b.tolist() for b in fresh] == expected
 
 
 def test_finite_weighted_epochs_are_split_between_ranks():
