@@ -29,7 +29,7 @@ LABELS = ["odd" if i % 2 else "even" for i in range(6)]
 
 
 def read_digits(fh):  # noqa: ANN001
-    """The user's part: file handle -> array (text files of numbers, as seed 001's MNIST example)."""
+    """The user's part: file handle -> array (text files of numbers, as in numblr's datagenerator MNIST example)."""
     return np.array(fh.read().split(), dtype=np.int64)
 
 
@@ -157,7 +157,7 @@ class TestUrlDataEncoder:
 
 class TestFactories:
     def test_files_source_full_form(self, digit_dir):
-        """Seed 001's generator_for_files: CSV, data dir, reader, id_mapper, columns, targets."""
+        """datagenerator's generator_for_files: CSV, data dir, reader, id_mapper, columns, targets."""
         ds = files_source(
             digit_dir / "inventory.csv", digit_dir, read_digits, "onehot",
             id_mapper=lambda i: i + ".txt", id_column="file_name", target_column="label", mode="r",
@@ -213,7 +213,7 @@ class TestFactories:
             stream(ds.batch_iterator(3))
 
     def test_urls_source(self, digit_dir):
-        """Seed 001's generator_for_urls against a local server."""
+        """datagenerator's generator_for_urls against a local server."""
         with LocalServer(_bodies()) as srv:
             ds = urls_source(
                 digit_dir / "inventory.csv", srv.url("files/"), read_bytes_digits,

@@ -1,4 +1,4 @@
-"""Seed 001's two encoder protocols, the target encoders and InventorySource."""
+"""The two encoder protocols of numblr's datagenerator, the target encoders and InventorySource."""
 from __future__ import annotations
 
 import pickle
