@@ -1,0 +1,102 @@
+"""Every user-guide page runs as written: its code blocks, in order, in a fresh interpreter.
+
+Each page becomes the script a reader would paste together (see ``guide_blocks``), run by a new
+Python in an empty temporary folder with the suite's environment (``KERAS_BACKEND=jax``, no
+progress bars, batchup's and Keras' homes inside the folder) and a time limit. The script cannot
+reach the internet: blocks that need it, a cluster, a launcher or TensorFlow carry a
+``.. batchup-test: skip <reason>`` comment and are left out, and the test names them.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import guide_blocks
+import pytest
+
+import batchup
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide"
+PAGES = sorted(GUIDE.glob("*.rst"))
+PAGE_TIMEOUT = 120  # seconds; every page takes well under 20 on a 2-core machine
+
+# Runs the page's script as ``__main__`` (so ``if __name__ == "__main__":`` blocks run, as for a
+# reader's file) after refusing connections to anything but this machine.
+RUNNER = textwrap.dedent("""\
+    import runpy, socket, sys
+    _connect = socket.socket.connect
+    def _local_only(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(host, str) \\
+                and not host.startswith(("127.", "::1", "localhost")):
+            raise OSError(f"a guide page may not reach the internet (tried {host!r}); "
+                          "mark the block '.. batchup-test: skip internet'")
+        return _connect(self, address)
+    socket.socket.connect = _local_only
+    sys.argv = [sys.argv[1]]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+""")
+
+
+def _tensorflow_installed() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def _left_out(block: guide_blocks.Block) -> bool:
+    """Blocks marked for TensorFlow run where it is installed (the CI's TensorFlow venv)."""
+    return block.skip is not None and not (block.skip == "tensorflow" and _tensorflow_installed())
+
+
+def _marked_blocks():
+    for page in PAGES:
+        try:
+            blocks = guide_blocks.read_blocks(page)
+        except guide_blocks.PageFormatError:
+            continue  # test_page_runs_as_written reports it
+        for block in blocks:
+            if block.skip:
+                yield pytest.param(page, block, id=f"{page.stem}-line{block.line}")
+
+
+def test_the_guide_has_pages():
+    assert len(PAGES) >= 20, [p.name for p in PAGES]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_page_runs_as_written(page, tmp_path):
+    blocks = guide_blocks.read_blocks(page)
+    run = [b for b in blocks if b.runs and not _left_out(b)]
+    if not run:
+        pytest.skip(f"{page.name}: every runnable block is marked (see test_marked_block_is_left_out)")
+    script = tmp_path / (page.stem + ".py")
+    script.write_text(guide_blocks.page_script(page, run), encoding="utf-8")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    env = dict(os.environ)
+    env.update({
+        "KERAS_BACKEND": "jax",      # as tests/conftest.py; the Keras page says to choose one
+        "TQDM_DISABLE": "1",
+        "BATCHUP_HOME": str(tmp_path / "batchup-home"),
+        "KERAS_HOME": str(tmp_path / "keras-home"),
+        "MPLBACKEND": "Agg",
+        "PYTHONPATH": os.pathsep.join([str(Path(batchup.__file__).parents[1]), env.get("PYTHONPATH", "")]),
+    })
+    try:
+        out = subprocess.run([sys.executable, "-c", RUNNER, str(script)], cwd=work, env=env,
+                             capture_output=True, text=True, timeout=PAGE_TIMEOUT)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"{page.name} did not finish in {PAGE_TIMEOUT} s; output so far:\n{err.stdout}\n{err.stderr}")
+    assert out.returncode == 0, (
+        f"{page.name} failed (line numbers are the page's):\n{out.stdout[-3000:]}\n{out.stderr[-6000:]}")
+
+
+@pytest.mark.parametrize("page, block", list(_marked_blocks()))
+def test_marked_block_is_left_out(page, block):
+    """One skipped item per marked block, so the run's summary says what was left out and why."""
+    if not _left_out(block):
+        return  # TensorFlow is installed: the block ran with its page
+    pytest.skip(f"{page.name} line {block.line}: {guide_blocks.SKIP_REASONS[block.skip]}")
