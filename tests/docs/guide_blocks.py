@@ -23,7 +23,7 @@ from pathlib import Path
 SKIP_REASONS = {
     "internet": "downloads from the internet",
     "cluster": "needs a Dask cluster",
-    "launcher": "needs a launcher starting several processes (torchrun, one process per rank)",
+    "launcher": "needs several processes started together (torchrun, or one process per rank)",
     "tensorflow": "needs TensorFlow, which the test extras leave out",
 }
 
@@ -45,8 +45,9 @@ class Block:
     skip: str | None = None
 
     @property
-    def runs(self) -> bool:
-        return self.skip is None and self.language in RUN_LANGUAGES | SESSION_LANGUAGES
+    def is_code(self) -> bool:
+        """Whether the block is Python or a Python session (marked or not)."""
+        return self.language in RUN_LANGUAGES | SESSION_LANGUAGES
 
 
 class PageFormatError(ValueError):
@@ -122,7 +123,9 @@ def read_blocks(path: Path) -> list:
 
 
 def page_script(path: Path, blocks: list) -> str:
-    """The page's runnable blocks as one script whose line numbers are the page's.
+    """The Python blocks among ``blocks`` as one script whose line numbers are the page's.
+
+    The caller chooses the blocks (leaving out the marked ones it cannot run).
 
     A traceback from the script therefore points at the line of the ``.rst`` file. A ``pycon`` block
     becomes one line that runs it as a doctest in the script's globals.
@@ -130,7 +133,7 @@ def page_script(path: Path, blocks: list) -> str:
     n_lines = len(path.read_text(encoding="utf-8").splitlines())
     out = [""] * n_lines
     for block in blocks:
-        if not block.runs:
+        if not block.is_code:
             continue
         if block.language in SESSION_LANGUAGES:
             session = "\n".join(block.lines) + "\n"

@@ -69,29 +69,35 @@ def test_blocks_languages_markers_and_lines(tmp_path):
     ]
     assert blocks[0].lines == ("import math", "x = math.sqrt(16)")
     assert blocks[4].lines == ("if x:", "    y = 2")
-    assert [b.runs for b in blocks] == [True, False, False, True, True]
+    assert [b.is_code for b in blocks] == [True, False, True, True, True]
+
+
+def unmarked(path):
+    return [b for b in guide_blocks.read_blocks(path) if not b.skip]
 
 
 def test_script_keeps_the_page_line_numbers(tmp_path):
     path = write(tmp_path, PAGE)
-    lines = guide_blocks.page_script(path, guide_blocks.read_blocks(path)).split("\n")
+    lines = guide_blocks.page_script(path, unmarked(path)).split("\n")
     assert lines[7] == "import math" and lines[35] == "if x:"
     assert "download_everything" not in "\n".join(lines)
+    everything = guide_blocks.page_script(path, guide_blocks.read_blocks(path)).split("\n")
+    assert everything[19] == "download_everything()"   # the caller decides what is left out
 
 
 def test_a_page_that_runs_passes_and_its_session_output_is_checked(tmp_path):
     path = write(tmp_path, PAGE)
-    out = run_script(tmp_path, path, guide_blocks.read_blocks(path))
+    out = run_script(tmp_path, path, unmarked(path))
     assert out.returncode == 0, out.stdout + out.stderr
     wrong = write(tmp_path, PAGE.replace("   5.0", "   6.0"), "wrong.rst")
-    out = run_script(tmp_path, wrong, guide_blocks.read_blocks(wrong))
+    out = run_script(tmp_path, wrong, unmarked(wrong))
     assert out.returncode != 0
     assert "Expected:" in out.stdout and "the output shown on the page differs" in out.stderr
 
 
 def test_an_error_names_the_line_of_the_page(tmp_path):
     path = write(tmp_path, PAGE.replace("x = math.sqrt(16)", "x = undefined_name"))
-    out = run_script(tmp_path, path, guide_blocks.read_blocks(path))
+    out = run_script(tmp_path, path, unmarked(path))
     assert "line 9" in out.stderr and "NameError" in out.stderr
 
 
