@@ -9,8 +9,9 @@ page cache (they were just written), so this measures the per-file overhead
 
 - ``plain loop`` (reference): per batch, ``np.stack([load(path) for path in
   paths[idx]])`` over a NumPy permutation -- the hand-written baseline;
-- ``seed 004 Sequence``: seed 004's ``keras.utils.Sequence`` pattern, one
-  ``DataFrame.iloc`` lookup and one load per row;
+- ``Keras Sequence tutorial``: the hand-written ``keras.utils.Sequence`` of
+  the Keras tutorial on data generators, one ``DataFrame.iloc`` lookup and
+  one load per row;
 - ``FileArray``: ``ArrayDataSource([FileArray(paths, load), labels])``
   iterated with ``shuffle=seed``;
 - ``FileArray max_workers=2``: the same with a batch's files read in two
@@ -70,7 +71,7 @@ def plain_loop(root: Path, names: list, labels: np.ndarray, load) -> int:  # noq
     return seen
 
 
-def seed004_sequence(root: Path, names: list, labels: np.ndarray, load) -> int:  # noqa: ANN001
+def sequence_tutorial(root: Path, names: list, labels: np.ndarray, load) -> int:  # noqa: ANN001
     import pandas as pd
 
     df = pd.DataFrame({"image": names, "label": labels})
@@ -111,7 +112,7 @@ def main() -> None:
             data = (root, names, labels, load)
             runs = {
                 "plain loop": partial(plain_loop, *data),
-                "seed 004 Sequence": partial(seed004_sequence, *data),
+                "Keras Sequence tutorial": partial(sequence_tutorial, *data),
                 "FileArray": partial(file_array, *data, None),
                 "FileArray max_workers=2": partial(file_array, *data, 2),
             }

@@ -37,9 +37,27 @@ else:
         "numpy": ("https://numpy.org/doc/stable/", None),
     }
 
-templates_path: list = []
+templates_path = ["_templates"]
 exclude_patterns = ["_build", "_generated"]  # _generated is included into other pages
-html_theme = "alabaster"
+
+# pydata-sphinx-theme, as NumPy, pandas and scikit-learn use: their readers know its layout, and
+# numpydoc's API pages look as they do there. Everything it needs is bundled (no fonts or scripts
+# from the internet), so an offline build is complete.
+html_theme = "pydata_sphinx_theme"
 html_static_path = ["_static"]
+html_css_files = ["batchup.css"]
+html_theme_options = {
+    # A version label, not the version switcher: the switcher reads a JSON file from a server,
+    # which an offline build (and a copy of the HTML opened from disk) cannot rely on.
+    "navbar_start": ["navbar-logo", "version-label"],
+    "logo": {"text": "batchup"},
+    "navbar_end": ["theme-switcher"],
+    "secondary_sidebar_items": ["page-toc"],
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version", "theme-version"],
+}
+html_sidebars = {"index": [], "benchmarks": [], "changes": []}  # single pages need no section nav
 nitpicky = False
 suppress_warnings = ["ref.python"]

@@ -1,7 +1,7 @@
 """Factories: an :class:`InventorySource` from an inventory CSV, for files or for URLs.
 
-The common case of seed 001: a CSV lists one sample per row, an id (file
-name or URL path) and a label. :func:`files_source` and :func:`urls_source`
+The common case of record inventories (numblr's datagenerator): a CSV lists
+one sample per row, an id (file name or URL path) and a label. :func:`files_source` and :func:`urls_source`
 read it, check the id and target columns, and pair a
 :class:`~batchup.records.FileDataEncoder` / :class:`~batchup.records.UrlDataEncoder`
 with a label, one-hot or binary target encoder.

@@ -220,7 +220,7 @@ def test_keras_workers_are_passed_through(digits, options):
 
 
 def test_multi_input_model_with_named_inputs():
-    """Seed 000: two categorical columns feed two embeddings, batches arrive as ({...}, y)."""
+    """keras-batchflow's example: two categorical columns feed two embeddings, batches arrive as ({...}, y)."""
     rng = np.random.default_rng(0)
     var1, var2 = rng.integers(0, 3, 256), rng.integers(0, 4, 256)
     label = (var1 + var2) % 3
@@ -248,7 +248,7 @@ def test_fit_with_sample_weights_and_a_generator(digits):
 
 
 def test_balanced_batches_feed_keras(digits):
-    """Seed 002: n-class x m-sample batches from the balanced sampler, one-hot labels."""
+    """The n-class x m-sample balanced batch generator: batches from BalancedSampler, one-hot labels."""
     from batchup.samplers.balanced import BalancedSampler, OneHotLabels
 
     X, y = digits

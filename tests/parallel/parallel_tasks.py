@@ -81,7 +81,7 @@ def crash_on(X, bad, how):
 
 
 class LoadFromDisk:
-    """Seed 003's array-like: samples loaded from files on demand (here .npy files)."""
+    """The array-like of BatchUp 0.2.3's README: samples loaded from files on demand (here .npy files)."""
 
     def __init__(self, paths):
         self.paths = paths

@@ -186,7 +186,7 @@ class TestPrefetchFrontDoor:
             data_source.IteratorDataSource(iter([])).prefetch(2)
 
 
-class TestSeed003Examples:
+class TestBatchUpReadmeParallelExamples:
     """The 'parallel processing' examples of the BatchUp README, as written."""
 
     @pytest.fixture

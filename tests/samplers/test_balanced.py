@@ -334,7 +334,7 @@ def test_to_categorical_errors(y, k, exc, match):
 
 
 def test_one_hot_map_on_balanced_source():
-    """seed 002's categorical=True: ds.map(OneHotLabels(...)) yields one-hot label rows."""
+    """The n-class x m-sample balanced batch generator's categorical=True: ds.map(OneHotLabels(...)) yields one-hot label rows."""
     labels = np.repeat(np.array([3, 8, 10]), [4, 2, 5])
     X = np.arange(len(labels))
     s = BalancedSampler(labels, 2, 2, seed=1)

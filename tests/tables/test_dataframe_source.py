@@ -17,7 +17,7 @@ pd = pytest.importorskip("pandas")
 prep = pytest.importorskip("sklearn.preprocessing")
 
 
-def seed_frame():
+def batchflow_frame():
     return pd.DataFrame({
         "var1": ["Class 0", "Class 1", "Class 0", "Class 2", "Class 0", "Class 1", "Class 0", "Class 2"],
         "var2": ["Green", "Yellow", "Red", "Brown", "Green", "Yellow", "Red", "Brown"],
@@ -37,9 +37,9 @@ class CountingEncoder:
         return np.asarray(x) * 2
 
 
-class TestSeed000:
+class TestKerasBatchflowExample:
     def setup_method(self):
-        df = seed_frame()
+        df = batchflow_frame()
         self.df = df
         self.var1 = prep.LabelEncoder().fit(df["var1"])
         self.var2 = prep.LabelEncoder().fit(df["var2"])
@@ -49,7 +49,7 @@ class TestSeed000:
         )
 
     def test_shape_and_n_classes(self):
-        """shape and n_classes mirror the declared structure (seed 000's example)."""
+        """shape and n_classes mirror the declared structure (keras-batchflow's example)."""
         assert self.ds.shape == ([(None,), (None,)], (None, 7))
         assert self.ds.n_classes == ([3, 4], 7)
 
@@ -86,7 +86,7 @@ class TestSeed000:
 class TestEncoders:
     def test_sklearn_2d_encoders_and_sparse(self):
         """OneHotEncoder (sparse), StandardScaler and multi-column leaves get 2-D input."""
-        df = seed_frame()
+        df = batchflow_frame()
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             ohe_df = prep.OneHotEncoder().fit(df[["var1", "var2"]])
@@ -134,16 +134,16 @@ class TestErrors:
     def test_unknown_column(self):
         """An unknown column names itself, where it was declared and the columns present."""
         with pytest.raises(UnknownColumnError, match=r"y_structure: unknown column 'lable'.*'var1'"):
-            DataFrameSource(seed_frame(), x_structure="var1", y_structure=("lable", None))
+            DataFrameSource(batchflow_frame(), x_structure="var1", y_structure=("lable", None))
         with pytest.raises(KeyError):
-            DataFrameSource(seed_frame(), x_structure=["nope"])
+            DataFrameSource(batchflow_frame(), x_structure=["nope"])
         with pytest.raises(ValueError, match="unknown column 'nope'"):
-            DataFrameSource(seed_frame(), x_structure=[("num", None), ("nope", None)])
+            DataFrameSource(batchflow_frame(), x_structure=[("num", None), ("nope", None)])
 
     def test_encoder_without_transform(self):
         """An encoder lacking transform is a TypeError naming the column."""
         with pytest.raises(TypeError, match=r"x_structure\[1\]: the encoder for column 'var2' has no transform"):
-            DataFrameSource(seed_frame(), x_structure=["var1", ("var2", object())])
+            DataFrameSource(batchflow_frame(), x_structure=["var1", ("var2", object())])
 
     def test_wrong_output_length(self):
         """An encoder returning another number of rows than the batch is a ValueError."""
@@ -151,7 +151,7 @@ class TestErrors:
             def transform(self, x):  # noqa: ANN001
                 return np.asarray(x)[:1]
 
-        ds = DataFrameSource(seed_frame(), x_structure=("num", Shrink()))
+        ds = DataFrameSource(batchflow_frame(), x_structure=("num", Shrink()))
         with pytest.raises(ValueError, match=r"Shrink for column 'num' returned 1 rows for a batch of 4 rows"):
             stream(ds.batch_iterator(4))
 

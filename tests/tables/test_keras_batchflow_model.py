@@ -1,4 +1,4 @@
-"""Seed 000 end to end: a model built from ``shape`` / ``n_classes`` trains on a DataFrameSource."""
+"""keras-batchflow's example end to end: a model built from ``shape`` / ``n_classes`` trains on a DataFrameSource."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +12,8 @@ keras = pytest.importorskip("keras")
 keras_adapter = pytest.importorskip("batchup.adapters.keras")
 
 
-def test_seed000_trains_a_keras_model():
-    """Two categorical inputs through embeddings, a one-hot target: seed 000's model."""
+def test_keras_batchflow_model_trains_on_a_dataframe_source():
+    """Two categorical inputs through embeddings, a one-hot target: keras-batchflow's model."""
     rng = np.random.default_rng(0)
     n = 200
     var1 = rng.choice(["Class 0", "Class 1", "Class 2"], n)

@@ -1,4 +1,5 @@
-"""Seed 004 end to end: a CSV of image names and box labels trains a Keras model, images read per batch."""
+"""The Keras ``Sequence`` tutorial's use case end to end: a CSV of image names and box labels trains a
+Keras model, images read per batch."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,7 @@ N, SIDE = 48, 12
 
 
 def _write_dataset(root):
-    """Images with one bright box each; the CSV holds name, x, y, h, w (seed 004's layout)."""
+    """Images with one bright box each; the CSV holds name, x, y, h, w (the tutorial's layout)."""
     rng = np.random.default_rng(0)
     rows = []
     (root / "data").mkdir()
@@ -42,7 +43,7 @@ class CountingImageLoader:
         return read_image(path, dtype=np.float32)[..., None] / 255.0
 
 
-def test_seed004_trains_a_keras_model(tmp_path):
+def test_sequence_tutorial_use_case_trains_a_keras_model(tmp_path):
     """The CSV becomes an ArrayDataSource whose images load lazily; Keras fit trains on it."""
     _write_dataset(tmp_path)
     df = pd.read_csv(tmp_path / "data.csv")
