@@ -103,7 +103,7 @@ def sweep_stale() -> None:
             if not name.startswith(PREFIX):
                 continue
             pid_text = name[len(PREFIX):].split("-", 1)[0]
-            if not pid_text.isdigit() or _alive(int(pid_text)):
+            if not pid_text.isdigit() or pid_alive(int(pid_text)):
                 continue
             try:
                 os.unlink(os.path.join(folder, name))
@@ -111,7 +111,8 @@ def sweep_stale() -> None:
                 pass
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Return whether process ``pid`` exists (a zombie counts as existing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -119,6 +120,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def close_quietly(*items: Any) -> None:
+    """Close each file descriptor (an int) or object with ``close()``, ignoring those already closed."""
+    for item in items:
+        try:
+            if isinstance(item, int):
+                os.close(item)
+            else:
+                item.close()
+        except OSError:
+            pass
 
 
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)

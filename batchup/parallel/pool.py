@@ -24,7 +24,7 @@ from typing import Any
 
 from batchup._checks import is_int
 from batchup.parallel import _worker
-from batchup.parallel.errors import BatchTimeoutError, PoolClosedError, attach_cause
+from batchup.parallel.errors import BatchTimeoutError, PoolClosedError, attach_cause, rebuild_exception
 
 __all__ = ["AbstractWorkerPool", "InlinePool", "SharedConstant", "WorkerThreadPool", "check_processes"]
 
@@ -101,6 +101,15 @@ class Future:
         self._error = error
         self._event.set()
 
+    def set_remote_exception(self, report: tuple) -> None:
+        """Fail with a worker's report ``(payload, type name, message, traceback)``, rebuilt by :meth:`get`.
+
+        Rebuilding unpickles, which may import a module: it happens in the
+        consumer's thread, never in a pool's service thread.
+        """
+        self._error = report  # type: ignore[assignment]
+        self._event.set()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until done (in short slices, so Ctrl-C stays responsive); return ``done()``."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -118,6 +127,8 @@ class Future:
                 self._abandon(self)
             raise BatchTimeoutError(f"{self.label} was not ready within timeout={timeout:g} s")
         if self._error is not None:
+            if isinstance(self._error, tuple):
+                self._error = rebuild_exception(*self._error)
             raise self._error
         if self._decode is not None:
             decode, self._decode = self._decode, None
