@@ -69,6 +69,10 @@ def global_draw(X):
     return (np.array([np.random.random()]),)
 
 
+#: Set by a test to let tasks blocked in :func:`crash_on` (``how="block"``) finish.
+RELEASE = threading.Event()
+
+
 def crash_on(X, bad, how):
     if X[0] == bad:
         if how == "segv":
@@ -77,6 +81,12 @@ def crash_on(X, bad, how):
             sys.exit(123)
         elif how == "sleep":
             time.sleep(3600)
+        elif how == "block":
+            RELEASE.wait()
+        elif how == "systemexit":
+            raise SystemExit(7)
+        elif how == "keyboardinterrupt":
+            raise KeyboardInterrupt("in a task")
     return (X,)
 
 

@@ -63,14 +63,15 @@ def test_segfault_and_exit(how, expect):
 
 
 def test_thread_timeout_and_stuck_close():
-    """W7 (threads): BatchTimeoutError within timeout + 3 s; close() returns and warns about the stuck thread."""
+    """W7 (threads): BatchTimeoutError within timeout + 3 s; close() returns and warns about the stuck thread;
+    the interpreter exits once the task ends (concurrent.futures joins its threads at exit)."""
     res = run_child("""
         import functools, time, warnings, numpy as np, parallel_tasks as T
         from batchup.parallel import WorkerThreadPool, BatchTimeoutError
         from batchup.sources import ArrayDataSource
         import batchup.parallel.pool as P
         P.CLOSE_TIMEOUT = 0.5
-        ds = ArrayDataSource([np.arange(20)]).map(functools.partial(T.crash_on, bad=4, how="sleep"))
+        ds = ArrayDataSource([np.arange(20)]).map(functools.partial(T.crash_on, bad=4, how="block"))
         pool = WorkerThreadPool(2)
         t = time.monotonic()
         try:
@@ -80,12 +81,36 @@ def test_thread_timeout_and_stuck_close():
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             pool.close()
-        print("WARN", [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)])
+        print("WARN", [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)], flush=True)
+        T.RELEASE.set()
     """)
     assert res.returncode == 0, res.stderr
     assert "TIMEOUT" in res.stdout and "batch 1 was not ready within timeout=1" in res.stdout
     assert float(res.stdout.split("TIMEOUT ")[1].split()[0]) < 4
     assert "batchup-thread-pool" in res.stdout.split("WARN")[1]
+
+
+@pytest.mark.parametrize("how, exc", [("systemexit", "SystemExit"), ("keyboardinterrupt", "KeyboardInterrupt")])
+def test_thread_pool_base_exception_reaches_consumer(how, exc):
+    """A map function raising SystemExit/KeyboardInterrupt in a pool thread fails its batch (as serially),
+    never leaves the consumer waiting; the pool stays usable."""
+    res = run_child(f"""
+        import functools, numpy as np, parallel_tasks as T
+        from batchup.parallel import WorkerThreadPool
+        from batchup.sources import ArrayDataSource
+        ds = ArrayDataSource([np.arange(40)]).map(functools.partial(T.crash_on, bad=12, how={how!r}))
+        with WorkerThreadPool(2) as pool:
+            n = 0
+            try:
+                for b in pool.parallel_data_source(ds, 4).batch_iterator(4):
+                    n += 1
+            except BaseException as e:
+                print("GOT", n, type(e).__name__, "batch 3" in str(e.__cause__))
+            print("AGAIN", len(list(pool.parallel_data_source(ds.source, 4).batch_iterator(4))))
+    """, timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert f"GOT 3 {exc} True" in res.stdout
+    assert "AGAIN 10" in res.stdout
 
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
