@@ -511,8 +511,12 @@ def _order(arr: np.ndarray) -> str:
 
 
 def _memmap_file(arr: Any) -> tuple | None:
-    # Only a memmap that owns its mapping (not a view into one) can be reopened exactly.
+    # Only a memmap that owns its mapping (not a view into one) can be reopened exactly. A
+    # copy-on-write memmap (mode "c") may hold edits that live only in this process's memory:
+    # it is copied like an in-memory array, so workers see those edits (the snapshot).
     if arr.filename is None or not isinstance(arr.base, mmap.mmap) or _order(arr) == "A":
+        return None
+    if getattr(arr, "mode", None) == "c":
         return None
     return arr.filename, int(arr.offset)
 

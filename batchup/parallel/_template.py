@@ -18,6 +18,7 @@ its control socket or when the pool's process dies.
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -54,23 +55,26 @@ class Template:
 
     def __init__(self, ctx: Any, pool_uid: str) -> None:
         self.ctl, child_ctl = socket.socketpair()
-        ev_r, ev_w = os.pipe()
+        try:
+            ev_r, ev_w = os.pipe()
+        except OSError:
+            close_quietly(self.ctl, child_ctl)
+            raise
         self.events = ev_r
         self.lock = threading.Lock()
         self.buffer = b""
         try:
+            check_fd_headroom()
             self.process = ctx.Process(
                 target=_template_main, args=(child_ctl, ev_w, os.getpid(), pool_uid),
                 name="batchup-template", daemon=True,
             )
             self.process.start()
         except BaseException:
-            close_quietly(ev_r)
-            self.ctl.close()
+            close_quietly(ev_r, self.ctl)
             raise
         finally:
-            child_ctl.close()
-            close_quietly(ev_w)
+            close_quietly(child_ctl, ev_w)
         self.pid = self.process.pid
         self.ctl.settimeout(REPLY_TIMEOUT)
 
@@ -141,15 +145,33 @@ class Template:
 # -- inside the template --------------------------------------------------------------------------
 
 
+def check_fd_headroom(pairs: int = 2) -> None:
+    """Raise ``OSError`` (EMFILE) unless ``2 * pairs`` more descriptors can be opened now.
+
+    ``multiprocessing`` leaks the pipes it opened when a later one fails, so
+    a pool checks for room first and fails cleanly in its own code.
+    """
+    fds: list = []
+    try:
+        for _ in range(pairs):
+            fds += os.pipe()
+    finally:
+        close_quietly(*fds)
+
+
 def _template_main(ctl: socket.socket, events: int, pool_pid: int, pool_uid: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    wake_r, wake_w = os.pipe()
+    from batchup.parallel import _worker  # imported before any fork, here in the template
+
+    try:
+        wake_r, wake_w = os.pipe()
+    except OSError as err:
+        _refuse_all(ctl, err.errno or 0)
+        return
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
-    from batchup.parallel import _worker  # imported before any fork, here in the template
-
     children: set = set()
     first_ppid = os.getppid()
     buffer = b""
@@ -175,6 +197,10 @@ def _template_main(ctl: socket.socket, events: int, pool_pid: int, pool_uid: str
                 if a in children:
                     os.kill(a, b)
                 continue
+            if len(fds) != 2:  # the descriptors did not fit under this process's limit
+                close_quietly(*fds)
+                ctl.sendall(_MSG.pack(b"err ", a, errno.EMFILE))
+                continue
             try:
                 pid = os.fork()
             except OSError as err:
@@ -199,6 +225,22 @@ def _template_main(ctl: socket.socket, events: int, pool_pid: int, pool_uid: str
                 os.waitpid(pid, 0)
             except OSError:
                 pass
+
+
+def _refuse_all(ctl: socket.socket, code: int) -> None:
+    """The template could not set itself up: answer every request with error ``code`` until closed."""
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(ctl, _MSG.size, 2)
+        except OSError:
+            return
+        close_quietly(*fds)
+        if not msg:
+            return
+        try:
+            ctl.sendall(_MSG.pack(b"err ", 0, code))
+        except OSError:
+            return
 
 
 def _drain(fd: int) -> None:

@@ -29,6 +29,7 @@ __all__ = ["ConstRef", "fetch_batch", "format_failure", "process_main", "run_cal
 INHERITED: dict = {}
 #: Set in a process worker: a process pool must not be created inside one.
 IN_WORKER = False
+_READY = pickle.dumps(("ready", -1))
 #: How often an idle worker checks that its parent is still alive (seconds).
 WATCHDOG_PERIOD = 0.2
 
@@ -125,6 +126,10 @@ def process_main(tasks: Any, results: Any, parent_pid: int, worker_id: int, pool
     _reseed_global_rngs()
     pid = os.getpid()
     cache: dict = {}
+    try:
+        results.send_bytes(_READY)  # started: a death from now on is a task's, not the start method's
+    except (EOFError, OSError):
+        return
     while True:
         try:
             raw = tasks.recv_bytes()

@@ -113,8 +113,9 @@ def describe_exit(exitcode: int | None) -> str:
 def crash_hint(exitcode: int | None, start_method: str | None = None) -> str:
     """Return the usual causes of a worker death, for the error message.
 
-    ``start_method`` is given when the worker died before its first reply:
-    under ``spawn``/``forkserver`` that often means an unguarded main module.
+    ``start_method`` is given when the worker died before it finished
+    starting: under ``spawn``/``forkserver`` that often means an unguarded
+    main module.
     """
     if exitcode is not None and exitcode < 0 and -exitcode == getattr(signal, "SIGBUS", -1):
         return (
@@ -123,7 +124,7 @@ def crash_hint(exitcode: int | None, start_method: str | None = None) -> str:
         )
     if start_method in ("spawn", "forkserver") and exitcode == 1:
         return (
-            f"the worker had not finished a task yet: under {start_method!r} the main module must be "
+            f"the worker died while starting: under {start_method!r} the main module must be "
             "importable and guarded by if __name__ == '__main__' (see the worker's traceback on stderr); "
             "the pool has replaced the worker"
         )

@@ -43,7 +43,7 @@ from typing import Any
 
 from batchup.parallel import _shm, _start_method, _worker
 from batchup.parallel._shm import close_quietly
-from batchup.parallel._template import Template
+from batchup.parallel._template import Template, check_fd_headroom
 from batchup.parallel.errors import (
     PoolClosedError,
     WorkerCrashedError,
@@ -209,7 +209,7 @@ class _Worker:
         self.keys: set = set()  # constants sent to this worker
         self.retiring = False
         self.expected_exit = False
-        self.replied = False
+        self.ready = False  # it said it started (a later death is a task's doing)
         self.queued = 0  # messages handed to the sender thread and not yet written
         self.pipe_size = _pipe_size(tasks)
 
@@ -253,7 +253,9 @@ class _ProcessCore:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.broken: str | None = None
         self.closing: list = []  # templates of retired generations, stopped by the collector
-        # Recent history of worker starts: True when a worker replied, False when one died first.
+        # Recent worker starts: True when a worker said it was ready, False when one died before.
+        # A task that kills its worker (a bad sample) does not count: only a start method that
+        # cannot start workers (an unguarded main module under spawn) breaks the pool.
         self.health: collections.deque = collections.deque(maxlen=2 * n + 1)
         self.wake_r, self.wake_w = -1, -1
         try:
@@ -297,12 +299,17 @@ class _ProcessCore:
         wid = next(self.wids)
         if gen.template is None:
             task_r, task_w = self.ctx.Pipe(duplex=False)
-            res_r, res_w = self.ctx.Pipe(duplex=False)
+            try:
+                res_r, res_w = self.ctx.Pipe(duplex=False)
+            except BaseException:
+                close_quietly(task_r, task_w)
+                raise
             proc = self.ctx.Process(
                 target=_worker.process_main, args=(task_r, res_w, os.getpid(), wid, self.uid),
                 name=f"batchup-worker-{wid}", daemon=True,
             )
             try:
+                check_fd_headroom()
                 proc.start()
             except BaseException:
                 close_quietly(task_w, res_r)
@@ -664,9 +671,10 @@ class _ProcessCore:
                 return
             msg = pickle.loads(raw)
             with self.lock:
-                if not w.replied:
-                    w.replied = True
+                if msg[0] == "ready":
+                    w.ready = True
                     self.health.append(True)
+                    continue
                 task = self.tasks.get(msg[1])
                 if task is None:
                     continue
@@ -712,7 +720,7 @@ class _ProcessCore:
                     self._finish(task)
                 else:
                     self.pending.appendleft(task)
-            if not w.expected_exit and not w.replied:
+            if not w.expected_exit and not w.ready:
                 self.health.append(False)
             if len(self.health) == self.health.maxlen and not any(self.health):
                 self.broken = self._broken_message(w, code)
@@ -732,17 +740,17 @@ class _ProcessCore:
             crashed.future.set_exception(
                 WorkerCrashedError(
                     f"worker {w.wid} (pid {w.pid}) {describe_exit(code)} while preparing "
-                    f"{crashed.label}; {crash_hint(code, self.method if not w.replied else None)}"
+                    f"{crashed.label}; {crash_hint(code, self.method if not w.ready else None)}"
                 )
             )
 
     def _broken_message(self, w: _Worker, code: int | None) -> str:
         text = (
-            f"the pool's last {self.health.maxlen} new workers all died before finishing a task (the last, "
+            f"the pool's last {self.health.maxlen} new workers all died while starting (the last, "
             f"pid {w.pid}, {describe_exit(code)}); "
         )
         if self.method == "fork":
-            text += "look for a crash in native code or the out-of-memory killer at the start of a task; "
+            text += "look for a crash in native code or the out-of-memory killer; "
         else:
             text += (
                 f"under {self.method!r} the main module must be importable and guarded by "
