@@ -130,3 +130,21 @@ def sized(n, fill):
 
 def total(arr, k):
     return float(arr.sum()) + k
+
+
+def nested_pool(_):
+    """A task that tries to start a process pool inside a process worker."""
+    from batchup.parallel import WorkerProcessPool
+
+    try:
+        WorkerProcessPool(1)
+    except RuntimeError as e:
+        return f"RuntimeError: {e}"
+    return "started"
+
+
+def use_slow_module(X):
+    """A map function whose module is imported inside the worker (while the parent may be importing it)."""
+    import slow_import_mod
+
+    return (slow_import_mod.double(X),)
