@@ -177,13 +177,13 @@ def _template_main(ctl: socket.socket, events: int, pool_pid: int, pool_uid: str
     buffer = b""
     try:
         while True:
-            ready = select.select([ctl, wake_r], [], [], _worker.WATCHDOG_PERIOD)[0]
+            ready: list = select.select([ctl.fileno(), wake_r], [], [], _worker.WATCHDOG_PERIOD)[0]
             if wake_r in ready:
                 _drain(wake_r)
             _reap(children, events)
             if os.getppid() != first_ppid:
                 return  # the pool's process died; the workers notice by themselves
-            if ctl not in ready:
+            if ctl.fileno() not in ready:
                 continue
             msg, fds, _, _ = socket.recv_fds(ctl, _MSG.size - len(buffer), 2)
             if not msg:

@@ -35,11 +35,11 @@ WATCHDOG_PERIOD = 0.2
 
 
 class ConstRef:
-    """Stands for the shared constant ``token`` inside a task's arguments."""
+    """Stands for the shared constant ``token`` (``(pool id, number)``) inside a task's arguments."""
 
     __slots__ = ("token",)
 
-    def __init__(self, token: int) -> None:
+    def __init__(self, token: tuple) -> None:
         self.token = token
 
     def __reduce__(self) -> tuple:

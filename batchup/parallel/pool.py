@@ -232,7 +232,7 @@ def _run_inline(call: tuple) -> Any:
 
 
 class WorkerThreadPool(AbstractWorkerPool):
-    """Run tasks in up to ``processes`` worker threads (a ``concurrent.futures.ThreadPoolExecutor``).
+    """Run tasks in ``processes`` worker threads (a ``concurrent.futures.ThreadPoolExecutor``), started at construction.
 
     Parameters
     ----------
@@ -289,6 +289,15 @@ class _ThreadCore:
         self.lock = threading.Condition()
         self.queued: set = set()  # futures submitted and not started
         self.running: dict = {}  # thread -> future being prepared
+        # Start every thread now (the executor starts them lazily), so the pool's threads exist
+        # from construction on, as for the process pool: n tasks that meet at a barrier need n threads.
+        start = threading.Barrier(n + 1)
+        for _ in range(n):
+            self.executor.submit(start.wait, CLOSE_TIMEOUT)
+        try:
+            start.wait(CLOSE_TIMEOUT)
+        except threading.BrokenBarrierError:  # pragma: no cover - a very busy machine: threads come later
+            pass
 
     def submit(self, fn: Any, args: tuple, kwargs: dict | None, label: str) -> Future:
         fut = Future(label)

@@ -318,7 +318,7 @@ class _ProcessCore:
                 close_quietly(task_r, res_w)
             w = _Worker(wid, gen, proc.pid, proc, task_w, res_r)
         else:
-            fds = []
+            fds: list = []
             try:
                 fds += os.pipe()
                 fds += os.pipe()
