@@ -63,6 +63,7 @@ class Template:
         self.events = ev_r
         self.lock = threading.Lock()
         self.buffer = b""
+        self.closed = False
         try:
             check_fd_headroom()
             self.process = ctx.Process(
@@ -125,7 +126,10 @@ class Template:
         return out
 
     def close(self, timeout: float = 1.0) -> None:
-        """Stop the template (it kills any worker still running) and reap it."""
+        """Stop the template (it kills any worker still running) and reap it (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
         try:
             self.ctl.shutdown(socket.SHUT_RDWR)
         except OSError:

@@ -626,6 +626,8 @@ class _ProcessCore:
             while not self.closed:
                 self._close_templates()
                 with self.lock:
+                    if self.closed:
+                        return
                     watch: dict = {self.wake_r: ("wake", None)}
                     for g in self.gens.values():
                         if g.template is not None:
@@ -658,7 +660,8 @@ class _ProcessCore:
                     self._exited(w, code)
         except BaseException as err:  # pragma: no cover - an internal error must not hang callers
             self._fail_all(WorkerError(f"the process pool's collector thread failed: {err!r}"))
-            raise
+            if not self.closed:  # closing may pull a descriptor from under wait(): not an error then
+                raise
 
     def _drain(self, w: _Worker) -> None:
         while True:

@@ -369,7 +369,7 @@ class TestSlots:
 
     def test_workers_forked_later_do_not_inherit_the_parents_slots(self):
         """A generation forked while the parent maps slot files does not pin them (MADV_DONTFORK)."""
-        with WorkerProcessPool(2) as p:
+        with WorkerProcessPool(2, start_method="fork") as p:  # the default depends on this process's threads
             it = p.parallel_data_source(ArrayDataSource([np.ones((400, 1000))]), 4).batch_iterator(20)
             kept = [next(it), next(it)]  # the parent now maps slot files
             writers = set(p.worker_pids())  # they map the slots they write, legitimately
