@@ -11,9 +11,14 @@ Workloads
   processes (2), torch ``DataLoader(num_workers=2, batch_size=None)`` over a
   batch-returning dataset that returns tensors, and BatchUp 0.2.3's thread and
   process pools run in ``benchmarks/.venv-batchup023`` (skipped with a note
-  if that environment is missing).
+  if that environment is missing), and joblib's ``loky`` backend
+  (``Parallel(n_jobs=2, backend="loky", return_as="generator")`` over the
+  batches, the images passed as a ``np.load(mmap_mode="r")`` memmap so joblib
+  sends a file name, not the array).
 * ``time to first batch``: from creating the pool and the iterator to the
-  first batch, 2 process workers.
+  first batch, 2 process workers, for each start method, each in a fresh
+  interpreter: the first pool there (``cold``: a fork server starts too) and
+  a second one (``warm``).
 * ``memory``: total proportional set size (PSS) of the parent and 2 process
   workers iterating over a 1 GB in-memory array (unit GB).
 * ``overlap``: a consumer that spends C ms per batch in NumPy (GIL released)
@@ -116,6 +121,21 @@ def run_torch(X, y):
     return consume((xb.numpy(), yb.numpy()) for xb, yb in loader)
 
 
+def _loky_batch(X, y, idx, b):
+    return augment_sample_loop(X[idx], y[idx], np.random.default_rng([SEED, b]))
+
+
+def run_loky(X_path, y):
+    """joblib's loky backend over the same batches (ordered results, 2 workers, bounded dispatch)."""
+    from joblib import Parallel, delayed
+
+    X = np.load(X_path, mmap_mode="r")
+    order = np.random.default_rng(SEED).permutation(len(y))
+    n_batches = (len(y) + BS - 1) // BS
+    tasks = (delayed(_loky_batch)(X, y, np.sort(order[b * BS : (b + 1) * BS]), b) for b in range(n_batches))
+    return consume(Parallel(n_jobs=2, backend="loky", return_as="generator", pre_dispatch="2*n_jobs")(tasks))
+
+
 def run_batchup023(data_dir, n_repeats, quick):
     py = VENV023 / "bin" / "python"
     if not py.exists():
@@ -157,19 +177,41 @@ def _augment_global_rng(X, y):
 # -- the other workloads -----------------------------------------------------------------------
 
 
-def time_to_first_batch(X, y, repeats):
+def time_to_first_batch(X, y, method=None):
+    """Seconds from creating a 2-worker process pool to the first augmented batch."""
     from batchup.parallel import WorkerProcessPool
     from batchup.sources import ArrayDataSource
 
-    def run():
-        t0 = time.perf_counter()
-        with WorkerProcessPool(2) as pool:
-            it = pool.parallel_data_source(ArrayDataSource([X, y]).map(augment_sample_loop, seed=SEED), 8)
-            next(it.batch_iterator(BS, shuffle=SEED))
-            elapsed = time.perf_counter() - t0
-        return elapsed
+    t0 = time.perf_counter()
+    with WorkerProcessPool(2, start_method=method) as pool:
+        it = pool.parallel_data_source(ArrayDataSource([X, y]).map(augment_sample_loop, seed=SEED), 8)
+        next(it.batch_iterator(BS, shuffle=SEED))
+        elapsed = time.perf_counter() - t0
+    return elapsed
 
-    return min(run() for _ in range(repeats))
+
+def first_batch_worker(method, n, repeats):
+    """In a fresh interpreter: the first pool's time to first batch (cold), then the best of the next ones."""
+    X, y = make_data(n)
+    cold = time_to_first_batch(X, y, method)
+    warm = min(time_to_first_batch(X, y, method) for _ in range(repeats))
+    emit_json({"cold": cold, "warm": warm})
+
+
+def first_batch_by_method(n, repeats):
+    rows = []
+    for method in ("fork", "forkserver", "spawn"):
+        res = run_json_subprocess(
+            [sys.executable, str(Path(__file__).resolve()), "--first-batch-worker", method, "--data-n", str(n),
+             "--repeats", str(repeats)], 600,
+        )
+        for which in ("cold", "warm"):
+            label = f"batchup processes (2), {method}, {which}"
+            if "error" in res:
+                rows.append(contender(label, None, res["error"]))
+            else:
+                rows.append(contender(label, res[which], f"{n} images; pool + iterator + first augmented batch"))
+    return rows
 
 
 def memory_total(n_bytes):
@@ -237,6 +279,12 @@ def main():
     parser.add_argument("--worker023", choices=["thread", "process"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--first-batch-worker", choices=["fork", "forkserver", "spawn"], help=argparse.SUPPRESS)
+    parser.add_argument("--data-n", type=int, default=20_000, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only-first-batch", action="store_true",
+        help="measure only the time to first batch of each start method (a quick run)",
+    )
     args = parser.parse_args()
     repeats = repeats_from(args)
     if args.worker023:
@@ -245,6 +293,13 @@ def main():
     if args.memory_worker:
         alone, total = memory_total(int(args.memory_worker * 2**30))
         emit_json({"alone": alone, "total": total})
+        return
+    if args.first_batch_worker:
+        first_batch_worker(args.first_batch_worker, args.data_n, repeats)
+        return
+    if args.only_first_batch:
+        for row in first_batch_by_method(args.data_n, max(repeats, 3)):
+            print(f"  {row['name']}: {row['seconds'] if row['seconds'] is None else round(row['seconds'], 3)} s")
         return
 
     n = 10_000 if args.quick else 100_000
@@ -269,6 +324,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "X.npy", X)
         np.save(Path(tmp) / "y.npy", y)
+        try:
+            import joblib  # noqa: F401
+
+            secs = best_of(lambda: run_loky(Path(tmp) / "X.npy", y), repeats, warmup=0)[0]
+            cons.append(contender("joblib loky (2 workers)", secs, "Parallel(return_as='generator'), memmapped images"))
+        except ImportError:
+            cons.append(contender("joblib loky (2 workers)", None, "joblib is not installed"))
         old = run_batchup023(tmp, repeats, args.quick)
     for kind, label in (("thread", "BatchUp 0.2.3 threads (2)"), ("process", "BatchUp 0.2.3 processes (2)")):
         res = old[kind]
@@ -278,9 +340,10 @@ def main():
             cons.append(contender(label, res["seconds"], f"batchup {res.get('batchup_version')}, own venv"))
     workloads = [workload("augmented epoch", "serial", cons)]
 
-    ttfb = time_to_first_batch(X[:20_000], y[:20_000], max(repeats, 3))
+    ttfb = min(time_to_first_batch(X[:20_000], y[:20_000]) for _ in range(max(repeats, 3)))
     workloads.append(workload("time to first batch", "batchup processes (2)", [
-        contender("batchup processes (2)", ttfb, "pool creation + iterator + first augmented batch; target <= 1 s"),
+        contender("batchup processes (2)", ttfb, "default start method; pool + iterator + first augmented batch"),
+        *first_batch_by_method(20_000, max(repeats, 3)),
     ]))
 
     gb = 0.25 if args.quick else 1.0

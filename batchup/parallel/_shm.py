@@ -103,7 +103,7 @@ def sweep_stale() -> None:
             if not name.startswith(PREFIX):
                 continue
             pid_text = name[len(PREFIX):].split("-", 1)[0]
-            if not pid_text.isdigit() or _alive(int(pid_text)):
+            if not pid_text.isdigit() or pid_alive(int(pid_text)):
                 continue
             try:
                 os.unlink(os.path.join(folder, name))
@@ -111,7 +111,8 @@ def sweep_stale() -> None:
                 pass
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Return whether process ``pid`` exists (a zombie counts as existing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -121,36 +122,44 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def close_quietly(*items: Any) -> None:
+    """Close each file descriptor (an int) or object with ``close()``, ignoring those already closed."""
+    for item in items:
+        try:
+            if isinstance(item, int):
+                os.close(item)
+            else:
+                item.close()
+        except OSError:
+            pass
+
+
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 
-def _libc_mmap() -> Any:
+def _libc() -> Any:
+    """Return libc's ``mmap``, ``munmap`` and ``madvise`` (``None`` where there is no POSIX libc).
+
+    The parent maps result slots through libc rather than ``mmap.mmap``
+    because, before Python 3.13, an ``mmap.mmap`` keeps a duplicate file
+    descriptor per mapping: batches a caller keeps would each hold one and
+    exhaust ``ulimit -n``; workers map their slots the same way.
+    """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        fn_map, fn_unmap = libc.mmap, libc.munmap
+        fn_map, fn_unmap, fn_advise = libc.mmap, libc.munmap, libc.madvise
     except (OSError, AttributeError):  # pragma: no cover - not a POSIX libc
         return None
     fn_map.restype = ctypes.c_void_p
     fn_map.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
     fn_unmap.restype = ctypes.c_int
     fn_unmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    return fn_map, fn_unmap
+    fn_advise.restype = ctypes.c_int
+    fn_advise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return fn_map, fn_unmap, fn_advise
 
 
-_LIBC = _libc_mmap()
-
-
-def _libc_madvise() -> Any:
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):  # pragma: no cover - not a POSIX libc
-        return None
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return fn
-
-
-_MADVISE = _libc_madvise()
+_LIBC = _libc()
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
@@ -258,8 +267,8 @@ class SlotRing:
 def _dont_fork(addr: int, nbytes: int) -> None:
     """Keep a mapping out of forked children (workers forked later must not pin the parent's slots)."""
     advice = getattr(mmap, "MADV_DONTFORK", None)
-    if _MADVISE is not None and advice is not None:
-        _MADVISE(addr, nbytes, advice)
+    if _LIBC is not None and advice is not None:
+        _LIBC[2](addr, nbytes, advice)
 
 
 def _map(path: str, nbytes: int) -> int:
@@ -270,14 +279,9 @@ def _map(path: str, nbytes: int) -> int:
     except OSError as err:
         raise fd_limit_error(err, "mapping a batch's shared memory") from err
     try:
-        return _map_fd(fd, nbytes, path)
+        addr = _LIBC[0](None, nbytes, mmap.PROT_READ | mmap.PROT_WRITE, _MAP_FLAGS, fd, 0)
     finally:
         os.close(fd)
-
-
-def _map_fd(fd: int, nbytes: int, path: str) -> int:
-    assert _LIBC is not None
-    addr = _LIBC[0](None, nbytes, mmap.PROT_READ | mmap.PROT_WRITE, _MAP_FLAGS, fd, 0)
     if addr is None or addr == _MAP_FAILED:
         code = ctypes.get_errno()
         raise OSError(code, f"could not map {path!r} ({os.strerror(code)})")
@@ -351,7 +355,12 @@ MAX_WRITE_MAPS = 64
 
 
 def _writable(slot: str, nbytes: int) -> Any:
-    """Return a writable buffer over at least ``nbytes`` of ``slot`` (mapped once per file in a worker)."""
+    """Return a writable buffer over at least ``nbytes`` of ``slot`` (mapped once per file in a worker).
+
+    Mapped through libc like the parent's slots: a worker forked from a busy
+    parent inherits its descriptors, and ``mmap.mmap`` (before Python 3.13)
+    would hold one more per mapping.
+    """
     if _LIBC is None or not hasattr(os, "posix_fallocate"):  # pragma: no cover
         return None
     entry = _WRITE_MAPS.get(slot)
@@ -364,9 +373,9 @@ def _writable(slot: str, nbytes: int) -> Any:
         # Reserve the pages first: a full folder is ENOSPC here, not a SIGBUS on a store.
         # Slot files only ever grow, so a mapping made earlier never covers a hole.
         os.posix_fallocate(fd, 0, size)
-        addr = _map_fd(fd, size, slot)
     finally:
         os.close(fd)
+    addr = _map(slot, size)
     forget([slot])
     _WRITE_MAPS[slot] = ((ctypes.c_char * size).from_address(addr), size, addr)
     while len(_WRITE_MAPS) > MAX_WRITE_MAPS:
@@ -407,27 +416,20 @@ def _unmap(addr: int, nbytes: int, ring: SlotRing | None, slot: str) -> None:
 def map_file(path: str, nbytes: int, ring: SlotRing | None = None) -> Any:
     """Map ``nbytes`` of ``path`` shared and writable; return a buffer object.
 
-    The mapping keeps no file descriptor open (``mmap.mmap`` keeps a
-    duplicate per mapping, so a few hundred batches kept alive would exhaust
-    ``ulimit -n``). When the buffer is garbage-collected it is unmapped and
-    ``path`` goes back to ``ring``.
+    The mapping keeps no file descriptor open (see :func:`_libc`). When the
+    buffer is garbage-collected it is unmapped and ``path`` goes back to
+    ``ring``.
     """
-    try:
+    if _LIBC is None:  # pragma: no cover - not a POSIX libc
         fd = os.open(path, os.O_RDWR)
-    except OSError as err:
-        raise fd_limit_error(err, "mapping a batch's shared memory") from err
-    try:
-        if _LIBC is None:  # pragma: no cover - not a POSIX libc
+        try:
             buf: Any = mmap.mmap(fd, nbytes, flags=_MAP_FLAGS)
-            if ring is not None:
-                weakref.finalize(buf, ring.release, path)
-            return buf
-        addr = _LIBC[0](None, nbytes, mmap.PROT_READ | mmap.PROT_WRITE, _MAP_FLAGS, fd, 0)
-        if addr is None or addr == _MAP_FAILED:
-            code = ctypes.get_errno()
-            raise OSError(code, f"could not map {path!r} ({os.strerror(code)})")
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
+        if ring is not None:
+            weakref.finalize(buf, ring.release, path)
+        return buf
+    addr = _map(path, nbytes)
     buf = (ctypes.c_char * nbytes).from_address(addr)
     weakref.finalize(buf, _unmap, addr, nbytes, ring, path)
     return buf
@@ -498,8 +500,12 @@ def _order(arr: np.ndarray) -> str:
 
 
 def _memmap_file(arr: Any) -> tuple | None:
-    # Only a memmap that owns its mapping (not a view into one) can be reopened exactly.
+    # Only a memmap that owns its mapping (not a view into one) can be reopened exactly. A
+    # copy-on-write memmap (mode "c") may hold edits that live only in this process's memory:
+    # it is copied like an in-memory array, so workers see those edits (the snapshot).
     if arr.filename is None or not isinstance(arr.base, mmap.mmap) or _order(arr) == "A":
+        return None
+    if getattr(arr, "mode", None) == "c":
         return None
     return arr.filename, int(arr.offset)
 

@@ -23,18 +23,23 @@ from batchup.parallel.errors import StagingSpaceError, exception_payload
 
 __all__ = ["ConstRef", "fetch_batch", "format_failure", "process_main", "run_call"]
 
-#: Objects shared by ``fork`` inheritance: token -> object, filled in the parent before forking.
+#: Objects shared by ``fork`` inheritance: ``(pool id, token)`` -> object, filled in the
+#: parent before the pool forks the template its workers come from. The pool id is unique
+#: across the process's life and across forks, so no pool can find another pool's entry.
 INHERITED: dict = {}
+#: Set in a process worker: a process pool must not be created inside one.
+IN_WORKER = False
+_READY = pickle.dumps(("ready", -1))
 #: How often an idle worker checks that its parent is still alive (seconds).
 WATCHDOG_PERIOD = 0.2
 
 
 class ConstRef:
-    """Stands for the shared constant ``token`` inside a task's arguments."""
+    """Stands for the shared constant ``token`` (``(pool id, number)``) inside a task's arguments."""
 
     __slots__ = ("token",)
 
-    def __init__(self, token: int) -> None:
+    def __init__(self, token: tuple) -> None:
         self.token = token
 
     def __reduce__(self) -> tuple:
@@ -69,18 +74,26 @@ def _watch_parent(parent_pid: int) -> None:
     first_ppid = os.getppid()
     while True:
         time.sleep(WATCHDOG_PERIOD)
-        if os.getppid() != first_ppid or not _alive(parent_pid):
+        if os.getppid() != first_ppid or not _shm.pid_alive(parent_pid):
             os._exit(0)
 
 
-def _alive(pid: int) -> bool:
+def inherited(key: tuple, pool_uid: str) -> Any:
+    """Return the inherited constant ``key`` for a worker of pool ``pool_uid``; raise if it is not there.
+
+    A worker never serves another pool's object: the key names its pool, and
+    a missing entry (the worker was forked before the constant was shared) is
+    an error, not a fallback.
+    """
+    if not isinstance(key, tuple) or key[0] != pool_uid:
+        raise RuntimeError(f"shared constant {key!r} belongs to another pool than this worker's ({pool_uid})")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return INHERITED[key]
+    except KeyError:
+        raise RuntimeError(
+            f"shared constant {key!r} is not in this worker's inherited table (the worker was forked "
+            "before it was shared); this is a bug in batchup, please report it"
+        ) from None
 
 
 def _reseed_global_rngs() -> None:
@@ -95,13 +108,19 @@ def _reseed_global_rngs() -> None:
     np.random.seed(seed)
 
 
-def process_main(tasks: Any, results: Any, parent_pid: int, worker_id: int) -> None:
+def process_main(tasks: Any, results: Any, parent_pid: int, worker_id: int, pool_uid: str) -> None:
     """Run a process worker until ``stop``, EOF, or the parent's death."""
+    global IN_WORKER
+    IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="batchup-watchdog", daemon=True).start()
     _reseed_global_rngs()
     pid = os.getpid()
     cache: dict = {}
+    try:
+        results.send_bytes(_READY)  # started: a death from now on is a task's, not the start method's
+    except (EOFError, OSError):
+        return
     while True:
         try:
             raw = tasks.recv_bytes()
@@ -114,7 +133,7 @@ def process_main(tasks: Any, results: Any, parent_pid: int, worker_id: int) -> N
         if kind == "const":
             _, token, how, payload = msg
             try:
-                cache[token] = INHERITED[token] if how == "inherit" else _shm.load_constant(payload)
+                cache[token] = inherited(token, pool_uid) if how == "inherit" else _shm.load_constant(payload)
             except Exception as exc:  # noqa: BLE001 - reported with the first task that needs it
                 where = f"in worker {worker_id} (pid {pid}), loading a shared constant"
                 cache[token] = _Broken(exc, format_failure(exc, where))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import pickle
 import signal
-from typing import Any
 
 __all__ = [
     "BatchTimeoutError",
@@ -111,12 +110,23 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-def crash_hint(exitcode: int | None) -> str:
-    """Return the usual causes of a worker death, for the error message."""
+def crash_hint(exitcode: int | None, start_method: str | None = None) -> str:
+    """Return the usual causes of a worker death, for the error message.
+
+    ``start_method`` is given when the worker died before it finished
+    starting: under ``spawn``/``forkserver`` that often means an unguarded
+    main module.
+    """
     if exitcode is not None and exitcode < 0 and -exitcode == getattr(signal, "SIGBUS", -1):
         return (
             "SIGBUS usually means the shared-memory folder is full; set BATCHUP_SHM_DIR to a "
             "folder with more free space"
+        )
+    if start_method in ("spawn", "forkserver") and exitcode == 1:
+        return (
+            f"the worker died while starting: under {start_method!r} the main module must be "
+            "importable and guarded by if __name__ == '__main__' (see the worker's traceback on stderr); "
+            "the pool has replaced the worker"
         )
     return (
         "common causes: the out-of-memory killer, a crash (segfault) in native code, or "
@@ -163,9 +173,3 @@ def exception_payload(exc: BaseException) -> bytes | None:
     except Exception:  # noqa: BLE001 - the caller reports a WorkerError instead
         return None
     return data
-
-
-def describe_value(value: Any) -> str:
-    """Return a short description of ``value`` for error messages."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

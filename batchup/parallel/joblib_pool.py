@@ -22,7 +22,7 @@ import weakref
 from typing import Any
 
 from batchup.parallel import _worker
-from batchup.parallel.errors import WorkerCrashedError, rebuild_exception
+from batchup.parallel.errors import PoolClosedError, WorkerCrashedError, rebuild_exception
 from batchup.parallel.pool import AbstractWorkerPool, Future, SharedConstant
 
 __all__ = ["JoblibWorkerPool"]
@@ -98,7 +98,7 @@ class JoblibWorkerPool(AbstractWorkerPool):
 
 
 def _complete(fut: Future, outcome: tuple) -> None:
-    if fut.cancelled:
+    if fut.cancelled or fut.done():
         return
     if outcome[0] == "ok":
         fut.set_result(outcome[1])
@@ -111,6 +111,7 @@ class _DaskImpl:
         self.client = client
         self.closed = False
         self.live: dict = {}
+        self.futures: weakref.WeakSet = weakref.WeakSet()  # ours, to fail on close()
         self.scattered: list = []
         self.lock = threading.Lock()
 
@@ -126,12 +127,13 @@ class _DaskImpl:
         dfut = self.client.submit(_worker.call_captured, fn, label, kwargs, *plain, pure=False)
         with self.lock:
             self.live[id(fut)] = dfut
+            self.futures.add(fut)
         fut._abandon = self._abandon
 
         def done(f: Any, fut: Future = fut) -> None:
             with self.lock:
                 self.live.pop(id(fut), None)
-            if fut.cancelled:
+            if fut.cancelled or fut.done():
                 return
             try:
                 outcome = f.result()
@@ -159,9 +161,13 @@ class _DaskImpl:
             return
         self.closed = True
         with self.lock:
-            live = list(self.live.values())
+            live = list(self.live.items())
             self.live.clear()
-        for dfut in live:
+            futures = list(self.futures)
+            self.futures.clear()
+        for fut in futures:
+            _fail_closed(fut)
+        for _, dfut in live:
             dfut.cancel()
         for dfut in self.scattered:
             dfut.release()
@@ -173,6 +179,7 @@ class _WindowImpl:
         self.backend, self.n_jobs, self.window = backend, n_jobs, max(1, int(window))
         self.closed = False
         self.pending: collections.deque = collections.deque()
+        self.running: list = []  # the futures of the window joblib is running
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._run, name=f"batchup-joblib-pool-{next(_ids)}", daemon=True)
         self.thread.start()
@@ -185,6 +192,8 @@ class _WindowImpl:
         fut._abandon = lambda f: self.cancel([f])
         args = tuple(a.value if isinstance(a, SharedConstant) else a for a in args)
         with self.cond:
+            if self.closed:
+                raise PoolClosedError("JoblibWorkerPool is closed; create a new pool")
             self.pending.append((fut, fn, args, kwargs))
             self.cond.notify()
         return fut
@@ -207,6 +216,7 @@ class _WindowImpl:
                     item = self.pending.popleft()
                     if not item[0].cancelled:
                         batch.append(item)
+                self.running = [item[0] for item in batch]
             if not batch:
                 continue
             done = 0
@@ -220,20 +230,33 @@ class _WindowImpl:
                     done += 1
             except BaseException as err:  # noqa: BLE001 - a dead backend worker, a pickling error
                 for fut, *_ in batch[done:]:
+                    if fut.done():
+                        continue
                     if isinstance(err, (TypeError, AttributeError)) or "pickl" in str(err).lower():
                         fut.set_exception(err)
                     else:
                         fut.set_exception(WorkerCrashedError(f"{fut.label} failed in the joblib backend: {err!r}"))
+            with self.cond:
+                self.running = []
 
     def shutdown(self) -> None:
         with self.cond:
             if self.closed:
                 return
             self.closed = True
-            pending = list(self.pending)
+            pending = [item[0] for item in self.pending]
             self.pending.clear()
             self.cond.notify_all()
-        for fut, *_ in pending:
-            fut.cancelled = True
+        for fut in pending:
+            _fail_closed(fut)
         if self.thread is not threading.current_thread():
             self.thread.join(5.0)
+        with self.cond:
+            running = list(self.running)
+        for fut in running:  # a window joblib could not finish in time
+            _fail_closed(fut)
+
+
+def _fail_closed(fut: Future) -> None:
+    if not fut.done():
+        fut.set_exception(PoolClosedError(f"the pool was closed before {fut.label} finished"))

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue
 import threading
 import time
 import warnings
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from batchup._checks import is_int
 from batchup.parallel import _worker
-from batchup.parallel.errors import BatchTimeoutError, PoolClosedError, attach_cause
+from batchup.parallel.errors import BatchTimeoutError, PoolClosedError, attach_cause, rebuild_exception
 
 __all__ = ["AbstractWorkerPool", "InlinePool", "SharedConstant", "WorkerThreadPool", "check_processes"]
 
@@ -101,6 +101,15 @@ class Future:
         self._error = error
         self._event.set()
 
+    def set_remote_exception(self, report: tuple) -> None:
+        """Fail with a worker's report ``(payload, type name, message, traceback)``, rebuilt by :meth:`get`.
+
+        Rebuilding unpickles, which may import a module: it happens in the
+        consumer's thread, never in a pool's service thread.
+        """
+        self._error = report  # type: ignore[assignment]
+        self._event.set()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until done (in short slices, so Ctrl-C stays responsive); return ``done()``."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -118,6 +127,8 @@ class Future:
                 self._abandon(self)
             raise BatchTimeoutError(f"{self.label} was not ready within timeout={timeout:g} s")
         if self._error is not None:
+            if isinstance(self._error, tuple):
+                self._error = rebuild_exception(*self._error)
             raise self._error
         if self._decode is not None:
             decode, self._decode = self._decode, None
@@ -221,7 +232,7 @@ def _run_inline(call: tuple) -> Any:
 
 
 class WorkerThreadPool(AbstractWorkerPool):
-    """Run tasks in ``processes`` worker threads, started at construction.
+    """Run tasks in ``processes`` worker threads (a ``concurrent.futures.ThreadPoolExecutor``), started at construction.
 
     Parameters
     ----------
@@ -234,8 +245,11 @@ class WorkerThreadPool(AbstractWorkerPool):
     :meth:`shared_constant` returns its argument. Threads help when tasks
     release the GIL (NumPy, I/O, decoding libraries); for Python-heavy
     preparation use :class:`~batchup.parallel.process_pool.WorkerProcessPool`.
-    A task stuck forever cannot be stopped; ``close()`` then warns naming
-    the thread and returns (the threads are daemons).
+    Any exception a task raises, ``SystemExit`` and ``KeyboardInterrupt``
+    included, reaches the consumer at that task's turn, as in the serial
+    twin. A task stuck forever cannot be stopped: ``close()`` warns naming
+    the thread and returns, and, as for every ``concurrent.futures`` pool,
+    the interpreter waits for the thread at exit (Ctrl-C ends the wait).
 
     Examples
     --------
@@ -260,72 +274,79 @@ class WorkerThreadPool(AbstractWorkerPool):
     def _submit(self, fn: Any, args: tuple, kwargs: dict | None = None, *, label: str = "a task",
                 slot: Any = None) -> Future:
         self._check_open()
-        fut = Future(label)
-        self._core.tasks.put((fut, fn, args, kwargs))
-        return fut
+        return self._core.submit(fn, args, kwargs, label)
 
     def close(self) -> None:
         self._finalizer()
 
 
 class _ThreadCore:
-    """The threads and queue of a thread pool (no reference to the pool object)."""
+    """The executor of a thread pool, and the tasks it holds (no reference to the pool object)."""
 
     def __init__(self, n: int) -> None:
         self.closed = False
-        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
-        pid = next(_pool_ids)
-        self.threads = [
-            threading.Thread(target=self._run, name=f"batchup-thread-pool-{pid}-{k}", daemon=True)
-            for k in range(n)
-        ]
-        for t in self.threads:
-            t.start()
+        self.executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"batchup-thread-pool-{next(_pool_ids)}")
+        self.lock = threading.Condition()
+        self.queued: set = set()  # futures submitted and not started
+        self.running: dict = {}  # thread -> future being prepared
+        # Start every thread now (the executor starts them lazily), so the pool's threads exist
+        # from construction on, as for the process pool: n tasks that meet at a barrier need n threads.
+        start = threading.Barrier(n + 1)
+        for _ in range(n):
+            self.executor.submit(start.wait, CLOSE_TIMEOUT)
+        try:
+            start.wait(CLOSE_TIMEOUT)
+        except threading.BrokenBarrierError:  # pragma: no cover - a very busy machine: threads come later
+            pass
 
-    def _run(self) -> None:
-        name = threading.current_thread().name
-        while True:
-            item = self.tasks.get()
-            if item is None:
-                return
-            fut, fn, args, kwargs = item
-            if fut.cancelled:
-                continue
-            try:
-                value = _worker.run_call(fn, args, kwargs)
-            except Exception as exc:  # noqa: BLE001 - handed to the consumer
-                text = _worker.format_failure(exc, f"in thread {name}, while preparing {fut.label}")
-                fut.set_exception(attach_cause(exc, text))
-            else:
-                fut.set_result(value)
-            del item, fut, fn, args, kwargs
+    def submit(self, fn: Any, args: tuple, kwargs: dict | None, label: str) -> Future:
+        fut = Future(label)
+        with self.lock:
+            if self.closed:
+                raise PoolClosedError("WorkerThreadPool is closed; create a new pool")
+            self.queued.add(fut)
+        self.executor.submit(self._run, fut, fn, args, kwargs)
+        return fut
+
+    def _run(self, fut: Future, fn: Any, args: tuple, kwargs: dict | None) -> None:
+        me = threading.current_thread()
+        with self.lock:
+            if fut not in self.queued or fut.cancelled:
+                self.queued.discard(fut)
+                return  # cancelled, or failed by close()
+            self.queued.discard(fut)
+            self.running[me] = fut
+        try:
+            value = _worker.run_call(fn, args, kwargs)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit & co. too: the consumer must not wait forever
+            text = _worker.format_failure(exc, f"in thread {me.name}, while preparing {fut.label}")
+            fut.set_exception(attach_cause(exc, text))
+        else:
+            fut.set_result(value)
+        finally:
+            with self.lock:
+                del self.running[me]
+                self.lock.notify_all()
 
     def shutdown(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        pending = []
-        while True:
-            try:
-                item = self.tasks.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                pending.append(item[0])
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            pending, self.queued = self.queued, set()
         for fut in pending:
             fut.set_exception(PoolClosedError(f"the pool was closed before {fut.label} ran"))
-        for _ in self.threads:
-            self.tasks.put(None)
+        self.executor.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + CLOSE_TIMEOUT
         me = threading.current_thread()
-        for t in self.threads:
-            if t is not me:
-                t.join(max(0.0, deadline - time.monotonic()))
-        stuck = [t.name for t in self.threads if t.is_alive() and t is not me]
+        with self.lock:
+            while any(t is not me for t in self.running) and time.monotonic() < deadline:
+                self.lock.wait(max(0.0, min(0.25, deadline - time.monotonic())))
+            stuck = sorted(t.name for t in self.running if t is not me)
         if stuck:
             warnings.warn(
                 f"WorkerThreadPool.close(): thread(s) {', '.join(stuck)} are still running a task "
-                f"after {CLOSE_TIMEOUT:g} s; they are daemon threads and end with the interpreter",
+                f"after {CLOSE_TIMEOUT:g} s; the interpreter waits for them at exit",
                 RuntimeWarning,
                 stacklevel=3,
             )

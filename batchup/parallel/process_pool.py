@@ -1,23 +1,25 @@
-"""WorkerProcessPool: worker processes that never hang and never leak.
+"""WorkerProcessPool: worker processes that never hang, never leak and never serve stale data.
 
 The pool starts its workers at construction and runs two small threads in
-the parent: a *collector* that waits on every worker's result pipe and
-process sentinel at once (so a dead worker is noticed at once, not at the
+the parent: a *collector* that waits on every worker's result pipe and on
+every way a worker can end (so a dead worker is noticed at once, not at the
 next timeout), and a *sender* that writes tasks to the workers' pipes (so a
 full pipe never blocks the collector). Each worker holds at most
 :data:`MAX_INFLIGHT` tasks; the parent knows exactly which tasks a worker
-held when it died, fails the one it was preparing with
+held when it ended, fails the one it was preparing with
 :class:`~batchup.parallel.errors.WorkerCrashedError` (naming the pid and the
 signal or exit code), re-queues the rest and starts a replacement.
 
-**Shared constants** reach each worker once. Under ``fork`` a constant that
-holds large arrays (or cannot be pickled) is *inherited*: the pool forks a
-fresh generation of workers that see it copy-on-write, and retires the old
-ones once their tasks are done. Otherwise the constant is pickled once, with
-large arrays staged in a shared segment (or referenced by file for a
-``np.memmap``), and sent to each worker before its first task that uses it.
-Workers keep the value as it was when :meth:`WorkerProcessPool.shared_constant`
-was called (snapshot semantics).
+**Snapshots.** Workers see a shared constant (the data source) as it was
+when :meth:`WorkerProcessPool.shared_constant` was called, whatever the
+parent changes afterwards. A picklable constant without large arrays is
+pickled then. Under ``fork`` a constant that holds large arrays (or cannot be
+pickled) is *inherited*: the pool forks a template process at that moment
+(:mod:`batchup.parallel._template`) and a *generation* of workers from it;
+every task that uses the constant runs in that generation, whose
+replacements come from the same template. Under ``spawn``/``forkserver``
+large arrays are copied once into a shared segment (a ``np.memmap`` opened
+``r``, ``r+`` or ``w+`` travels as its file name instead).
 """
 from __future__ import annotations
 
@@ -30,15 +32,18 @@ import multiprocessing.util  # noqa: F401 - imported first so our atexit hook ru
 import os
 import pickle
 import queue
-import signal
+import select
 import struct
 import sys
 import threading
 import time
+import warnings
 import weakref
 from typing import Any
 
-from batchup.parallel import _shm, _worker
+from batchup.parallel import _shm, _start_method, _worker
+from batchup.parallel._shm import close_quietly
+from batchup.parallel._template import Template, check_fd_headroom
 from batchup.parallel.errors import (
     PoolClosedError,
     WorkerCrashedError,
@@ -46,7 +51,6 @@ from batchup.parallel.errors import (
     crash_hint,
     describe_exit,
     fd_limit_error,
-    rebuild_exception,
 )
 from batchup.parallel.pool import CLOSE_TIMEOUT, AbstractWorkerPool, Future, SharedConstant, check_processes
 
@@ -59,18 +63,10 @@ MAX_INFLIGHT = 2
 DIRECT_MAX = 8192
 #: Pipe buffers are pages, and a write does not always fill a partly used one: keep a margin.
 _PIPE_SLACK = 4 * 4096
-_START_METHODS = ("fork", "forkserver", "spawn")
 _live_cores: weakref.WeakSet[_ProcessCore] = weakref.WeakSet()
 _STOP = pickle.dumps(("stop",))
-
-
-def _check_method(start_method: Any) -> str:
-    available = [m for m in multiprocessing.get_all_start_methods() if m in _START_METHODS]
-    if start_method is None:
-        return "fork" if "fork" in available else multiprocessing.get_start_method()
-    if start_method not in available:
-        raise ValueError(f"start_method must be one of {available}, got {start_method!r}")
-    return start_method
+_pool_ids = itertools.count()
+_fork_lock = threading.Lock()
 
 
 class WorkerProcessPool(AbstractWorkerPool):
@@ -81,10 +77,13 @@ class WorkerProcessPool(AbstractWorkerPool):
     processes : int, default 1
         Number of worker processes (>= 1).
     start_method : {'fork', 'forkserver', 'spawn'}, optional
-        Keyword-only. Defaults to ``'fork'`` where available (Linux), which
-        shares in-memory arrays copy-on-write and accepts lambdas in a data
-        source; ``'spawn'``/``'forkserver'`` need everything picklable and
-        defined at module level.
+        Keyword-only. By default ``'fork'`` on Linux when no other thread
+        could hold a lock the workers need (see
+        :mod:`batchup.parallel._start_method`), else ``'forkserver'``;
+        elsewhere the platform's default. ``'fork'`` shares in-memory arrays
+        copy-on-write and accepts lambdas in a data source;
+        ``'spawn'``/``'forkserver'`` need everything picklable and defined
+        at module level.
 
     Raises
     ------
@@ -92,15 +91,21 @@ class WorkerProcessPool(AbstractWorkerPool):
         If ``processes`` is not an int.
     ValueError
         If ``processes < 1`` or ``start_method`` is unknown.
+    RuntimeError
+        If called inside a worker process of another pool.
+    OSError
+        If the workers cannot be started (for example too many open files:
+        the message says how to raise ``ulimit -n``); nothing is left running.
 
     Notes
     -----
     Tasks, their arguments and results must be picklable (except shared
     constants under ``fork``). Results of streams come back through
     shared-memory slots owned by the parent; a batch's arrays are views of
-    a private mapping handed over when the result is retrieved (no copy). Workers ignore SIGINT and exit by
-    themselves if the parent dies. A crashed worker is replaced, so the pool
-    stays usable; its pids are :meth:`worker_pids`.
+    a private mapping handed over when the result is retrieved (no copy).
+    Workers ignore SIGINT and exit by themselves if the parent dies. A
+    crashed worker is replaced, so the pool stays usable; its pids are
+    :meth:`worker_pids`.
 
     Examples
     --------
@@ -111,10 +116,16 @@ class WorkerProcessPool(AbstractWorkerPool):
     """
 
     def __init__(self, processes: int = 1, *, start_method: str | None = None) -> None:
+        if _worker.IN_WORKER:
+            raise RuntimeError(
+                "a WorkerProcessPool cannot be created inside a worker process of another pool; "
+                "inside a task use WorkerThreadPool, or InlinePool (num_workers=0)"
+            )
         self.num_workers = self.processes = check_processes(processes)
-        self.start_method = _check_method(start_method)
+        self.start_method = _start_method.choose_start_method(start_method)
+        reason = [] if start_method is not None else _start_method.fork_hazards()
         _shm.sweep_stale()
-        self._core = _ProcessCore(self.processes, self.start_method)
+        self._core = _ProcessCore(self.processes, self.start_method, explicit=start_method is not None, reason=reason)
         self._finalizer = weakref.finalize(self, self._core.shutdown)
 
     @property
@@ -128,27 +139,30 @@ class WorkerProcessPool(AbstractWorkerPool):
     def shared_constant(self, x: Any) -> SharedConstant:
         """Share ``x`` with every worker once; pass the marker as a top-level task argument.
 
+        Workers see ``x`` as it is now (a snapshot), whatever the caller
+        changes in it later.
+
         Raises
         ------
         TypeError
             If ``x`` cannot be pickled and the start method is not ``fork``.
         """
         self._check_open()
-        token = self._core.add_constant(x)
-        marker = SharedConstant(x, _worker.ConstRef(token))
+        key = self._core.add_constant(x)
+        marker = SharedConstant(x, _worker.ConstRef(key))
         marker.pool = self._core  # type: ignore[attr-defined]
-        weakref.finalize(marker, self._core.drop_constant, token)
+        weakref.finalize(marker, self._core.drop_constant, key)
         return marker
 
     def _submit(self, fn: Any, args: tuple, kwargs: dict | None = None, *, label: str = "a task",
                 slot: Any = None) -> Future:
         self._check_open()
-        tokens = []
+        keys = []
         plain = []
         for a in args:
             if isinstance(a, SharedConstant):
                 if getattr(a, "pool", None) is self._core:
-                    tokens.append(a.ref.token)
+                    keys.append(a.ref.token)
                     plain.append(a.ref)
                     continue
                 a = a.value
@@ -161,7 +175,7 @@ class WorkerProcessPool(AbstractWorkerPool):
                 f"worker process ({type(err).__name__}: {err}); define functions and classes at "
                 "module level (no lambdas, closures or local classes), or use WorkerThreadPool"
             ) from err
-        return self._core.submit(inner, tokens, label, slot)
+        return self._core.submit(inner, keys, label, slot)
 
     def _new_ring(self, size: int) -> Any:
         ring = _shm.SlotRing(size)
@@ -177,10 +191,10 @@ class WorkerProcessPool(AbstractWorkerPool):
 
 
 class _Task:
-    __slots__ = ("id", "future", "inner", "tokens", "label", "slot", "ring", "worker")
+    __slots__ = ("id", "future", "inner", "keys", "label", "slot", "ring", "worker", "gen")
 
-    def __init__(self, tid: int, future: Future, inner: bytes, tokens: list, label: str, slot: Any) -> None:
-        self.id, self.future, self.inner, self.tokens = tid, future, inner, tokens
+    def __init__(self, tid: int, future: Future, inner: bytes, keys: list, label: str, slot: Any, gen: Any) -> None:
+        self.id, self.future, self.inner, self.keys, self.gen = tid, future, inner, keys, gen
         self.ring: Any
         self.slot: str | None
         self.ring, self.slot = slot if slot is not None else (None, None)
@@ -188,22 +202,31 @@ class _Task:
 
 
 class _Worker:
-    def __init__(self, wid: int, process: Any, tasks: Any, results: Any, inherited: set) -> None:
-        self.wid, self.process, self.tasks, self.results = wid, process, tasks, results
-        self.pid = process.pid
+    def __init__(self, wid: int, gen: _Generation, pid: int, process: Any, tasks: Any, results: Any) -> None:
+        self.wid, self.gen, self.pid, self.process = wid, gen, pid, process
+        self.tasks, self.results = tasks, results
         self.inflight: dict = {}
-        self.tokens: set = set()
-        self.inherited = inherited
+        self.keys: set = set()  # constants sent to this worker
         self.retiring = False
         self.expected_exit = False
-        self.replied = False
+        self.ready = False  # it said it started (a later death is a task's doing)
         self.queued = 0  # messages handed to the sender thread and not yet written
         self.pipe_size = _pipe_size(tasks)
+
+
+class _Generation:
+    """Workers made from one snapshot: one template under ``fork`` (none otherwise)."""
+
+    def __init__(self, gid: int, template: Template | None) -> None:
+        self.gid, self.template = gid, template
+        self.workers: dict = {}
+        self.retiring = False
 
 
 class _Const:
     def __init__(self, inherit: bool, payload: bytes | None, segments: list) -> None:
         self.inherit, self.payload, self.segments = inherit, payload, segments
+        self.gen: _Generation | None = None
         self.users = 0
         self.dropped = False
 
@@ -211,73 +234,134 @@ class _Const:
 class _ProcessCore:
     """Everything a process pool owns; holds no reference to the pool object."""
 
-    def __init__(self, n: int, method: str) -> None:
-        self.n, self.method = n, method
+    def __init__(self, n: int, method: str, *, explicit: bool = True, reason: list | None = None) -> None:
+        self.n, self.method, self.explicit, self.reason = n, method, explicit, reason or []
+        self.uid = f"{os.getpid()}-{next(_pool_ids)}"
         self.ctx: Any = multiprocessing.get_context(method)
+        if method == "forkserver":
+            _preload_worker_module(self.ctx)
         self.lock = threading.RLock()
         self.closed = False
-        self.workers: dict = {}
+        self.gens: dict = {}
+        self.by_pid: dict = {}  # pid -> worker, for exits reported by a template
         self.pending: collections.deque = collections.deque()
         self.tasks: dict = {}
         self.constants: dict = {}
         self.ids = itertools.count()
         self.wids = itertools.count()
+        self.gids = itertools.count()
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.broken: str | None = None
-        self.startup_failures = 0
+        self.closing: list = []  # templates of retired generations, stopped by the collector
+        # Recent worker starts: True when a worker said it was ready, False when one died before.
+        # A task that kills its worker (a bad sample) does not count: only a start method that
+        # cannot start workers (an unguarded main module under spawn) breaks the pool.
+        self.health: collections.deque = collections.deque(maxlen=2 * n + 1)
+        self.wake_r, self.wake_w = -1, -1
         try:
             self.wake_r, self.wake_w = os.pipe()
-        except OSError as err:
-            _raise_fd_error(err, "starting a process pool")
-        os.set_blocking(self.wake_w, False)
-        try:
-            for _ in range(n):
-                self._start_worker()
+            os.set_blocking(self.wake_w, False)
+            self.newest = self._new_generation()
         except BaseException as err:
             self._abort_start()
             if isinstance(err, OSError):
                 _raise_fd_error(err, f"starting {n} worker processes")
             raise
-        tag = id(self)
+        tag = self.uid
         self.sender = threading.Thread(target=self._send_loop, name=f"batchup-process-pool-send-{tag}", daemon=True)
         self.collector = threading.Thread(target=self._collect_loop, name=f"batchup-process-pool-{tag}", daemon=True)
-        self.sender.start()
-        self.collector.start()
+        for t in (self.sender, self.collector):
+            t.start()
+            _start_method.register_service_thread(t)
         _live_cores.add(self)
 
-    # -- workers ----------------------------------------------------------------------------
-    def _start_worker(self) -> None:
+    # -- generations and workers ------------------------------------------------------------------
+    def _new_generation(self) -> _Generation:
+        """Start a generation of ``n`` workers (under ``fork``, from a template forked now)."""
+        template = None
+        if self.method == "fork":
+            with _fork_lock, warnings.catch_warnings():
+                if not _start_method.fork_hazards():
+                    # Python 3.12+ warns about any other thread; ours and BLAS's are safe to fork beside.
+                    warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+                template = Template(self.ctx, self.uid)
+        gen = _Generation(next(self.gids), template)
+        self.gens[gen.gid] = gen
+        try:
+            for _ in range(self.n):
+                self._start_worker(gen)
+        except BaseException:
+            self._stop_generation(gen)
+            raise
+        return gen
+
+    def _start_worker(self, gen: _Generation) -> None:
         wid = next(self.wids)
-        task_r, task_w = self.ctx.Pipe(duplex=False)
-        res_r, res_w = self.ctx.Pipe(duplex=False)
-        proc = self.ctx.Process(
-            target=_worker.process_main,
-            args=(task_r, res_w, os.getpid(), wid),
-            name=f"batchup-worker-{wid}",
-            daemon=True,
-        )
-        inherited = {t for t, c in self.constants.items() if c.inherit} if self.method == "fork" else set()
-        proc.start()
-        task_r.close()
-        res_w.close()
-        self.workers[wid] = _Worker(wid, proc, task_w, res_r, inherited)
+        if gen.template is None:
+            task_r, task_w = self.ctx.Pipe(duplex=False)
+            try:
+                res_r, res_w = self.ctx.Pipe(duplex=False)
+            except BaseException:
+                close_quietly(task_r, task_w)
+                raise
+            proc = self.ctx.Process(
+                target=_worker.process_main, args=(task_r, res_w, os.getpid(), wid, self.uid),
+                name=f"batchup-worker-{wid}", daemon=True,
+            )
+            try:
+                check_fd_headroom()
+                proc.start()
+            except BaseException:
+                close_quietly(task_w, res_r)
+                raise
+            finally:
+                close_quietly(task_r, res_w)
+            w = _Worker(wid, gen, proc.pid, proc, task_w, res_r)
+        else:
+            fds: list = []
+            try:
+                fds += os.pipe()
+                fds += os.pipe()
+                pid = gen.template.fork_worker(wid, fds[0], fds[3])
+            except BaseException:
+                close_quietly(*fds)
+                raise
+            close_quietly(fds[0], fds[3])
+            tasks = multiprocessing.connection.Connection(fds[1], readable=False)
+            results = multiprocessing.connection.Connection(fds[2], writable=False)
+            w = _Worker(wid, gen, pid, None, tasks, results)
+            self.by_pid[pid] = w
+        gen.workers[wid] = w
+
+    def _stop_generation(self, gen: _Generation) -> None:
+        """Forget ``gen`` (no collector watches it): kill its workers, stop its template."""
+        for w in list(gen.workers.values()):
+            if w.process is not None:
+                w.process.kill()
+                w.process.join(1.0)
+                try:
+                    w.process.close()
+                except ValueError:
+                    pass
+            close_quietly(w.tasks, w.results)
+            self.by_pid.pop(w.pid, None)
+        gen.workers.clear()
+        if gen.template is not None:
+            gen.template.close()  # it kills any worker still running
+        self.gens.pop(gen.gid, None)
 
     def _abort_start(self) -> None:
-        """Undo a constructor that failed half-way: no worker or pipe stays behind."""
-        for w in self.workers.values():
-            w.process.kill()
-            w.process.join(1.0)
-            _close_quietly(w.tasks, w.results)
-        self.workers.clear()
-        for fd in (self.wake_r, self.wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        """Undo a constructor that failed half-way: no worker, template or pipe stays behind."""
+        for gen in list(self.gens.values()):
+            self._stop_generation(gen)
+        close_quietly(self.wake_r, self.wake_w)
+
+    def _all_workers(self) -> list:
+        return [w for g in self.gens.values() for w in g.workers.values()]
 
     def pids(self) -> list:
         with self.lock:
-            return [w.pid for w in self.workers.values() if not w.retiring]
+            return [w.pid for w in sorted(self._all_workers(), key=lambda w: w.wid) if not w.retiring]
 
     def _wake(self) -> None:
         try:
@@ -285,22 +369,52 @@ class _ProcessCore:
         except OSError:
             pass
 
-    # -- constants ----------------------------------------------------------------------------
-    def add_constant(self, x: Any) -> int:
-        token = next(self.ids)
+    def _retire_if_unused(self, gen: _Generation) -> None:
+        """Retire ``gen`` once no live inherited constant needs its snapshot and it is not the newest."""
+        if gen is self.newest or gen.retiring:
+            return
+        if any(c.gen is gen for c in self.constants.values()):
+            return
+        gen.retiring = True
+        for w in gen.workers.values():
+            if not w.retiring:
+                w.retiring = w.expected_exit = True
+                self._post(w, _STOP)
+        if not gen.workers:
+            self._close_template_later(gen)
+
+    def _close_template_later(self, gen: _Generation) -> None:
+        """Forget a retired generation; the collector (the one thread watching its fds) stops its template."""
+        self.gens.pop(gen.gid, None)
+        if gen.template is not None:
+            self.closing.append(gen.template)
+            self._wake()
+
+    def _close_templates(self) -> None:
+        with self.lock:
+            templates, self.closing = self.closing, []
+        for t in templates:
+            t.close()
+
+    # -- constants ----------------------------------------------------------------------------------
+    def add_constant(self, x: Any) -> tuple:
+        key = (self.uid, next(self.ids))
         try:
             payload, large, need = _shm.dump_constant(x, None)
             err = None
         except Exception as e:  # noqa: BLE001 - reported below unless fork inherits it
             payload, large, need, err = None, 0, 0, e
-        if self.method == "fork" and (large or err is not None):
+        inherit = self.method == "fork" and (large or err is not None)
+        if inherit and err is None and not self.explicit and _start_method.fork_hazards():
+            inherit = False  # threads appeared since the pool started: copy once rather than fork now
+        if inherit:
             const = _Const(True, None, [])
         elif err is not None:
             raise TypeError(
                 f"the shared constant ({type(x).__name__}) must be picklable for the "
-                f"{self.method!r} start method ({type(err).__name__}: {err}); define its functions "
-                "and classes at module level (no lambdas, closures or local classes), or use the "
-                "'fork' start method or WorkerThreadPool"
+                f"{self.method!r} start method{self._why_method()} ({type(err).__name__}: {err}); "
+                "define its functions and classes at module level (no lambdas, closures or local "
+                "classes), or use WorkerThreadPool"
             ) from err
         else:
             segments: list = []
@@ -315,43 +429,54 @@ class _ProcessCore:
             if self.closed:
                 _unlink_all(const.segments)
                 raise PoolClosedError("WorkerProcessPool is closed; create a new pool")
-            self.constants[token] = const
             if const.inherit:
-                _worker.INHERITED[token] = x
-                self._new_generation()
+                _worker.INHERITED[key] = x
+                try:
+                    gen = self._new_generation()
+                except BaseException as e:
+                    _worker.INHERITED.pop(key, None)
+                    if isinstance(e, OSError):
+                        _raise_fd_error(e, f"starting {self.n} worker processes for a shared source")
+                    raise
+                old, self.newest, const.gen = self.newest, gen, gen
+                self.constants[key] = const
+                self._retire_if_unused(old)
+            else:
+                self.constants[key] = const
         self._wake()
-        return token
+        return key
 
-    def _new_generation(self) -> None:
-        """Retire every worker (after its current tasks) and fork fresh ones that inherit everything."""
-        old = [w for w in self.workers.values() if not w.retiring]
-        for w in old:
-            w.retiring = True
-            w.expected_exit = True
-            self._post(w, _STOP)
-        for _ in old:
-            self._start_worker()
+    def _why_method(self) -> str:
+        if self.explicit or not self.reason:
+            return ""
+        shown = ", ".join(self.reason[:3]) + (", ..." if len(self.reason) > 3 else "")
+        return (
+            f" (chosen because other threads run in this process, which makes 'fork' unsafe: {shown}; "
+            "pass start_method='fork' to override at your own risk)"
+        )
 
-    def drop_constant(self, token: int) -> None:
+    def drop_constant(self, key: tuple) -> None:
         with self.lock:
-            const = self.constants.get(token)
+            const = self.constants.get(key)
             if const is None:
                 return
             const.dropped = True
-            self._maybe_forget(token, const)
+            self._maybe_forget(key, const)
 
-    def _maybe_forget(self, token: int, const: _Const) -> None:
+    def _maybe_forget(self, key: tuple, const: _Const) -> None:
         if not const.dropped or const.users:
             return
-        del self.constants[token]
-        _worker.INHERITED.pop(token, None)
+        del self.constants[key]
+        _worker.INHERITED.pop(key, None)
         _unlink_all(const.segments)
         if self.closed:
             return
-        drop = pickle.dumps(("drop", token))
-        for w in self.workers.values():
-            if token in w.tokens:
-                w.tokens.discard(token)
+        if const.gen is not None:
+            self._retire_if_unused(const.gen)
+        drop = pickle.dumps(("drop", key))
+        for w in self._all_workers():
+            if key in w.keys:
+                w.keys.discard(key)
                 self._post(w, drop)
 
     def forget_slots(self, paths: list) -> None:
@@ -360,48 +485,58 @@ class _ProcessCore:
             if self.closed:
                 return
             msg = pickle.dumps(("unmap", paths), protocol=pickle.HIGHEST_PROTOCOL)
-            for w in self.workers.values():
+            for w in self._all_workers():
                 self._post(w, msg)
 
-    # -- tasks ---------------------------------------------------------------------------------
-    def submit(self, inner: bytes, tokens: list, label: str, slot: Any) -> Future:
+    # -- tasks -----------------------------------------------------------------------------------------
+    def submit(self, inner: bytes, keys: list, label: str, slot: Any) -> Future:
         fut = Future(label)
         with self.lock:
             if self.closed:
                 raise PoolClosedError("WorkerProcessPool is closed; create a new pool")
             if self.broken:
                 raise WorkerCrashedError(self.broken)
-            task = _Task(next(self.ids), fut, inner, tokens, label, slot)
+            gens = {self.constants[k].gen for k in keys if self.constants[k].gen is not None}
+            if len(gens) > 1:
+                raise ValueError(
+                    f"{label}: a task cannot use two large shared constants shared at different times "
+                    "under 'fork' (each is a snapshot of its own moment); share them as one constant"
+                )
+            task = _Task(next(self.ids), fut, inner, keys, label, slot, gens.pop() if gens else None)
             fut.task_id = task.id
             fut._abandon = self.abandon
-            for t in tokens:
-                self.constants[t].users += 1
+            for k in keys:
+                self.constants[k].users += 1
             self.tasks[task.id] = task
             self.pending.append(task)
             self._dispatch()
         return fut
 
     def _dispatch(self) -> None:
+        waiting: collections.deque = collections.deque()
         while self.pending:
-            ready = [w for w in self.workers.values() if not w.retiring and len(w.inflight) < MAX_INFLIGHT]
-            if not ready:
-                return
-            w = min(ready, key=lambda w: len(w.inflight))
             task = self.pending.popleft()
+            gen = task.gen or self.newest
+            ready = [w for w in gen.workers.values() if not w.retiring and len(w.inflight) < MAX_INFLIGHT]
+            if not ready:
+                waiting.append(task)
+                continue
+            w = min(ready, key=lambda w: len(w.inflight))
             out = []
-            for t in task.tokens:
-                if t not in w.tokens:
-                    const = self.constants[t]
+            for k in task.keys:
+                if k not in w.keys:
+                    const = self.constants[k]
                     how = "inherit" if const.inherit else "pickle"
-                    out.append(pickle.dumps(("const", t, how, const.payload), protocol=pickle.HIGHEST_PROTOCOL))
-                    w.tokens.add(t)
+                    out.append(pickle.dumps(("const", k, how, const.payload), protocol=pickle.HIGHEST_PROTOCOL))
+                    w.keys.add(k)
             task.worker = w
             w.inflight[task.id] = task
             msg = ("task", task.id, task.slot, task.label, task.inner)
             out.append(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
-            self._send(w, task.id, out)
+            self._send(w, out)
+        self.pending = waiting
 
-    def _send(self, w: _Worker, task_id: int, messages: list) -> None:
+    def _send(self, w: _Worker, messages: list) -> None:
         """Write a task's messages to ``w`` (caller holds the lock).
 
         Small messages are written directly from this thread when nothing is
@@ -429,11 +564,11 @@ class _ProcessCore:
         self.tasks.pop(task.id, None)
         if task.worker is not None:
             task.worker.inflight.pop(task.id, None)
-        for t in task.tokens:
-            const = self.constants.get(t)
+        for k in task.keys:
+            const = self.constants.get(k)
             if const is not None:
                 const.users -= 1
-                self._maybe_forget(t, const)
+                self._maybe_forget(k, const)
 
     def cancel(self, futures: list) -> None:
         """Forget tasks whose results nobody will read (pending ones never run)."""
@@ -461,12 +596,18 @@ class _ProcessCore:
                 return
             w = task.worker
             w.expected_exit = True
-            try:
-                os.kill(w.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            self._kill(w)
 
-    # -- the two threads ---------------------------------------------------------------------------
+    def _kill(self, w: _Worker) -> None:
+        if w.process is not None:
+            try:
+                w.process.kill()
+            except (OSError, ValueError):
+                pass
+        elif w.gen.template is not None:
+            w.gen.template.kill(w.pid)
+
+    # -- the two threads -------------------------------------------------------------------------------
     def _send_loop(self) -> None:
         while True:
             item = self.outbox.get()
@@ -483,27 +624,44 @@ class _ProcessCore:
     def _collect_loop(self) -> None:
         try:
             while not self.closed:
+                self._close_templates()
                 with self.lock:
-                    by_obj = {}
-                    for w in self.workers.values():
-                        if not w.results.closed:
-                            by_obj[w.results] = w
-                        by_obj[w.process.sentinel] = w
-                waitables = list(by_obj) + [self.wake_r]
-                ready = multiprocessing.connection.wait(waitables, timeout=1.0)
+                    if self.closed:
+                        return
+                    watch: dict = {self.wake_r: ("wake", None)}
+                    for g in self.gens.values():
+                        if g.template is not None:
+                            watch[g.template.events] = ("exits", g)
+                            watch[g.template.process.sentinel] = ("template", g)
+                        for w in g.workers.values():
+                            if not w.results.closed:
+                                watch[w.results] = ("result", w)
+                            if w.process is not None:
+                                watch[w.process.sentinel] = ("sentinel", w)
+                ready = multiprocessing.connection.wait(list(watch), timeout=1.0)
                 if self.closed:
                     return
+                ended = []
                 for obj in ready:
-                    if obj == self.wake_r:
+                    kind, target = watch[obj]
+                    if kind == "wake":
                         os.read(self.wake_r, 4096)
-                    elif obj in by_obj and not isinstance(obj, int):
-                        self._drain(by_obj[obj])
-                for obj in ready:
-                    if isinstance(obj, int) and obj != self.wake_r and obj in by_obj:
-                        self._exited(by_obj[obj])
+                    elif kind == "result":
+                        self._drain(target)
+                    elif kind == "sentinel":
+                        ended.append((target, None))
+                    elif kind == "exits":
+                        with self.lock:
+                            ended += [(self.by_pid.pop(pid), code) for pid, code in target.template.read_exits()
+                                      if pid in self.by_pid]
+                    else:
+                        self._template_died(target)
+                for w, code in ended:
+                    self._exited(w, code)
         except BaseException as err:  # pragma: no cover - an internal error must not hang callers
             self._fail_all(WorkerError(f"the process pool's collector thread failed: {err!r}"))
-            raise
+            if not self.closed:  # closing may pull a descriptor from under wait(): not an error then
+                raise
 
     def _drain(self, w: _Worker) -> None:
         while True:
@@ -515,8 +673,11 @@ class _ProcessCore:
                 w.results.close()
                 return
             msg = pickle.loads(raw)
-            w.replied = True
             with self.lock:
+                if msg[0] == "ready":
+                    w.ready = True
+                    self.health.append(True)
+                    continue
                 task = self.tasks.get(msg[1])
                 if task is None:
                     continue
@@ -529,17 +690,26 @@ class _ProcessCore:
             if msg[0] == "ok":
                 fut.set_result((msg[2], msg[3], task.slot, task.ring), decode=_decode)
             else:
-                fut.set_exception(rebuild_exception(*msg[2:]))
+                # Rebuilt in the consumer's thread: unpickling may import, which this thread never does.
+                fut.set_remote_exception(msg[2:])
 
-    def _exited(self, w: _Worker) -> None:
-        w.process.join(0.5)
+    def _exited(self, w: _Worker, code: int | None) -> None:
+        if w.process is not None:
+            w.process.join(0.5)
+            code = w.process.exitcode
         self._drain(w)
-        code = w.process.exitcode
         with self.lock:
-            if self.workers.get(w.wid) is not w:
+            gen = w.gen
+            if gen.workers.get(w.wid) is not w:
                 return
-            del self.workers[w.wid]
-            _close_quietly(w.tasks, w.results)
+            del gen.workers[w.wid]
+            self.by_pid.pop(w.pid, None)
+            close_quietly(w.tasks, w.results)
+            if w.process is not None:
+                try:
+                    w.process.close()
+                except ValueError:
+                    pass
             if self.closed:
                 return
             held = sorted(w.inflight.values(), key=lambda t: t.id)
@@ -553,16 +723,17 @@ class _ProcessCore:
                     self._finish(task)
                 else:
                     self.pending.appendleft(task)
-            if not w.expected_exit:
-                self.startup_failures = 0 if w.replied else self.startup_failures + 1
-            if self.startup_failures > 2 * self.n:
-                self.broken = (
-                    f"the pool's workers keep dying before finishing a task (the last, pid {w.pid}, "
-                    f"{describe_exit(code)}); under 'spawn'/'forkserver' the main module must be "
-                    "importable and guarded by if __name__ == '__main__'; create a new pool"
-                )
-            elif not w.retiring and not _exiting:
-                self._start_worker()
+            if not w.expected_exit and not w.ready:
+                self.health.append(False)
+            if len(self.health) == self.health.maxlen and not any(self.health):
+                self.broken = self._broken_message(w, code)
+            elif not w.retiring and not gen.retiring and not _exiting:
+                try:
+                    self._start_worker(gen)
+                except OSError as err:
+                    self.broken = f"the pool could not replace a worker: {fd_limit_error(err, 'replacing a worker')}"
+            if gen.retiring and not gen.workers:
+                self._close_template_later(gen)
             if crashed is not None:
                 self._finish(crashed)
             self._dispatch()
@@ -572,9 +743,37 @@ class _ProcessCore:
             crashed.future.set_exception(
                 WorkerCrashedError(
                     f"worker {w.wid} (pid {w.pid}) {describe_exit(code)} while preparing "
-                    f"{crashed.label}; {crash_hint(code)}"
+                    f"{crashed.label}; {crash_hint(code, self.method if not w.ready else None)}"
                 )
             )
+
+    def _broken_message(self, w: _Worker, code: int | None) -> str:
+        text = (
+            f"the pool's last {self.health.maxlen} new workers all died while starting (the last, "
+            f"pid {w.pid}, {describe_exit(code)}); "
+        )
+        if self.method == "fork":
+            text += "look for a crash in native code or the out-of-memory killer; "
+        else:
+            text += (
+                f"under {self.method!r} the main module must be importable and guarded by "
+                "if __name__ == '__main__', and every function the workers need defined at module level; "
+            )
+        return text + "create a new pool"
+
+    def _template_died(self, gen: _Generation) -> None:
+        if self.closed:
+            return
+        code = gen.template.process.exitcode if gen.template is not None else None
+        with self.lock:
+            if self.gens.get(gen.gid) is not gen or gen.retiring:
+                return
+            pid = gen.template.pid if gen.template is not None else None
+            self.broken = (
+                f"the pool's worker template (pid {pid}) {describe_exit(code)}, and the workers forked "
+                "from it with it; create a new pool"
+            )
+        self._fail_all(WorkerCrashedError(self.broken))
 
     def _fail_all(self, error: BaseException) -> None:
         with self.lock:
@@ -585,47 +784,70 @@ class _ProcessCore:
             if not task.future.done():
                 task.future.set_exception(error)
 
-    # -- shutdown -----------------------------------------------------------------------------------
+    # -- shutdown -----------------------------------------------------------------------------------------
     def shutdown(self) -> None:
         with self.lock:
             if self.closed:
                 return
             self.closed = True
-            workers = list(self.workers.values())
+            workers = self._all_workers()
+            gens = list(self.gens.values())
         self._fail_all(PoolClosedError("the pool was closed before this task finished"))
         for w in workers:
             self.outbox.put((w, _STOP))
         self.outbox.put(None)
         self._wake()
         me = threading.current_thread()
-        deadline = time.monotonic() + CLOSE_TIMEOUT
-        for w in workers:
-            w.process.join(max(0.0, deadline - time.monotonic()))
-        for w in workers:
-            if w.process.exitcode is None:
-                w.process.kill()
-        for w in workers:
-            w.process.join(1.0)
-            _close_quietly(w.tasks, w.results)
-            try:
-                w.process.close()
-            except ValueError:
-                pass
         for t in (self.sender, self.collector):
             if t is not me:
                 t.join(1.0)
+            _start_method.unregister_service_thread(t)
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        _wait_exits(workers, gens, deadline)
+        self._close_templates()
         with self.lock:
-            for token, const in list(self.constants.items()):
-                _worker.INHERITED.pop(token, None)
+            for gen in gens:
+                self._stop_generation(gen)
+            for key, const in list(self.constants.items()):
+                _worker.INHERITED.pop(key, None)
                 _unlink_all(const.segments)
             self.constants.clear()
-            self.workers.clear()
-        for fd in (self.wake_r, self.wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_quietly(self.wake_r, self.wake_w)
         _live_cores.discard(self)
+
+
+def _wait_exits(workers: list, gens: list, deadline: float) -> None:
+    """Wait until ``deadline`` for the stopped ``workers`` to exit (the caller kills the rest)."""
+    for w in workers:
+        if w.process is not None:
+            w.process.join(max(0.0, deadline - time.monotonic()))
+    for gen in gens:
+        if gen.template is None:
+            continue
+        left = {w.pid for w in workers if w.gen is gen}
+        while left and time.monotonic() < deadline:
+            select.select([gen.template.events], [], [], min(0.1, max(0.0, deadline - time.monotonic())))
+            left -= {pid for pid, _ in gen.template.read_exits()}
+            if not gen.template.process.is_alive():
+                break
+
+
+def _preload_worker_module(ctx: Any) -> None:
+    """Have the fork server import batchup's worker module once, so each worker starts in ~0.1 s, not ~1 s.
+
+    Python <= 3.12 does not preload ``__main__`` into the fork server as
+    documented, so without this every worker imports NumPy and batchup
+    again. Only takes effect before the fork server starts; the modules
+    already requested are kept.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    current = getattr(server, "_preload_modules", None)
+    if not isinstance(current, list) or "batchup.parallel._worker" in current:
+        return
+    if getattr(server, "_forkserver_pid", None) is None:
+        ctx.set_forkserver_preload(current + ["batchup.parallel._worker"])
 
 
 def _pipe_size(conn: Any) -> int:
@@ -661,14 +883,6 @@ def _decode(raw: tuple) -> Any:
     return _shm.load_result(skeleton, nbytes, slot, ring)
 
 
-def _close_quietly(*conns: Any) -> None:
-    for c in conns:
-        try:
-            c.close()
-        except OSError:
-            pass
-
-
 def _unlink_all(paths: list) -> None:
     for p in paths:
         try:
@@ -688,3 +902,4 @@ def _close_all_at_exit() -> None:
     for core in list(_live_cores):
         core.shutdown()
     sys.stdout.flush()
+

@@ -69,6 +69,10 @@ def global_draw(X):
     return (np.array([np.random.random()]),)
 
 
+#: Set by a test to let tasks blocked in :func:`crash_on` (``how="block"``) finish.
+RELEASE = threading.Event()
+
+
 def crash_on(X, bad, how):
     if X[0] == bad:
         if how == "segv":
@@ -77,6 +81,12 @@ def crash_on(X, bad, how):
             sys.exit(123)
         elif how == "sleep":
             time.sleep(3600)
+        elif how == "block":
+            RELEASE.wait()
+        elif how == "systemexit":
+            raise SystemExit(7)
+        elif how == "keyboardinterrupt":
+            raise KeyboardInterrupt("in a task")
     return (X,)
 
 
@@ -120,3 +130,21 @@ def sized(n, fill):
 
 def total(arr, k):
     return float(arr.sum()) + k
+
+
+def nested_pool(_):
+    """A task that tries to start a process pool inside a process worker."""
+    from batchup.parallel import WorkerProcessPool
+
+    try:
+        WorkerProcessPool(1)
+    except RuntimeError as e:
+        return f"RuntimeError: {e}"
+    return "started"
+
+
+def use_slow_module(X):
+    """A map function whose module is imported inside the worker (while the parent may be importing it)."""
+    import slow_import_mod
+
+    return (slow_import_mod.double(X),)

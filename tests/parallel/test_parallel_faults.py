@@ -63,14 +63,15 @@ def test_segfault_and_exit(how, expect):
 
 
 def test_thread_timeout_and_stuck_close():
-    """W7 (threads): BatchTimeoutError within timeout + 3 s; close() returns and warns about the stuck thread."""
+    """W7 (threads): BatchTimeoutError within timeout + 3 s; close() returns and warns about the stuck thread;
+    the interpreter exits once the task ends (concurrent.futures joins its threads at exit)."""
     res = run_child("""
         import functools, time, warnings, numpy as np, parallel_tasks as T
         from batchup.parallel import WorkerThreadPool, BatchTimeoutError
         from batchup.sources import ArrayDataSource
         import batchup.parallel.pool as P
         P.CLOSE_TIMEOUT = 0.5
-        ds = ArrayDataSource([np.arange(20)]).map(functools.partial(T.crash_on, bad=4, how="sleep"))
+        ds = ArrayDataSource([np.arange(20)]).map(functools.partial(T.crash_on, bad=4, how="block"))
         pool = WorkerThreadPool(2)
         t = time.monotonic()
         try:
@@ -80,12 +81,36 @@ def test_thread_timeout_and_stuck_close():
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             pool.close()
-        print("WARN", [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)])
+        print("WARN", [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)], flush=True)
+        T.RELEASE.set()
     """)
     assert res.returncode == 0, res.stderr
     assert "TIMEOUT" in res.stdout and "batch 1 was not ready within timeout=1" in res.stdout
     assert float(res.stdout.split("TIMEOUT ")[1].split()[0]) < 4
     assert "batchup-thread-pool" in res.stdout.split("WARN")[1]
+
+
+@pytest.mark.parametrize("how, exc", [("systemexit", "SystemExit"), ("keyboardinterrupt", "KeyboardInterrupt")])
+def test_thread_pool_base_exception_reaches_consumer(how, exc):
+    """A map function raising SystemExit/KeyboardInterrupt in a pool thread fails its batch (as serially),
+    never leaves the consumer waiting; the pool stays usable."""
+    res = run_child(f"""
+        import functools, numpy as np, parallel_tasks as T
+        from batchup.parallel import WorkerThreadPool
+        from batchup.sources import ArrayDataSource
+        ds = ArrayDataSource([np.arange(40)]).map(functools.partial(T.crash_on, bad=12, how={how!r}))
+        with WorkerThreadPool(2) as pool:
+            n = 0
+            try:
+                for b in pool.parallel_data_source(ds, 4).batch_iterator(4):
+                    n += 1
+            except BaseException as e:
+                print("GOT", n, type(e).__name__, "batch 3" in str(e.__cause__))
+            print("AGAIN", len(list(pool.parallel_data_source(ds.source, 4).batch_iterator(4))))
+    """, timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert f"GOT 3 {exc} True" in res.stdout
+    assert "AGAIN 10" in res.stdout
 
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
@@ -265,3 +290,143 @@ def test_idle_workers_outlive_the_watchdog_period(method):
         time.sleep(3 * _worker.WATCHDOG_PERIOD)
         assert pool.worker_pids() == pids
         assert pool._apply_async(T.square, (4,)).get() == 16
+
+
+def test_two_threads_start_process_prefetchers_at_once():
+    """Two threads each start a process prefetcher at the same moment in a fresh interpreter, while a third
+    imports a module the workers need: with the default start method every epoch completes (no fork while
+    another thread holds an import lock)."""
+    res = run_child("""
+        import threading, time
+        import numpy as np
+        from batchup.sources import ArrayDataSource
+        import parallel_tasks as T
+
+        importer = threading.Thread(target=lambda: __import__("slow_import_mod"))
+        importer.start()
+        time.sleep(0.3)  # it now holds slow_import_mod's import lock for ~2 s
+        ds = ArrayDataSource([np.arange(100)]).map(T.use_slow_module)
+        out, methods = [], []
+        barrier = threading.Barrier(2)
+
+        def run():
+            barrier.wait()
+            with ds.prefetch(2) as par:
+                methods.append(par.pool.start_method)
+                out.append(sum(int(b[0].sum()) for b in par.batch_iterator(10)))
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads + [importer]:
+            t.join()
+        print("OUT", out, sorted(methods))
+    """, timeout=90)
+    assert res.returncode == 0, res.stderr
+    assert "OUT [9900, 9900] ['forkserver', 'forkserver']" in res.stdout, res.stdout
+
+
+def test_default_start_method_follows_the_threads():
+    """fork when alone (NumPy's BLAS threads do not count), forkserver beside another Python thread;
+    a source that cannot be pickled then says why forkserver was chosen."""
+    res = run_child("""
+        import threading, numpy as np
+        from batchup.parallel import WorkerProcessPool
+        from batchup.sources import ArrayDataSource
+        with WorkerProcessPool(1) as p:
+            print("ALONE", p.start_method)
+        with WorkerProcessPool(1) as p, WorkerProcessPool(1) as q:
+            print("BESIDE_OUR_POOL", q.start_method)
+        ev = threading.Event()
+        t = threading.Thread(target=ev.wait, name="progress-bar")
+        t.start()
+        with WorkerProcessPool(1) as p:
+            print("THREAD", p.start_method)
+            try:
+                p.parallel_data_source(ArrayDataSource([np.arange(3)]).map(lambda x: (x,)))
+            except TypeError as e:
+                print("WHY", e)
+        with WorkerProcessPool(1, start_method="fork") as p:
+            print("EXPLICIT", p.start_method)
+        ev.set()
+    """)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "ALONE fork" in out and "BESIDE_OUR_POOL fork" in out and "EXPLICIT fork" in out, out
+    assert "THREAD forkserver" in out, out
+    assert "other threads run in this process" in out and "'progress-bar'" in out and "start_method='fork'" in out
+
+
+def test_bogus_start_method_is_rejected_for_every_pool_kind():
+    """start_method='bogus' is a ValueError for processes, and through check_start_method for threads and 0
+    workers (the prefetch front door calls it before choosing a pool)."""
+    from batchup.parallel import _start_method
+    from batchup.parallel.process_pool import WorkerProcessPool
+
+    with pytest.raises(ValueError, match=r"start_method must be None or one of .*'bogus'"):
+        WorkerProcessPool(1, start_method="bogus")
+    for bad in ("bogus", 3, ""):
+        with pytest.raises(ValueError, match="start_method"):
+            _start_method.check_start_method(bad)
+    _start_method.check_start_method(None)
+
+
+@pytest.mark.xfail(strict=True, reason="needs prefetch() to call check_start_method for every kind (lead)")
+@pytest.mark.parametrize("workers, kind", [(2, "thread"), (0, "process")])
+def test_prefetch_rejects_bogus_start_method(workers, kind):
+    with pytest.raises(ValueError, match="start_method"):
+        ArrayDataSource([np.arange(4)]).prefetch(workers, kind=kind, start_method="bogus").close()
+
+
+def test_process_pool_inside_a_process_worker_is_a_clear_error():
+    """A task that creates a process pool gets a RuntimeError that says what to use instead."""
+    res = run_child("""
+        import parallel_tasks as T
+        from batchup.parallel import WorkerProcessPool
+        with WorkerProcessPool(1) as pool:
+            print(pool._apply_async(T.nested_pool, (0,)).get())
+    """)
+    assert res.returncode == 0, res.stderr
+    assert "RuntimeError: a WorkerProcessPool cannot be created inside a worker process" in res.stdout
+    assert "WorkerThreadPool" in res.stdout
+
+
+def test_a_bad_sample_each_epoch_does_not_break_the_pool():
+    """A sample that kills a fresh worker every epoch fails that epoch only; once fixed, the pool works."""
+    res = run_child("""
+        import functools, numpy as np, parallel_tasks as T
+        from batchup.parallel import WorkerProcessPool, WorkerCrashedError
+        from batchup.sources import ArrayDataSource
+        bad = ArrayDataSource([np.arange(40)]).map(functools.partial(T.crash_on, bad=0, how="segv"))
+        with WorkerProcessPool(1) as pool:
+            for epoch in range(6):
+                try:
+                    list(pool.parallel_data_source(bad, 1).batch_iterator(4))
+                except WorkerCrashedError as e:
+                    print("EPOCH", epoch, "SIGSEGV" in str(e))
+            print("FIXED", len(list(pool.parallel_data_source(bad.source, 1).batch_iterator(4))))
+    """)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("True") == 6, res.stdout
+    assert "FIXED 10" in res.stdout
+
+
+def test_workers_that_cannot_start_break_the_pool_with_a_fork_message():
+    """Workers dying while starting (2n+1 in a row) stop the pool; under fork the message does not
+    blame spawn/forkserver."""
+    res = run_child("""
+        import os, parallel_tasks as T
+        from batchup.parallel import WorkerProcessPool, WorkerCrashedError, _worker
+        _worker.process_main = lambda *a: os._exit(3)  # inherited by the forked workers
+        with WorkerProcessPool(1, start_method="fork") as pool:
+            for i in range(5):
+                try:
+                    pool._apply_async(T.square, (i,)).get(timeout=20)
+                except WorkerCrashedError as e:
+                    last = str(e)
+            print("LAST", last)
+    """)
+    assert res.returncode == 0, res.stderr
+    last = res.stdout.split("LAST ")[1]
+    assert "died while starting" in last and "exited with code 3" in last, last
+    assert "forkserver" not in last and "spawn" not in last

@@ -153,3 +153,27 @@ def test_dask_scheduler_and_workers_as_processes(dask_cli):
     with pool:
         got = stream(pool.parallel_data_source(ds, 4).batch_iterator(9, shuffle=5))
     assert_batches_equal(got, stream(ds.batch_iterator(9, shuffle=5)))
+
+
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_close_fails_queued_tasks(backend):
+    """close() fails every task still queued or running with PoolClosedError: retrieve_iter() never blocks."""
+    from conftest import run_child
+
+    res = run_child(f"""
+        import joblib, time, parallel_tasks as T
+        from batchup.parallel import JoblibWorkerPool, PoolClosedError
+        with joblib.parallel_config(backend={backend!r}, n_jobs=1):
+            pool = JoblibWorkerPool(window=1)
+        stream = pool.work_stream(((T.sleep_then, (i, 0.3)) for i in range(8)), task_buffer_size=8)
+        print("FIRST", stream.retrieve(), flush=True)
+        pool.close()
+        t = time.monotonic()
+        try:
+            print("REST", list(stream.retrieve_iter()))
+        except PoolClosedError as e:
+            print("CLOSED", round(time.monotonic() - t, 1), e)
+    """, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "FIRST 0" in res.stdout and "CLOSED" in res.stdout, res.stdout
+    assert float(res.stdout.split("CLOSED ")[1].split()[0]) < 10
