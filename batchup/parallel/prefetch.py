@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from batchup._iterator import WrappingIterator, check_state
 from batchup.parallel import _worker
+from batchup.parallel._start_method import check_start_method
 from batchup.parallel.pool import AbstractWorkerPool, InlinePool, WorkerThreadPool, check_timeout
 from batchup.parallel.work_stream import WorkStream, check_buffer_size
 from batchup.samplers.plan import BatchPlan, plan_options
@@ -243,6 +244,7 @@ def prefetch(ds: Any, num_workers: int = 2, *, buffer_size: int | None = None, k
     """
     if kind not in ("process", "thread"):
         raise ValueError(f"kind must be 'process' or 'thread', got {kind!r}")
+    check_start_method(start_method)  # for every kind and worker count: a typo never passes silently
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) and not hasattr(num_workers, "__index__"):
         raise TypeError(f"num_workers must be an int >= 0, got {num_workers!r}")
     num_workers = int(num_workers)

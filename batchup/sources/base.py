@@ -80,7 +80,10 @@ class AbstractDataSource:
             Keyword-only: processes for Python-heavy preparation, threads for
             I/O or NumPy work that releases the GIL.
         start_method : {'fork', 'forkserver', 'spawn'}, optional
-            Keyword-only, for processes (default ``'fork'`` where available).
+            Keyword-only, for processes. By default ``'fork'`` where it is
+            safe (no other Python threads running), else ``'forkserver'``;
+            see the guide page on parallel processing. Checked for every
+            ``kind`` and worker count.
         timeout : float, optional
             Keyword-only: seconds to wait for one batch before raising
             :class:`~batchup.parallel.BatchTimeoutError`.

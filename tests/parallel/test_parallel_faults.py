@@ -371,7 +371,6 @@ def test_bogus_start_method_is_rejected_for_every_pool_kind():
     _start_method.check_start_method(None)
 
 
-@pytest.mark.xfail(strict=True, reason="needs prefetch() to call check_start_method for every kind (lead)")
 @pytest.mark.parametrize("workers, kind", [(2, "thread"), (0, "process")])
 def test_prefetch_rejects_bogus_start_method(workers, kind):
     with pytest.raises(ValueError, match="start_method"):

@@ -252,7 +252,6 @@ def test_running_out_of_descriptors_while_starting_workers():
     assert lines[0][2] == "hint" and lines[-1][2] == "done"
 
 
-@pytest.mark.xfail(strict=True, reason="needs WorkStream to close itself (ring.close()) when exhausted (lead)")
 def test_exhausted_iterator_releases_its_slot_files_at_once():
     """An iterator run to its end removes its result-slot files then, not when it is garbage-collected."""
     ds = ArrayDataSource([np.ones((400, 25_000), np.float32)])  # 4 MB batches of 40 rows
