@@ -226,7 +226,7 @@ class MixturePlan(BatchPlan):
         self._keys = list(member_keys) if member_keys is not None else [
             None if key is None else key.child(i) for i in range(k)]
         self._member_bs = [_member_batch_size(d) for d in datasets]
-        self._blocks: list = [dict() for _ in range(k)]
+        self._blocks: list = [collections.OrderedDict() for _ in range(k)]
         self._smooth: np.ndarray | None = None
         self._probe_cache: tuple = (-1, None)
         self._firsts = [self._member_plan(i, 0) for i in range(k)]
@@ -305,10 +305,14 @@ class MixturePlan(BatchPlan):
             if _length(block) != self._lengths[i]:
                 raise ValueError(f"{_name(i, self._source.datasets[i])} has {_length(block)} samples in pass {e} "
                                  f"but {self._lengths[i]} in pass 0; a mixture needs passes of one length")
-        # Keep enough passes for one epoch of this member, plus the neighbours.
+        # Keep enough passes for one epoch of this member, plus the neighbours (oldest out first;
+        # threads serving a Keras PyDataset may race here, at worst computing a pass twice).
         keep = 2 + -(-int(self.counts[i]) // self._lengths[i])
         while len(cache) >= keep:
-            cache.pop(next(iter(cache)), None)
+            try:
+                cache.popitem(last=False)
+            except KeyError:
+                break
         cache[e] = block
         return block
 
@@ -620,6 +624,9 @@ class MixtureDataSource(AbstractDataSource):
         reference = (ref, sigs[ref])
         for i in sorted(sigs):
             self._compare(i, sigs[i], reference)
+        if "not an array" in repr(sigs[ref]):
+            raise TypeError(f"{_name(ref, self.datasets[ref])} gives batches of {_describe(sigs[ref])}; a mixture "
+                            "mixes batches of NumPy arrays (tuples or lists of them) row by row")
         return reference
 
     def _compare(self, i: int, sig: Any, reference: tuple) -> None:

@@ -498,6 +498,14 @@ def test_members_with_different_structures_are_refused(fn, match):
         stream(MixtureDataSource([web, books.map(fn)], [1, 1]).batch_iterator(4))
 
 
+def test_members_whose_batches_are_not_arrays_are_refused():
+    web, books = members([6, 6])
+    to_lists = [d.map(lambda ids, x: (ids.tolist(), x)) for d in (web, books)]
+    with pytest.raises(TypeError, match=r"member 0 \(MapDataSource\) gives batches of \(\[<int, not an array>, "
+                                        r"<int, not an array>\], float32\[\]\); a mixture mixes batches of NumPy"):
+        stream(MixtureDataSource(to_lists, [1, 1]).batch_iterator(4))
+
+
 def test_a_member_that_drops_rows_is_refused():
     web, books = members([6, 6])
     ds = MixtureDataSource([web, books.map(lambda ids, x: (ids[:1], x[:1]))], [1, 1])
