@@ -36,6 +36,19 @@ from batchup._checks import positive_int, repeats_value
 from batchup.samplers.flat import FlatPlan
 from batchup.samplers.plan import BatchPlan, PlanOptions, SeedRequiredError, plan_options
 from batchup.sources._members import check_flag, check_members
+from batchup.sources._mixing import (
+    apportion,
+    check_tree,
+    concat,
+    describe,
+    interleave,
+    length,
+    prepend,
+    put,
+    signature,
+    smooth_order,
+    take,
+)
 from batchup.sources.base import AbstractDataSource, BatchIterator
 from batchup.sources.choice import ChoiceDataSource
 from batchup.sources.mapped import MapDataSource
@@ -56,31 +69,6 @@ takes for its rows (in row order), or ``None`` if it has none; ``probes[i]``
 one row of member ``i`` (``None`` for members of weight 0), fetched once to
 check that every member's batches have the same structure.
 """
-
-
-def apportion(weights: Any, total: int) -> np.ndarray:
-    """Return ``total`` split into integer counts in proportion to ``weights`` (largest remainders).
-
-    Each count is within 1 of ``total * w / sum(w)``; a zero weight gets 0;
-    remainders that tie go to the lower index.
-
-    Examples
-    --------
-    >>> apportion([0.7, 0.2, 0.1], 12).tolist()
-    [9, 2, 1]
-    >>> apportion([1, 1, 1], 4).tolist()
-    [2, 1, 1]
-    """
-    w = np.asarray(weights, dtype=float)
-    exact = w / w.sum() * total
-    counts = np.floor(exact).astype(np.int64)
-    short = int(total) - int(counts.sum())
-    if short > 0:
-        # Rounded, so that remainders equal but for float noise tie (and go to the lower index).
-        rem = np.where(w > 0, np.round(exact - counts, 9), -1.0)
-        order = np.lexsort((np.arange(len(w)), -rem))
-        counts[order[:short]] += 1
-    return counts
 
 
 def _check_weights(weights: Any, k: int) -> np.ndarray:
@@ -109,93 +97,6 @@ def _rounded(w: np.ndarray) -> list:
 
 def _name(i: int, d: Any) -> str:
     return f"member {i} ({type(d).__name__})"
-
-
-# -- index trees: a member's index batch is a 1-D int array or a (nested) tuple of them -------
-
-def _check_tree(tree: Any, where: str) -> Any:
-    if isinstance(tree, np.ndarray) and tree.ndim == 1:
-        return tree
-    if type(tree) in (tuple, list):
-        return tuple(_check_tree(t, where) for t in tree)
-    raise TypeError(
-        f"{where} hands out index batches of type {type(tree).__name__}; a mixture takes single samples, "
-        "so its members must be planned by index arrays (array, subset, map and composite sources)"
-    )
-
-
-def _take(tree: Any, rows: np.ndarray) -> Any:
-    if isinstance(tree, tuple):
-        return tuple(_take(t, rows) for t in tree)
-    return tree[rows]
-
-
-def _concat(trees: list) -> Any:
-    if isinstance(trees[0], tuple):
-        return tuple(_concat([t[j] for t in trees]) for j in range(len(trees[0])))
-    return np.concatenate(trees)
-
-
-def _length(tree: Any) -> int:
-    while isinstance(tree, tuple):
-        tree = tree[0]
-    return len(tree)
-
-
-def _put(out: Any, tree: Any, mask: np.ndarray) -> Any:
-    """Write ``tree`` into the rows ``mask`` of ``out`` (allocated from ``tree`` when ``out`` is None)."""
-    if isinstance(tree, tuple):
-        out = (None,) * len(tree) if out is None else out
-        return tuple(_put(o, t, mask) for o, t in zip(out, tree))
-    if out is None:
-        out = np.empty(len(mask), dtype=tree.dtype)
-    out[mask] = tree
-    return out
-
-
-# -- batches: tuples (or lists) of arrays, mixed row by row ----------------------------------
-
-def _signature(batch: Any) -> Any:
-    if isinstance(batch, (tuple, list)):
-        return (type(batch).__name__, tuple(_signature(b) for b in batch))
-    if isinstance(batch, np.ndarray) and batch.ndim >= 1:
-        return (batch.dtype.str, batch.shape[1:])
-    return ("not an array", type(batch).__name__)
-
-
-def _describe(sig: Any) -> str:
-    if isinstance(sig[1], tuple) and sig[0] in ("tuple", "list"):
-        inner = ", ".join(_describe(s) for s in sig[1])
-        return f"({inner})" if sig[0] == "tuple" else f"[{inner}]"
-    if sig[0] == "not an array":
-        return f"<{sig[1]}, not an array>"
-    return f"{np.dtype(sig[0]).name}{list(sig[1])}"
-
-
-def _rebuild(template: Any, children: list) -> Any:
-    if hasattr(template, "_fields"):
-        return type(template)(*children)
-    return type(template)(children)
-
-
-def _interleave(template: Any, parts: dict, rows: dict, n: int) -> Any:
-    """Return one batch of ``n`` rows: member ``i``'s batch ``parts[i]`` goes to the rows ``rows[i]``."""
-    if isinstance(template, (tuple, list)):
-        children = [_interleave(template[j], {i: p[j] for i, p in parts.items()}, rows, n)
-                    for j in range(len(template))]
-        return _rebuild(template, children)
-    out = np.empty((n,) + template.shape[1:], dtype=template.dtype)
-    for i, p in parts.items():
-        out[rows[i]] = p
-    return out
-
-
-def _prepend(batch: Any, column: np.ndarray) -> Any:
-    if isinstance(batch, list):
-        return [column, *batch]
-    if isinstance(batch, tuple) and not hasattr(batch, "_fields"):
-        return (column, *batch)
-    return (column, batch)
 
 
 # -- the plan ---------------------------------------------------------------------------------
@@ -258,7 +159,7 @@ class MixturePlan(BatchPlan):
         if p.num_samples is None:  # a sampler that cannot count: walk its first pass
             block = self._walk(i, p, 0, None)
             self._blocks[i][0] = block
-            return _length(block)
+            return length(block)
         if p.num_samples == 0 and self._source.weights[i] > 0:
             raise ValueError(f"{_name(i, self._source.datasets[i])} has no samples but the weight "
                              f"{self._source.weights[i]:g}; remove it or give it weight 0")
@@ -284,12 +185,12 @@ class MixturePlan(BatchPlan):
         where = _name(i, self._source.datasets[i])
         if plan.random_access:
             stop = first + count if count is not None else len(plan)
-            trees = [_check_tree(plan.indices(b), where) for b in range(first, stop)]
+            trees = [check_tree(plan.indices(b), where) for b in range(first, stop)]
         else:
-            trees = [_check_tree(t, where) for t in plan.iterator()]
+            trees = [check_tree(t, where) for t in plan.iterator()]
         if not trees:
             raise ValueError(f"{where} has no samples")
-        return _concat(trees)
+        return concat(trees)
 
     def _block(self, i: int, e: int) -> Any:
         cache = self._blocks[i]
@@ -302,8 +203,8 @@ class MixturePlan(BatchPlan):
         else:
             plan = self._firsts[i] if e == 0 else self._member_plan(i, e)
             block = self._walk(i, plan, 0, None)
-            if _length(block) != self._lengths[i]:
-                raise ValueError(f"{_name(i, self._source.datasets[i])} has {_length(block)} samples in pass {e} "
+            if length(block) != self._lengths[i]:
+                raise ValueError(f"{_name(i, self._source.datasets[i])} has {length(block)} samples in pass {e} "
                                  f"but {self._lengths[i]} in pass 0; a mixture needs passes of one length")
         # Keep enough passes for one epoch of this member, plus the neighbours (oldest out first;
         # threads serving a Keras PyDataset may race here, at worst computing a pass twice).
@@ -317,15 +218,15 @@ class MixturePlan(BatchPlan):
         return block
 
     def _rows(self, i: int, positions: np.ndarray) -> Any:
-        length = self._lengths[i]
-        first = int(positions.min()) // length
-        if int(positions.max()) // length == first:
-            return _take(self._block(i, first), positions - first * length)
-        blocks, offsets = np.divmod(positions, length)
+        size = self._lengths[i]
+        first = int(positions.min()) // size
+        if int(positions.max()) // size == first:
+            return take(self._block(i, first), positions - first * size)
+        blocks, offsets = np.divmod(positions, size)
         out = None
         for e in np.unique(blocks):
             mask = blocks == e
-            out = _put(out, _take(self._block(i, int(e)), offsets[mask]), mask)
+            out = put(out, take(self._block(i, int(e)), offsets[mask]), mask)
         return out
 
     # -- the epoch order -------------------------------------------------------------------
@@ -333,7 +234,7 @@ class MixturePlan(BatchPlan):
         if rng is not None:
             return rng.permutation(int(self._starts[-1]))
         if self._smooth is None:
-            self._smooth = _smooth_order(self.counts)
+            self._smooth = smooth_order(self.counts)
         return self._smooth
 
     # -- BatchPlan -------------------------------------------------------------------------
@@ -391,16 +292,6 @@ class MixturePlan(BatchPlan):
             if changed:
                 plan = MixturePlan(self._source, self.batch_size, plan.options, member_keys=keys)
         return plan
-
-
-def _smooth_order(counts: np.ndarray) -> np.ndarray:
-    """Return the slots in a smooth interleave: member ``i``'s ``j``-th sample at time ``(j + 1/2) / counts[i]``."""
-    k = len(counts)
-    member = np.repeat(np.arange(k), counts)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    j = np.arange(len(member)) - starts[member]
-    time = (2 * j + 1) / (2.0 * counts[member])
-    return np.lexsort((member, time)).astype(np.int64)
 
 
 def _member_batch_size(d: Any) -> Any:
@@ -611,21 +502,21 @@ class MixtureDataSource(AbstractDataSource):
             (out,) = batches.values()
         else:
             first = min(batches)
-            out = _interleave(batches[first], batches, rows, len(member))
-        return _prepend(out, member.astype(np.int64)) if self.include_member else out
+            out = interleave(batches[first], batches, rows, len(member))
+        return prepend(out, member.astype(np.int64)) if self.include_member else out
 
     def _first_check(self, batches: dict, probes: Any, batch_number: int) -> tuple:
         """Fetch one row of every member not in the first batch, so a mismatch shows at once."""
-        sigs = {i: _signature(b) for i, b in batches.items()}
+        sigs = {i: signature(b) for i, b in batches.items()}
         for i, probe in enumerate(probes):
             if probe is not None and i not in sigs:
-                sigs[i] = _signature(self.datasets[i].fetch_batch(probe, batch_number))
+                sigs[i] = signature(self.datasets[i].fetch_batch(probe, batch_number))
         ref = min(sigs)
         reference = (ref, sigs[ref])
         for i in sorted(sigs):
             self._compare(i, sigs[i], reference)
         if "not an array" in repr(sigs[ref]):
-            raise TypeError(f"{_name(ref, self.datasets[ref])} gives batches of {_describe(sigs[ref])}; a mixture "
+            raise TypeError(f"{_name(ref, self.datasets[ref])} gives batches of {describe(sigs[ref])}; a mixture "
                             "mixes batches of NumPy arrays (tuples or lists of them) row by row")
         return reference
 
@@ -633,12 +524,12 @@ class MixtureDataSource(AbstractDataSource):
         ref, want = reference
         if sig != want:
             raise ValueError(
-                f"the members' batches differ: {_name(ref, self.datasets[ref])} gives {_describe(want)} but "
-                f"{_name(i, self.datasets[i])} gives {_describe(sig)}; every member's batches must have the same "
+                f"the members' batches differ: {_name(ref, self.datasets[ref])} gives {describe(want)} but "
+                f"{_name(i, self.datasets[i])} gives {describe(sig)}; every member's batches must have the same "
                 "structure, dtypes and row shapes (convert with .map(...) before mixing)")
 
     def _check(self, i: int, batch: Any, n: int) -> None:
-        sig = _signature(batch)
+        sig = signature(batch)
         self._compare(i, sig, self._reference)
         leaves = [batch]
         while leaves:

@@ -327,6 +327,11 @@ def test_composite_members_keep_their_structure():
     ds = MixtureDataSource([pair(8, 0), pair(4, 100)], [1, 1])
     got = [((a.tolist(),), (b.tolist(),)) for ((a,), (b,)) in ds.batch_iterator(3)]
     assert got[:2] == [(([0, 100, 1],), ([0, 1000, 10],)), (([101, 2, 102],), ([1010, 20, 1020],))]
+    upsampled = MixtureDataSource([pair(8, 0), pair(4, 100)], [1, 1], epoch_size=30)  # 15 of 4: four passes
+    rows = [(a, b) for ((a,), (b,)) in upsampled.batch_iterator(7, shuffle=3)]
+    small = np.concatenate([a for a, _ in rows])
+    assert sorted(collections.Counter(small[small >= 100].tolist()).values()) == [3, 4, 4, 4]
+    assert all(len(a) == len(b) for a, b in rows)
 
 
 def test_batch_indices_iterator_and_counts():
