@@ -369,8 +369,9 @@ class MixtureDataSource(AbstractDataSource):
     ``fetch_batch`` call, passing the mixture's batch number on, so seeded
     ``map`` members give the same batches whatever drives the mixture.
     Sharding deals out the slots of every epoch (``shard=(rank, n)``), so
-    ranks get equal batch counts and disjoint samples; the union of the
-    ranks' epochs has the exact counts.
+    ranks get equal batch counts and disjoint samples; with the default
+    ``remainder="pad"`` the ranks' samples, less the padding, are exactly
+    the epoch (one rank's own counts are only close to the proportions).
 
     Examples
     --------
