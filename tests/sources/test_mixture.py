@@ -260,6 +260,19 @@ def test_randomstate_draws_one_seed_per_iteration_and_resumes():
         stream(ds.batch_iterator(6, shuffle=seed))).tolist()
 
 
+def test_a_drawn_seed_is_taken_from_the_checkpoint():
+    """shuffle=True draws a seed; a new process draws another, and restoring takes the saved one."""
+    ds = corpus()
+    it = ds.batch_iterator(6, shuffle=True)
+    head = [next(it) for _ in range(3)]
+    state = json.loads(json.dumps(it.state_dict()))
+    tail = stream(it)
+    resumed = corpus().batch_iterator(6, shuffle=np.random.RandomState(99))
+    resumed.load_state_dict(state)
+    assert_batches_equal(stream(resumed), tail)
+    assert len(head) == 3
+
+
 def test_counting_draws_no_seed():
     ds = corpus()
     rs = np.random.RandomState(5)
