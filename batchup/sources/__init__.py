@@ -14,6 +14,7 @@ from batchup.sources.coerce import coerce_data_source
 from batchup.sources.composite import CompositeBatchIterator, CompositeDataSource, ZipPlan
 from batchup.sources.iterator import IteratorDataSource
 from batchup.sources.mapped import MapBatchIterator, MapDataSource
+from batchup.sources.mixture import MixtureDataSource, MixtureIndices, MixturePlan
 
 __all__ = [
     "AbstractDataSource",
@@ -31,6 +32,9 @@ __all__ = [
     "IteratorDataSource",
     "MapBatchIterator",
     "MapDataSource",
+    "MixtureDataSource",
+    "MixtureIndices",
+    "MixturePlan",
     "RandomAccessBatchIterator",
     "RandomAccessDataSource",
     "ZipPlan",

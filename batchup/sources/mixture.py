@@ -1,0 +1,552 @@
+"""MixtureDataSource: mix several sources sample by sample, in exact proportions per epoch.
+
+A mixture takes every batch's rows from several member sources at once (a
+language-model corpus of web text, books and code at 70/20/10; images from
+several domains), unlike :class:`~batchup.sources.ChoiceDataSource`, whose
+batches come whole from one member.
+
+**The epoch.** Every member is a stream: its own passes (its sampler's
+order, shuffled with a seed of its own) joined end to end. An epoch of the
+mixture takes exactly ``counts[i]`` samples from member ``i`` — the next
+``counts[i]`` of its stream — and interleaves them. By default the epoch
+ends when the first member is exhausted: the member with the fewest samples
+for its weight is used exactly once, the others in proportion, and what
+they leave is used in the next epoch, because their streams go on where
+they stopped. With ``epoch_size=S`` an epoch is ``S`` samples split by
+weight, and small members repeat within it (upsampling). Either way no
+sample is skipped: over epochs, member ``i``'s samples are used in turn,
+each pass of it completely before the next.
+
+The plan (:class:`MixturePlan`) puts the epoch's slots in order — in a
+smooth interleave, or shuffled from ``(seed, epoch)`` — and cuts, shards and
+numbers batches like every other plan (it is a
+:class:`~batchup.samplers.FlatPlan` over slots), so mixtures resume,
+shard, prefetch and go through every adapter like any random-access source.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+from batchup import _rng
+from batchup._checks import positive_int, repeats_value
+from batchup.samplers.flat import FlatPlan
+from batchup.samplers.plan import BatchPlan, PlanOptions, SeedRequiredError, plan_options
+from batchup.sources._members import check_flag, check_members
+from batchup.sources._mixing import (
+    apportion,
+    check_tree,
+    concat,
+    describe,
+    interleave,
+    length,
+    prepend,
+    put,
+    signature,
+    smooth_order,
+    take,
+)
+from batchup.sources.base import AbstractDataSource, BatchIterator
+from batchup.sources.choice import ChoiceDataSource
+from batchup.sources.mapped import MapDataSource
+
+__all__ = ["MixtureDataSource", "MixtureIndices", "MixturePlan", "apportion"]
+
+#: Samples per member plan batch when members are walked (the order does not depend on it).
+_CHUNK = 4096
+#: Samples per cached block of an endless member's stream.
+_ENDLESS_BLOCK = 65536
+
+MixtureIndices = collections.namedtuple("MixtureIndices", ["member", "positions", "parts", "probes"])
+MixtureIndices.__doc__ = """Index batch of a mixture.
+
+``member[r]`` is the member of row ``r`` and ``positions[r]`` its position in
+that member's stream; ``parts[i]`` is what member ``i``'s ``fetch_batch``
+takes for its rows (in row order), or ``None`` if it has none; ``probes[i]``
+one row of member ``i`` (``None`` for members of weight 0), fetched once to
+check that every member's batches have the same structure.
+"""
+
+
+def _check_weights(weights: Any, k: int) -> np.ndarray:
+    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
+        raise TypeError(f"weights must be a sequence of {k} numbers (one per member), got {weights!r}")
+    w = np.asarray(weights)
+    if w.ndim != 1 or len(w) != k:
+        raise ValueError(f"weights must hold one number per member ({k}), got {len(w) if w.ndim == 1 else w.shape}"
+                         f" in {weights!r}")
+    if w.dtype.kind not in "iuf":
+        raise TypeError(f"weights must be real numbers, got {weights!r} (dtype {w.dtype})")
+    w = w.astype(float)
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"weights must be finite and >= 0; weights[{i}] is {float(w[i])!r}")
+    if w.sum() == 0:
+        raise ValueError(f"weights are all 0 ({weights!r}); at least one member needs a positive weight")
+    return w
+
+
+def _rounded(w: np.ndarray) -> list:
+    """Return the normalised weights as checkpoint fields (12 digits: 7:2:1 and .7:.2:.1 agree)."""
+    return [float(f"{x:.12g}") for x in w / w.sum()]
+
+
+def _name(i: int, d: Any) -> str:
+    return f"member {i} ({type(d).__name__})"
+
+
+# -- the plan ---------------------------------------------------------------------------------
+
+class MixturePlan(BatchPlan):
+    """The plan of a mixture: which member samples form every batch, in which order.
+
+    Epoch ``E`` of the run has ``sum(counts)`` slots; slot ``C[i] + j`` (``C``
+    the running sum of the counts) is position ``E * counts[i] + j`` of member
+    ``i``'s stream. A :class:`~batchup.samplers.FlatPlan` over the slots
+    orders them (a smooth interleave in order; a permutation from
+    ``(seed, epoch)`` when shuffled), cuts batches across epoch boundaries,
+    shards and pads, so ``drop_last``, ``shard`` and ``epoch`` mean what they
+    mean everywhere. ``indices(b)`` is a :class:`MixtureIndices`.
+
+    Members are planned without ``shard`` or ``drop_last``: member ``i``'s
+    pass ``e`` is its plan for ``epoch=e`` with the seed ``(seed, i)``.
+    """
+
+    KIND = "mixture"
+
+    def __init__(self, source: MixtureDataSource, batch_size: Any, options: PlanOptions,
+                 member_keys: list | None = None) -> None:
+        key = options.shuffle
+        datasets = source.datasets
+        k = len(datasets)
+        self._source = source
+        self._keys = list(member_keys) if member_keys is not None else [
+            None if key is None else key.child(i) for i in range(k)]
+        self._member_bs = [_member_batch_size(d) for d in datasets]
+        self._blocks: list = [collections.OrderedDict() for _ in range(k)]
+        self._smooth: np.ndarray | None = None
+        self._probe_cache: tuple = (-1, None)
+        self._firsts = [self._member_plan(i, 0) for i in range(k)]
+        self._endless = [p.num_batches is None and p.num_samples == np.inf for p in self._firsts]
+        self._lengths = [self._block_length(i) for i in range(k)]
+        self._check_shard(options)
+        self.counts = source._counts(self._lengths, self._endless)
+        self._starts = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        own = None if key is None else key.child(k)
+        total = int(self._starts[-1])
+        self._order = FlatPlan(self._draw, total, batch_size, source.repeats,
+                               dataclasses.replace(options, shuffle=own), identity={"sampler": "mixture"})
+        self._setup(options, self._order.batch_size, self._order.num_batches, self._order.num_samples)
+        self.random_access = True
+
+    # -- members ---------------------------------------------------------------------------
+    def _member_plan(self, i: int, e: int) -> BatchPlan:
+        options = PlanOptions(self._keys[i], False, None, e)
+        return self._source.datasets[i]._plan(self._member_bs[i], options)
+
+    def _block_length(self, i: int) -> int:
+        p = self._firsts[i]
+        if self._endless[i]:
+            bs = p.batch_size
+            if not p.random_access or bs is None:
+                raise ValueError(f"{_name(i, self._source.datasets[i])} is endless, so the mixture needs random "
+                                 "access to its batches and a fixed batch size; give it finite repeats")
+            return max(1, _ENDLESS_BLOCK // bs) * bs
+        if p.num_samples is None:  # a sampler that cannot count: walk its first pass
+            block = self._walk(i, p, 0, None)
+            self._blocks[i][0] = block
+            return length(block)
+        if p.num_samples == 0 and self._source.weights[i] > 0:
+            raise ValueError(f"{_name(i, self._source.datasets[i])} has no samples but the weight "
+                             f"{self._source.weights[i]:g}; remove it or give it weight 0")
+        return int(p.num_samples)
+
+    def _check_shard(self, options: PlanOptions) -> None:
+        shard = options.shard
+        if shard is None or shard.num_shards == 1:
+            return
+        key = options.shuffle
+        if isinstance(key, _rng.SeedKey) and key.drawn:
+            raise SeedRequiredError(
+                "sharding needs every rank to draw the same order, so shuffle must be an int seed shared across "
+                "ranks (shuffle=<int>); a mixture given shuffle=True or an RNG object draws its seed at random")
+        for i, p in enumerate(self._firsts):
+            got = p.options.shuffle
+            if isinstance(got, _rng.SeedKey) and got.drawn:
+                raise SeedRequiredError(
+                    f"sharding needs every rank to draw the same order, but {_name(i, self._source.datasets[i])} "
+                    "drew its own seed at random; give its sampler an int seed shared across ranks (seed=<int>)")
+
+    def _walk(self, i: int, plan: BatchPlan, first: int, count: int | None) -> Any:
+        where = _name(i, self._source.datasets[i])
+        if plan.random_access:
+            stop = first + count if count is not None else len(plan)
+            trees = [check_tree(plan.indices(b), where) for b in range(first, stop)]
+        else:
+            trees = [check_tree(t, where) for t in plan.iterator()]
+        if not trees:
+            raise ValueError(f"{where} has no samples")
+        return concat(trees)
+
+    def _block(self, i: int, e: int) -> Any:
+        cache = self._blocks[i]
+        got = cache.get(e)
+        if got is not None:
+            return got
+        if self._endless[i]:
+            per = self._lengths[i] // (self._firsts[i].batch_size or 1)
+            block = self._walk(i, self._firsts[i], e * per, per)
+        else:
+            plan = self._firsts[i] if e == 0 else self._member_plan(i, e)
+            block = self._walk(i, plan, 0, None)
+            if length(block) != self._lengths[i]:
+                raise ValueError(f"{_name(i, self._source.datasets[i])} has {length(block)} samples in pass {e} "
+                                 f"but {self._lengths[i]} in pass 0; a mixture needs passes of one length")
+        # Keep enough passes for one epoch of this member, plus the neighbours (oldest out first;
+        # threads serving a Keras PyDataset may race here, at worst computing a pass twice).
+        keep = 2 + -(-int(self.counts[i]) // self._lengths[i])
+        while len(cache) >= keep:
+            try:
+                cache.popitem(last=False)
+            except KeyError:
+                break
+        cache[e] = block
+        return block
+
+    def _rows(self, i: int, positions: np.ndarray) -> Any:
+        size = self._lengths[i]
+        first = int(positions.min()) // size
+        if int(positions.max()) // size == first:
+            return take(self._block(i, first), positions - first * size)
+        blocks, offsets = np.divmod(positions, size)
+        out = None
+        for e in np.unique(blocks):
+            mask = blocks == e
+            out = put(out, take(self._block(i, int(e)), offsets[mask]), mask)
+        return out
+
+    # -- the epoch order -------------------------------------------------------------------
+    def _draw(self, rng: Any) -> np.ndarray:
+        if rng is not None:
+            return rng.permutation(int(self._starts[-1]))
+        if self._smooth is None:
+            self._smooth = smooth_order(self.counts)
+        return self._smooth
+
+    # -- BatchPlan -------------------------------------------------------------------------
+    def indices(self, b: int) -> MixtureIndices:
+        slots = self._order.indices(b)
+        n = len(slots)
+        assert self.batch_size is not None
+        flat_pos = b * self.batch_size + np.arange(n, dtype=np.int64)
+        epochs = self._order.first_epoch + flat_pos // self._order.samples_per_epoch
+        member = np.searchsorted(self._starts, slots, side="right") - 1
+        positions = epochs * self.counts[member] + (slots - self._starts[member])
+        parts = []
+        for i in range(len(self.counts)):
+            mask = member == i
+            parts.append(self._rows(i, positions[mask]) if mask.any() else None)
+        return MixtureIndices(member, positions, tuple(parts), self._probes(int(epochs[0]) if n else 0))
+
+    def _probes(self, e: int) -> tuple:
+        """Return one row of every member used in epoch ``e`` (its first of the epoch)."""
+        cached_e, probes = self._probe_cache
+        if cached_e != e:
+            probes = tuple(None if c == 0 else self._rows(i, np.array([e * c], np.int64))
+                           for i, c in enumerate(self.counts))
+            self._probe_cache = (e, probes)
+        return probes
+
+    def padding(self, b: int) -> Any:
+        return self._order.padding(b)
+
+    def _identity(self) -> dict:
+        return {"weights": _rounded(self._source.weights), "counts": [int(c) for c in self.counts],
+                "members": [p.fingerprint() for p in self._firsts]}
+
+    def _geometry(self) -> dict:
+        return self._order._geometry()
+
+    def adopt(self, fingerprint: Any) -> MixturePlan:
+        if not isinstance(fingerprint, Mapping):
+            return self
+        plan = self
+        key = self.options.shuffle
+        if isinstance(key, _rng.SeedKey) and key.drawn and fingerprint.get("shuffle") == "seed":
+            saved = _rng.key_from_json(fingerprint.get("seed"), "plan.seed")
+            if saved != key:
+                saved = _rng.SeedKey(saved.seed, saved.path, True)
+                plan = MixturePlan(self._source, self.batch_size, dataclasses.replace(self.options, shuffle=saved))
+        members = fingerprint.get("members")
+        if isinstance(members, list) and len(members) == len(plan._firsts):
+            keys = list(plan._keys)
+            changed = False
+            for i, (p, fp) in enumerate(zip(plan._firsts, members)):
+                adopted = p.adopt(fp)
+                if adopted is not p:
+                    keys[i], changed = adopted.options.shuffle, True
+            if changed:
+                plan = MixturePlan(self._source, self.batch_size, plan.options, member_keys=keys)
+        return plan
+
+
+def _member_batch_size(d: Any) -> Any:
+    """Return the batch size a member is walked with: its sampler's own, else a fixed chunk."""
+    while isinstance(d, MapDataSource):
+        d = d.source
+    return None if hasattr(getattr(d, "sampler", None), "batch_size") else _CHUNK
+
+
+# -- the source -------------------------------------------------------------------------------
+
+class MixtureDataSource(AbstractDataSource):
+    """Mix the samples of several sources in given proportions, exact in every epoch.
+
+    Parameters
+    ----------
+    datasets : list of AbstractDataSource
+        The members: random-access sources (arrays, subsets, maps,
+        composites of them) whose batches have the same structure, dtypes
+        and row shapes.
+    weights : sequence of float
+        One weight per member, finite and >= 0, not all 0; they are
+        normalised to proportions. A member of weight 0 is never used.
+    epoch_size : int, optional
+        Keyword-only. Samples per epoch, split by weight (largest
+        remainders). ``None`` (the default): the epoch ends when the first
+        member is exhausted (see Notes).
+    repeats : int, default 1
+        Keyword-only. Epochs per iteration; ``-1`` for forever.
+    include_member : bool, default False
+        Keyword-only. Put the member number of every row (int64) first in
+        every batch.
+
+    Raises
+    ------
+    TypeError
+        If a member is not a random-access data source (or is a
+        :class:`ChoiceDataSource` or a mixture, whose batches are not made of
+        single samples), or an argument has the wrong type.
+    ValueError
+        If ``weights`` has the wrong length, a negative, NaN or infinite
+        entry, or sums to 0; if ``epoch_size`` or ``repeats`` is out of range.
+        When planning: if an epoch would give a member of positive weight no
+        sample, or every member is endless and ``epoch_size`` is not given.
+
+    Notes
+    -----
+    *Epochs.* Member ``i``'s stream is its own passes joined end to end (its
+    sampler's order for ``epoch=0, 1, ...``, shuffled with a seed derived
+    from ``(seed, i)``). Every epoch of the mixture takes exactly
+    ``counts[i]`` samples from member ``i`` — the next ones in its stream —
+    so the proportions are exact per epoch, not only on average, and a
+    member's samples are all used, in turn, before any is used again.
+    By default ``f``, the member with the smallest ``len(member) / weight``,
+    is used exactly once per epoch and ``counts[i] = round(len(f) *
+    weights[i] / weights[f])`` for the others (never more than their
+    length): the epoch ends when the first member is exhausted, and
+    the others continue where they stopped in the next epoch. With
+    ``epoch_size=S``, ``counts`` splits ``S`` by weight and members whose
+    count exceeds their length repeat within the epoch. An endless member
+    (``repeats=-1``) never ends an epoch.
+
+    *Order.* In order (no ``shuffle``), the members' samples are spread
+    evenly over the epoch (member ``i``'s ``j``-th sample at the relative
+    time ``(j + 1/2) / counts[i]``), so every stretch of the epoch has
+    nearly the right proportions. With an int seed, epoch ``e``'s order is a
+    permutation drawn from ``(seed, e)``: proportions are exact per epoch and
+    random per batch. ``shuffle=True``, a ``RandomState`` or a ``Generator``
+    gives one int seed drawn from it when the iterator is made (so two
+    iterations differ, and a checkpoint records the seed); several ranks
+    need an int seed they share.
+
+    *Batches.* Rows are in the drawn order (not grouped by member), which is
+    what SGD expects; each member's rows are fetched with one
+    ``fetch_batch`` call, passing the mixture's batch number on, so seeded
+    ``map`` members give the same batches whatever drives the mixture.
+    Sharding deals out the slots of every epoch (``shard=(rank, n)``), so
+    ranks get equal batch counts and disjoint samples; with the default
+    ``remainder="pad"`` the ranks' samples, less the padding, are exactly
+    the epoch (one rank's own counts are only close to the proportions).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from batchup.sources import ArrayDataSource
+    >>> web = ArrayDataSource([np.arange(0, 7)])
+    >>> books = ArrayDataSource([np.arange(100, 104)])
+    >>> mix = MixtureDataSource([web, books], [0.7, 0.3])
+    >>> [b[0].tolist() for b in mix.batch_iterator(5)]
+    [[0, 100, 1, 2, 3], [101, 4, 5, 102, 6]]
+    """
+
+    def __init__(self, datasets: list, weights: Any, *, epoch_size: Any = None, repeats: int = 1,
+                 include_member: bool = False) -> None:
+        self.datasets = check_members("datasets", datasets)
+        for i, d in enumerate(self.datasets):
+            if isinstance(d, (ChoiceDataSource, MixtureDataSource)):
+                raise TypeError(f"datasets[{i}] is a {type(d).__name__}, whose batches are not made of single "
+                                "samples; mix its members directly (multiply the weights)")
+            if not d.is_random_access:
+                raise TypeError(f"datasets[{i}] ({type(d).__name__}) is not random access; a mixture fetches "
+                                "samples by index (wrap arrays in ArrayDataSource)")
+        self.weights = _check_weights(weights, len(self.datasets))
+        self.epoch_size = None if epoch_size is None else positive_int("epoch_size", epoch_size)
+        self.repeats = repeats_value(repeats)
+        self.include_member = check_flag("include_member", include_member)
+        self._reference: Any = None
+
+    @property
+    def is_random_access(self) -> bool:
+        return True
+
+    def identity(self) -> dict:
+        return {
+            "source": "MixtureDataSource", "weights": _rounded(self.weights), "epoch_size": self.epoch_size,
+            "repeats": -1 if self.repeats is None else self.repeats, "include_member": self.include_member,
+            "members": [d.identity() for d in self.datasets],
+        }
+
+    def _counts(self, lengths: list, endless: list) -> np.ndarray:
+        """Return the samples each member gives an epoch (see the class Notes)."""
+        w = self.weights
+        if self.epoch_size is not None:
+            counts = apportion(w, self.epoch_size)
+        else:
+            finite = [i for i in range(len(w)) if w[i] > 0 and not endless[i]]
+            if not finite:
+                raise ValueError("every member with a positive weight is endless, so no member ends an epoch; "
+                                 "pass epoch_size=<samples per epoch>")
+            f = min(finite, key=lambda i: lengths[i] / w[i])
+            counts = np.floor(lengths[f] * w / w[f] + 0.5).astype(np.int64)
+            counts[f] = lengths[f]
+            cap = np.array([np.iinfo(np.int64).max if e else n for n, e in zip(lengths, endless)])
+            counts = np.minimum(counts, cap)
+        for i, c in enumerate(counts):
+            if c == 0 and w[i] > 0:
+                size = "" if self.epoch_size is None else f" of {self.epoch_size} samples"
+                raise ValueError(
+                    f"an epoch{size} gives {_name(i, self.datasets[i])} no sample at its weight "
+                    f"{w[i] / w.sum():.3g}; pass a larger epoch_size or a larger weight")
+        return counts
+
+    # -- plans ------------------------------------------------------------------------------
+    def plan(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> MixturePlan:
+        """Return the plan of ``batch_iterator(batch_size, shuffle, **kwargs)`` (see :class:`MixturePlan`)."""
+        return self._plan(batch_size, plan_options("MixtureDataSource.plan", kwargs, shuffle))
+
+    def _plan(self, batch_size: Any, options: PlanOptions) -> MixturePlan:
+        key = options.shuffle
+        if key is not None and not isinstance(key, _rng.SeedKey):
+            options = dataclasses.replace(options, shuffle=_rng.SeedKey(_seed_from(key), (), True))
+        return MixturePlan(self, batch_size, options)
+
+    def _count_plan(self, batch_size: Any, where: str, kwargs: dict) -> MixturePlan:
+        """Return a plan to count with; counts do not depend on the seed, so none is drawn."""
+        options = plan_options(where, kwargs)
+        if options.shuffle is not None and not isinstance(options.shuffle, _rng.SeedKey):
+            options = dataclasses.replace(options, shuffle=_rng.SeedKey(0))
+        try:
+            return MixturePlan(self, batch_size, options)
+        except (NotImplementedError, SeedRequiredError):
+            return MixturePlan(self, batch_size, dataclasses.replace(options, shuffle=_rng.SeedKey(0)))
+
+    def num_samples(self, **kwargs: Any) -> Any:
+        """Return the samples one iteration yields (this rank's with ``shard``); ``np.inf`` if endless."""
+        return self._count_plan(1, "MixtureDataSource.num_samples", kwargs).num_samples
+
+    def num_batches(self, batch_size: int, **kwargs: Any) -> Any:
+        """Return the batches ``batch_iterator(batch_size, **kwargs)`` yields; draws no seed."""
+        return self._count_plan(batch_size, "MixtureDataSource.num_batches", kwargs).batch_count
+
+    def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
+        """Return an iterator of :class:`MixtureIndices`, one per batch."""
+        return self._plan(batch_size, plan_options("MixtureDataSource.batch_indices_iterator", kwargs,
+                                                   shuffle)).iterator()
+
+    def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> BatchIterator:
+        """Return an iterator over mixed batches.
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch.
+        shuffle : None, int, bool, RandomState or Generator
+            ``None`` in a smooth interleave; an int seeds epoch ``e``'s order
+            from ``(seed, e)``; ``True`` or an RNG object gives one seed drawn
+            from it now.
+        drop_last, shard, epoch
+            Keyword-only, as for every source (see
+            :meth:`RandomAccessDataSource.batch_indices_iterator`).
+        """
+        plan = self._plan(batch_size, plan_options("MixtureDataSource.batch_iterator", kwargs, shuffle))
+        return BatchIterator(self, plan)
+
+    # -- fetching ---------------------------------------------------------------------------
+    def fetch_batch(self, indices: Any, batch_number: int) -> Any:
+        """Fetch every member's rows (with the mixture's batch number) and put them in row order."""
+        if not isinstance(indices, MixtureIndices):
+            raise TypeError(f"indices must be a MixtureIndices, got {type(indices).__name__}")
+        member = np.asarray(indices.member)
+        batches = {i: self.datasets[i].fetch_batch(part, batch_number)
+                   for i, part in enumerate(indices.parts) if part is not None}
+        if self._reference is None:
+            self._reference = self._first_check(batches, indices.probes, batch_number)
+        rows = {i: np.flatnonzero(member == i) for i in batches}
+        for i, batch in batches.items():
+            self._check(i, batch, len(rows[i]))
+        if len(batches) == 1:
+            (out,) = batches.values()
+        else:
+            first = min(batches)
+            out = interleave(batches[first], batches, rows, len(member))
+        return prepend(out, member.astype(np.int64)) if self.include_member else out
+
+    def _first_check(self, batches: dict, probes: Any, batch_number: int) -> tuple:
+        """Fetch one row of every member not in the first batch, so a mismatch shows at once."""
+        sigs = {i: signature(b) for i, b in batches.items()}
+        for i, probe in enumerate(probes):
+            if probe is not None and i not in sigs:
+                sigs[i] = signature(self.datasets[i].fetch_batch(probe, batch_number))
+        ref = min(sigs)
+        reference = (ref, sigs[ref])
+        for i in sorted(sigs):
+            self._compare(i, sigs[i], reference)
+        if "not an array" in repr(sigs[ref]):
+            raise TypeError(f"{_name(ref, self.datasets[ref])} gives batches of {describe(sigs[ref])}; a mixture "
+                            "mixes batches of NumPy arrays (tuples or lists of them) row by row")
+        return reference
+
+    def _compare(self, i: int, sig: Any, reference: tuple) -> None:
+        ref, want = reference
+        if sig != want:
+            raise ValueError(
+                f"the members' batches differ: {_name(ref, self.datasets[ref])} gives {describe(want)} but "
+                f"{_name(i, self.datasets[i])} gives {describe(sig)}; every member's batches must have the same "
+                "structure, dtypes and row shapes (convert with .map(...) before mixing)")
+
+    def _check(self, i: int, batch: Any, n: int) -> None:
+        sig = signature(batch)
+        self._compare(i, sig, self._reference)
+        leaves = [batch]
+        while leaves:
+            x = leaves.pop()
+            if isinstance(x, (tuple, list)):
+                leaves.extend(x)
+            elif len(x) != n:
+                raise ValueError(f"{_name(i, self.datasets[i])} returned {len(x)} rows for {n} indices; a mixture "
+                                 "needs members whose batches keep one row per index")
+
+
+def _seed_from(rng: Any) -> int:
+    """Draw one int seed from an RNG object (as the adapters do for ``shuffle=RandomState``)."""
+    rng = _rng.legacy(rng)
+    if isinstance(rng, np.random.RandomState):
+        return int(rng.randint(0, _rng.SEED_MAX, dtype=np.int64))
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(0, _rng.SEED_MAX))
+    raise TypeError(f"a mixture cannot draw a seed from {rng!r}; pass an int seed, a RandomState or a Generator")
