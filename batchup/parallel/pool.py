@@ -343,6 +343,10 @@ class _ThreadCore:
             while any(t is not me for t in self.running) and time.monotonic() < deadline:
                 self.lock.wait(max(0.0, min(0.25, deadline - time.monotonic())))
             stuck = sorted(t.name for t in self.running if t is not me)
+        if not stuck and threading.current_thread() not in self.running:
+            # Nothing runs: let the idle threads exit now, so that a process pool started
+            # next sees no other thread and can fork (see _start_method).
+            self.executor.shutdown(wait=True)
         if stuck:
             warnings.warn(
                 f"WorkerThreadPool.close(): thread(s) {', '.join(stuck)} are still running a task "
