@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
@@ -50,27 +51,7 @@ def _free_port() -> int:
 
 
 def _run_ranks(n: int, world: int = 2, timeout: float = 120.0) -> dict:
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _RANK_SCRIPT, str(r), str(world), str(port), str(n)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for r in range(world)
-    ]
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=timeout))
-    finally:
-        for p in procs:  # a hung collective must not outlive the test
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-    for p, (_out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    line = next(x for x in outs[0][0].splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return _run_script(_RANK_SCRIPT, [n], world, timeout)
 
 
 @pytest.mark.slow
@@ -131,7 +112,8 @@ _ELASTIC_SCRIPT = textwrap.dedent(
 )
 
 
-def _run_script(script: str, args: list, world: int, timeout: float = 120.0) -> list:
+def _run_script(script: str, args: list, world: int, timeout: float = 120.0) -> Any:
+    """Start ``world`` rank processes of ``script`` on a free local port; return rank 0's RESULT line, parsed."""
     port = _free_port()
     procs = [
         subprocess.Popen([sys.executable, "-c", script, str(r), str(world), str(port), *map(str, args)],
