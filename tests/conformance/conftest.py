@@ -1,0 +1,48 @@
+"""Fixtures of the conformance suite: one environment (files, worker pools) per test module.
+
+The pools are created on first use and shared by every case of the module
+(starting processes per case would dominate the run time); they are closed
+when the module ends. The terminal summary reports the number of
+conformance cases run and their wall time.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conformance.cases import Env
+
+_timing: dict = {"first": None, "last": None, "count": 0}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    shared = Env(tmp_path_factory.mktemp("conformance"))
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def case_env(env):
+    """The module's environment; what a case leaves open (prefetching sources, iterators) is closed after it."""
+    yield env
+    env.close_case()
+
+
+@pytest.fixture(autouse=True)
+def _conformance_clock():
+    start = time.monotonic()
+    if _timing["first"] is None:
+        _timing["first"] = start
+    yield
+    _timing["last"] = time.monotonic()
+    _timing["count"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _timing["count"]:
+        wall = _timing["last"] - _timing["first"]
+        terminalreporter.write_line(
+            f"conformance: {_timing['count']} tests (generated cases and regressions) in {wall:.1f} s wall time"
+        )
