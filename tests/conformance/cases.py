@@ -129,6 +129,21 @@ def jitter(x: np.ndarray, ids: np.ndarray, rng: np.random.Generator) -> tuple:
     return (x + rng.normal(size=x.shape).astype(np.float32), ids)
 
 
+class CorruptSampleError(RuntimeError):
+    """What :func:`refuse_corrupt` raises: a failure while a batch is made."""
+
+
+#: The sample the ``failing_map`` source cannot make.
+CORRUPT = 13
+
+
+def refuse_corrupt(x: np.ndarray, ids: np.ndarray) -> tuple:
+    """A map that fails on one sample, as a decoder fails on a corrupt file."""
+    if CORRUPT in ids:
+        raise CorruptSampleError(f"sample {CORRUPT} is corrupt")
+    return (x, ids)
+
+
 class Halve:
     """A pre-fitted encoder for DataFrameSource (picklable)."""
 
@@ -213,6 +228,8 @@ class Source:
     coverage: bool = True
     #: Only the last batch of a run may be short.
     short_only_last: bool = True
+    #: Making some batch raises: every driver delivers the batches before it, then the same error.
+    fails: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,18 +246,25 @@ class Shard:
 
 @dataclasses.dataclass
 class EpochRun:
-    """What an epoch-walking driver (an adapter) produced.
+    """What an epoch-walking driver (an adapter) produced, filled in as it goes.
 
     ``epochs`` holds one list of batches per epoch asked for, or (``flat``)
     a single list covering them all; ``lengths`` the driver's ``len()`` per
     epoch (``None`` where it has none); ``seed`` the int seed the adapter
-    picked (``...`` when it does not say).
+    picked (``...`` when it does not say). Filled in batch by batch, so the
+    batches that came before an error are kept.
     """
 
-    epochs: list
-    lengths: list
+    epochs: list = dataclasses.field(default_factory=list)
+    lengths: list = dataclasses.field(default_factory=list)
     seed: Any = ...
     flat: bool = False
+
+    def start_epoch(self, length: Any) -> list:
+        """Begin the next epoch (with the driver's ``len()`` for it); return its list of batches."""
+        self.lengths.append(length)
+        self.epochs.append([])
+        return self.epochs[-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +274,8 @@ class Driver:
     ``kind == "iterator"``: ``open(env, ds)`` returns ``make(bs, shuffle,
     **options)`` that returns an iterator over one epoch (like
     ``batch_iterator``). ``kind == "epochs"``: ``open(env, ds)`` returns
-    ``run(bs, shuffle, drop_last, shard, epochs, limit) -> EpochRun``.
+    ``run(bs, shuffle, drop_last, shard, epochs, limit, out)`` that fills
+    the :class:`EpochRun` ``out``.
     """
 
     name: str
@@ -458,6 +483,10 @@ def _seeded_map(env: Env, smp: Sampler) -> Any:
     return ArrayDataSource([X, IDS], **sampler_kwargs(smp)).map(jitter, seed=5)
 
 
+def _failing_map(env: Env, smp: Sampler) -> Any:
+    return ArrayDataSource([X, IDS], **sampler_kwargs(smp)).map(refuse_corrupt)
+
+
 def _dataframe(env: Env, smp: Sampler) -> Any:
     import pytest
 
@@ -503,6 +532,8 @@ register_source("choice", _choice(False), bounded=True, exact_samples=lambda smp
 register_source("choice_stratified", _choice(True), bounded=True, exact_samples=lambda smp: not smp.endless,
                 count_depends_on_order=True, coverage=False, short_only_last=False)
 register_source("seeded_map", _seeded_map)
+# Errors in order: the batches before the failing one, then the error (not in the count cases).
+register_source("failing_map", _failing_map, fails=True)
 register_source("dataframe", _dataframe)
 register_source("inventory", _inventory)
 register_source("file_array", _file_array)
@@ -590,17 +621,17 @@ def _numpy(batch: Any) -> Any:
 def _keras_py_dataset(env: Env, ds: Any) -> Callable:
     from batchup.adapters.keras import as_py_dataset
 
-    def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any) -> EpochRun:
+    def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any, out: EpochRun) -> None:
         pyds = as_py_dataset(ds, bs, shuffle=shuffle, drop_last=drop_last, shard=shard, epoch=epochs[0])
+        out.seed = pyds.batches.seed
         pyds.on_epoch_end()  # Keras calls it before the first epoch too; nothing was served, so no move
-        out, lengths = [], []
         for e in epochs:
             assert pyds.epoch == e, f"the PyDataset is at epoch {pyds.epoch}, expected {e}"
             n = len(pyds)
-            lengths.append(n)
-            out.append([pyds[i] for i in range(n)])
+            batches = out.start_epoch(n)
+            for i in range(n):
+                batches.append(pyds[i])
             pyds.on_epoch_end()
-        return EpochRun(out, lengths, seed=pyds.batches.seed)
 
     return run
 
@@ -608,9 +639,10 @@ def _keras_py_dataset(env: Env, ds: Any) -> Callable:
 def _keras_generator(env: Env, ds: Any) -> Callable:
     from batchup.adapters.keras import as_generator
 
-    def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any) -> EpochRun:
+    def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any, out: EpochRun) -> None:
         gen = as_generator(ds, bs, shuffle=shuffle, drop_last=drop_last, shard=shard, epochs=len(epochs))
-        return EpochRun([list(itertools.islice(gen, limit))], [None] * len(epochs), flat=True)
+        out.flat = True
+        out.start_epoch(None).extend(itertools.islice(gen, limit))  # extend keeps what came before an error
 
     return run
 
@@ -621,25 +653,25 @@ def _torch(num_workers: int) -> Callable:
 
         from batchup.adapters.torch import as_iterable_dataset
 
-        def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any) -> EpochRun:
+        def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any, out: EpochRun) -> None:
             dset = as_iterable_dataset(ds, bs, shuffle=shuffle, drop_last=drop_last, shard=shard, epoch=epochs[0])
+            out.seed = dset.stream.seed
             loader = torch.utils.data.DataLoader(dset, batch_size=None, num_workers=num_workers)
-            out, lengths = [], []
             for e in epochs:
                 dset.set_epoch(e)
                 try:
-                    lengths.append(len(dset))
+                    length = len(dset)
                 except TypeError:
-                    lengths.append(None)
+                    length = None
+                batches = out.start_epoch(length)
                 it = iter(loader)
                 try:
-                    out.append([_numpy(b) for b in itertools.islice(it, limit)])
+                    batches.extend(_numpy(b) for b in itertools.islice(it, limit))
                 finally:
                     shutdown = getattr(it, "_shutdown_workers", None)
                     if shutdown is not None:
                         shutdown()
                     del it
-            return EpochRun(out, lengths, seed=dset.stream.seed)
 
         return run
 
@@ -649,13 +681,12 @@ def _torch(num_workers: int) -> Callable:
 def _tf_data(env: Env, ds: Any) -> Callable:
     from batchup.adapters.tf import as_tf_dataset
 
-    def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any) -> EpochRun:
+    def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any, out: EpochRun) -> None:
         tds = as_tf_dataset(ds, bs, shuffle=shuffle, drop_last=drop_last, shard=shard, epoch=epochs[0])
         cardinality = int(tds.cardinality())
-        length = cardinality if cardinality >= 0 else None
-        # Every pass over a tf.data dataset is the next epoch.
-        out = [[_numpy(b) for b in itertools.islice(iter(tds), limit)] for _ in epochs]
-        return EpochRun(out, [length] * len(epochs))
+        for _ in epochs:  # every pass over a tf.data dataset is the next epoch
+            batches = out.start_epoch(cardinality if cardinality >= 0 else None)
+            batches.extend(_numpy(b) for b in itertools.islice(iter(tds), limit))
 
     return run
 
@@ -855,11 +886,14 @@ def driver_cases() -> list:
 
 
 def count_cases() -> list:
-    """Return every allowed (source, sampler, shard), with ``drop_last`` and ``epoch`` taking turns."""
+    """Return every allowed (source, sampler, shard), with ``drop_last`` and ``epoch`` taking turns.
+
+    Sources that fail on purpose (``fails=True``) are left out: they have nothing to count.
+    """
     out = []
     combos = [
         (s, m, h) for s in SOURCES for m in SAMPLERS for h in SHARDS
-        if SOURCES[s].accepts(SAMPLERS[m])
+        if SOURCES[s].accepts(SAMPLERS[m]) and not SOURCES[s].fails
     ]
     for k, (s, m, h) in enumerate(combos):
         out.append(CountCase(s, m, h, drop_last=bool(k % 2), epoch=(k // 2) % 2))

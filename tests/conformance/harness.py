@@ -30,6 +30,7 @@ from tests.conformance.cases import (
     CountCase,
     Driver,
     Env,
+    EpochRun,
     Sampler,
     Shard,
     Source,
@@ -113,7 +114,7 @@ def _driver_error(drv: Driver, env: Env, ds: Any, smp: Sampler, bs: Any, drop_la
             for _ in itertools.islice(run(bs, smp.shuffle(), drop_last=drop_last, shard=shard, epoch=epochs[0]), limit):
                 pass
         else:
-            run(bs, smp.shuffle(), drop_last, shard, epochs, limit)
+            run(bs, smp.shuffle(), drop_last, shard, epochs, limit, EpochRun())
     except Exception as err:  # noqa: BLE001
         return err
     return None
@@ -178,24 +179,37 @@ def check_driver(case: Case, env: Env) -> None:
             _expect_refusal(err, [own], f"{drv.name} ({where})")
             continue
         if drv.kind == "iterator":
-            _check_iterator_driver(drv, env, ds, smp, bs, dict(drop_last=case.drop_last, shard=rank_shard,
-                                                                 epoch=epochs[0]), limit, where)
+            options = dict(drop_last=case.drop_last, shard=rank_shard, epoch=epochs[0])
+            _check_iterator_driver(drv, env, ds, src, smp, bs, options, limit, where)
         else:
-            _check_epoch_driver(drv, env, ds, smp, bs, case.drop_last, rank_shard, epochs, limit, where)
+            _check_epoch_driver(drv, env, ds, src, smp, bs, case.drop_last, rank_shard, epochs, limit, where)
         env.close_case()
 
 
-def _check_iterator_driver(drv: Driver, env: Env, ds: Any, smp: Sampler, bs: Any, options: dict, limit: Any,
-                           where: str) -> None:
+def _same_failure(src: Source, ref_error: BaseException | None, got_error: BaseException | None, who: str) -> None:
+    """Errors in order: where the core failed (a ``fails`` source), the driver fails alike, after the same batches."""
+    if ref_error is None or not src.fails:
+        _raise_unexpected(ref_error, f"the serial core ({who})")
+        _raise_unexpected(got_error, who)
+        return
+    if got_error is None:
+        raise AssertionError(f"{who} did not raise where the serial core raised {type(ref_error).__name__}: {ref_error}")
+    assert type(got_error) is type(ref_error) and str(ref_error) in str(got_error), (
+        f"{who} raised {type(got_error).__name__}: {got_error}; the serial core {type(ref_error).__name__}: {ref_error}")
+
+
+def _check_iterator_driver(drv: Driver, env: Env, ds: Any, src: Source, smp: Sampler, bs: Any, options: dict,
+                           limit: Any, where: str) -> None:
     make = drv.open(env, ds)
     ref = run_iterator(ds.batch_iterator, bs, smp.shuffle(), options, limit)
-    _raise_unexpected(ref.error, f"the serial core ({where})")
     got = run_iterator(make, bs, smp.shuffle(), options, limit)
-    _raise_unexpected(got.error, f"{drv.name} ({where})")
+    _same_failure(src, ref.error, got.error, f"{drv.name} ({where})")
     expected = [drv.expect(b) for b in ref.batches] if drv.expect else ref.batches
     assert_batches_equal([_numpy(b) for b in got.batches], expected)
     assert_batches_equal(got.paddings, ref.paddings)
     assert got.length == ref.length, f"len() is {got.length} through {drv.name}, {ref.length} serially ({where})"
+    if ref.error is not None:
+        return
     if ref.length is not None and limit is None:
         assert ref.length == len(ref.batches), f"len() said {ref.length}, {len(ref.batches)} batches came"
         if ref.batches:
@@ -221,20 +235,28 @@ def _check_iterator_driver(drv: Driver, env: Env, ds: Any, smp: Sampler, bs: Any
     assert_batches_equal(_tail(resumed, left), expected[k:])
 
 
-def _check_epoch_driver(drv: Driver, env: Env, ds: Any, smp: Sampler, bs: Any, drop_last: bool, shard: Any,
-                        epochs: list, limit: Any, where: str) -> None:
+def _check_epoch_driver(drv: Driver, env: Env, ds: Any, src: Source, smp: Sampler, bs: Any, drop_last: bool,
+                        shard: Any, epochs: list, limit: Any, where: str) -> None:
     seed = resolve_seed(smp.shuffle())  # the seed rule: an adapter draws its int seed once, like this
-    run = drv.open(env, ds)(bs, smp.shuffle(), drop_last, shard, epochs, limit)
+    run = EpochRun()
+    error = None
+    try:
+        drv.open(env, ds)(bs, smp.shuffle(), drop_last, shard, epochs, limit, run)
+    except Exception as err:  # noqa: BLE001 - compared with the core's below
+        error = err
     if run.seed is not ...:
         assert run.seed == seed, f"{drv.name} picked seed {run.seed}, the seed rule gives {seed}"
     refs = []
     for e in epochs:
         ref = run_iterator(ds.batch_iterator, bs, seed, dict(drop_last=drop_last, shard=shard, epoch=e), limit)
-        _raise_unexpected(ref.error, f"the serial core on the adapter's seed ({where}, epoch {e})")
         refs.append(ref)
-    if run.flat:
+        if ref.error is not None:
+            break
+    _same_failure(src, refs[-1].error, error, f"{drv.name} ({where}, the core on the adapter's seed)")
+    if run.flat or error is not None:
         want = list(itertools.islice(itertools.chain.from_iterable(r.batches for r in refs), limit))
-        assert_batches_equal([_numpy(b) for b in run.epochs[0]], want)
+        got = [_numpy(b) for batches in run.epochs for b in batches]
+        assert_batches_equal(got, want)
         return
     for e, ref, got, length in zip(epochs, refs, run.epochs, run.lengths):
         assert_batches_equal([_numpy(b) for b in got], ref.batches)

@@ -118,3 +118,23 @@ def test_adapters_refuse_a_seed_per_rank_like_the_core(shuffle):
             adapter(ds, 5, shuffle=shuffle, shard=(0, 2))
     # One rank (or none) still takes a seed drawn from the object.
     assert len(as_py_dataset(ds, 5, shuffle=shuffle, shard=(0, 1))) == 5
+
+
+def _refuse_13(x):
+    if 13 in x:
+        raise RuntimeError("sample 13 is corrupt")
+    return (x,)
+
+
+@pytest.mark.parametrize("kind", ["serial", "inline"])
+def test_a_failing_map_delivers_the_batches_before_its_error(kind):
+    """Fixed: the serial core gathers several batches of a plain array at once (one np.take); a map
+    that failed on a later batch of that group lost the good batches before it, so the serial core
+    raised at once where every prefetching driver first delivered batches 0 and 1."""
+    ds = ArrayDataSource([np.arange(40)]).map(_refuse_13)
+    it = ds.batch_iterator(5) if kind == "serial" else ds.prefetch(0).batch_iterator(5)
+    got = []
+    with pytest.raises(RuntimeError, match="sample 13"):
+        for b in it:
+            got.append(b[0].tolist())
+    assert got == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
