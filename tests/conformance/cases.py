@@ -187,7 +187,8 @@ class Sampler:
     name: str
     make: Callable[[Space], Any]
     shuffle: Callable[[], Any]
-    batch_size: int = 5
+    #: Samples per batch; ``None`` for samplers that size their batches (no size checks then).
+    batch_size: int | None = 5
     endless: bool = False
     #: Sharding deals out whole batches (the plan's items are batches).
     whole_batches: bool = False
@@ -230,6 +231,8 @@ class Source:
     short_only_last: bool = True
     #: Making some batch raises: every driver delivers the batches before it, then the same error.
     fails: bool = False
+    #: Shuffled by an RNG object its number of batches is unknown (drawn while it is walked).
+    unknown_count_with_rng: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -527,7 +530,7 @@ register_source("composite_seeded_map", _composite_seeded_map, mask=lambda m: m[
 # order; ids come from two members, so coverage is not the sampled member's order, and a member's
 # short last batch may come before the end.
 register_source("choice", _choice(False), bounded=True, exact_samples=lambda smp: False,
-                count_depends_on_order=True, coverage=False, short_only_last=False)
+                count_depends_on_order=True, coverage=False, short_only_last=False, unknown_count_with_rng=True)
 # With an endless member a stratified choice is not stratified (BatchUp 0.2): num_samples is inf.
 register_source("choice_stratified", _choice(True), bounded=True, exact_samples=lambda smp: not smp.endless,
                 count_depends_on_order=True, coverage=False, short_only_last=False)
@@ -729,6 +732,9 @@ register_driver("inline", "iterator", _prefetched(lambda env, ds: ds.prefetch(0)
                 to_core_state=_identity, from_core_state=_identity)
 register_driver("threads", "iterator", _prefetched(lambda env, ds: ds.prefetch(2, kind="thread")),
                 to_core_state=_identity, from_core_state=_identity)
+# One process pool (and one joblib pool) serves every case of a module: ds.prefetch(2) is exactly
+# ParallelDataSource(ds, buffer, WorkerProcessPool(2)), and starting processes per case would
+# dominate the run time.
 register_driver("processes", "iterator", _prefetched(lambda env, ds: _process_pool(env).parallel_data_source(ds, 4)),
                 to_core_state=_identity, from_core_state=_identity)
 register_driver("joblib", "iterator", _prefetched(lambda env, ds: _joblib_pool(env).parallel_data_source(ds, 4)),
@@ -755,6 +761,13 @@ register_known_bug(
     and design_refusal(src, smp, sh, 0 if drv is not None and drv.from_epoch_zero else e) is None,
     "a composite or choice source with a repeats=-1 member cannot be iterated with epoch >= 1 "
     "(ValueError 'an endless run is a single pass'), so its second Keras/torch/tf.data epoch fails",
+    checks=("driver", "counts"),
+)
+register_known_bug(
+    lambda src, smp, sh, drv, e: src.unknown_count_with_rng and smp.rng_object and e > 0
+    and (drv is None or not drv.adapter) and design_refusal(src, smp, sh, e) is None,
+    "a non-stratified ChoiceDataSource shuffled by a RandomState or Generator refuses epoch >= 1 with "
+    "the message for endless runs: its plan's length is unknown, and BatchPlan takes unknown for endless",
     checks=("driver", "counts"),
 )
 register_known_bug(
@@ -891,12 +904,13 @@ def count_cases() -> list:
     Sources that fail on purpose (``fails=True``) are left out: they have nothing to count.
     """
     out = []
-    combos = [
-        (s, m, h) for s in SOURCES for m in SAMPLERS for h in SHARDS
-        if SOURCES[s].accepts(SAMPLERS[m]) and not SOURCES[s].fails
-    ]
-    for k, (s, m, h) in enumerate(combos):
-        out.append(CountCase(s, m, h, drop_last=bool(k % 2), epoch=(k // 2) % 2))
+    for i, s in enumerate(SOURCES):
+        for j, m in enumerate(SAMPLERS):
+            for k, h in enumerate(SHARDS):
+                if SOURCES[s].accepts(SAMPLERS[m]) and not SOURCES[s].fails:
+                    # Any two of source, sampler and shard meet all four (drop_last, epoch) options.
+                    drop_last, epoch = divmod((i + j + k) % 4, 2)
+                    out.append(CountCase(s, m, h, drop_last=bool(drop_last), epoch=epoch))
     return out
 
 

@@ -42,7 +42,10 @@ def _conformance_clock():
 
 def pytest_terminal_summary(terminalreporter):
     if _timing["count"]:
+        from tests.conformance.cases import count_cases, driver_cases
+
         wall = _timing["last"] - _timing["first"]
         terminalreporter.write_line(
-            f"conformance: {_timing['count']} tests (generated cases and regressions) in {wall:.1f} s wall time"
+            f"conformance: {len(driver_cases())} pairwise driver cases, {len(count_cases())} count cases "
+            f"(x2 tests); {_timing['count']} tests of tests/conformance ran in {wall:.1f} s wall time"
         )

@@ -138,3 +138,11 @@ def test_a_failing_map_delivers_the_batches_before_its_error(kind):
         for b in it:
             got.append(b[0].tolist())
     assert got == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    "a non-stratified ChoiceDataSource shuffled by a RandomState refuses epoch=1 as if it were endless: "
+    "its plan's length is unknown (drawn while walked) and BatchPlan._setup treats unknown as endless"))
+def test_a_choice_shuffled_by_a_random_state_has_a_second_epoch():
+    ds = ChoiceDataSource([ArrayDataSource([np.arange(6)]), ArrayDataSource([np.arange(10, 14)])])
+    assert len(list(ds.batch_iterator(2, shuffle=np.random.RandomState(0), epoch=1))) > 0
