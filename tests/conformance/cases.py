@@ -299,6 +299,9 @@ class Driver:
     expect: Callable | None = None
     #: Needs these modules (skipped without them).
     needs: tuple = ()
+    #: ``same_error(core_error, error) -> bool``: the driver's error is the core's (None: the same
+    #: type, its message containing the core's).
+    same_error: Callable | None = None
 
 
 SOURCES: dict = {}
@@ -745,8 +748,16 @@ register_driver("keras_py_dataset", "epochs", _keras_py_dataset, adapter=True, w
                 refuses=_pydataset_refuses, needs=("keras",))
 register_driver("keras_generator", "epochs", _keras_generator, adapter=True, walks_epochs=True,
                 from_epoch_zero=True, needs=("keras",))
+def _tf_same_error(core_error: BaseException, error: BaseException) -> bool:
+    """tf.data re-raises an exception from the Python generator as a ``tf.errors.OpError`` naming it."""
+    import tensorflow as tf
+
+    return isinstance(error, tf.errors.OpError) and f"{type(core_error).__name__}: {core_error}" in str(error)
+
+
 # Runs only where TensorFlow imports (CI's TensorFlow venv); skipped here.
-register_driver("tf_data", "epochs", _tf_data, adapter=True, walks_epochs=True, needs=("tensorflow",))
+register_driver("tf_data", "epochs", _tf_data, adapter=True, walks_epochs=True, needs=("tensorflow",),
+                same_error=_tf_same_error)
 # Last: JAX starts threads of its own, and the process drivers above fork.
 register_driver("jax", "iterator", _jax, expect=_jax_expect,
                 to_core_state=lambda s: s["inner"], from_core_state=lambda s: {"kind": "device_prefetch", "inner": s},

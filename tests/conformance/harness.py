@@ -186,7 +186,8 @@ def check_driver(case: Case, env: Env) -> None:
         env.close_case()
 
 
-def _same_failure(src: Source, ref_error: BaseException | None, got_error: BaseException | None, who: str) -> None:
+def _same_failure(src: Source, ref_error: BaseException | None, got_error: BaseException | None, who: str,
+                  same_error: Callable | None = None) -> None:
     """Errors in order: where the core failed (a ``fails`` source), the driver fails alike, after the same batches."""
     if ref_error is None or not src.fails:
         _raise_unexpected(ref_error, f"the serial core ({who})")
@@ -194,6 +195,9 @@ def _same_failure(src: Source, ref_error: BaseException | None, got_error: BaseE
         return
     if got_error is None:
         raise AssertionError(f"{who} did not raise where the serial core raised {type(ref_error).__name__}: {ref_error}")
+    if same_error is not None:
+        assert same_error(ref_error, got_error), f"{who} raised {type(got_error).__name__}: {got_error}"
+        return
     assert type(got_error) is type(ref_error) and str(ref_error) in str(got_error), (
         f"{who} raised {type(got_error).__name__}: {got_error}; the serial core {type(ref_error).__name__}: {ref_error}")
 
@@ -203,7 +207,7 @@ def _check_iterator_driver(drv: Driver, env: Env, ds: Any, src: Source, smp: Sam
     make = drv.open(env, ds)
     ref = run_iterator(ds.batch_iterator, bs, smp.shuffle(), options, limit)
     got = run_iterator(make, bs, smp.shuffle(), options, limit)
-    _same_failure(src, ref.error, got.error, f"{drv.name} ({where})")
+    _same_failure(src, ref.error, got.error, f"{drv.name} ({where})", drv.same_error)
     expected = [drv.expect(b) for b in ref.batches] if drv.expect else ref.batches
     assert_batches_equal([_numpy(b) for b in got.batches], expected)
     assert_batches_equal(got.paddings, ref.paddings)
@@ -252,7 +256,8 @@ def _check_epoch_driver(drv: Driver, env: Env, ds: Any, src: Source, smp: Sample
         refs.append(ref)
         if ref.error is not None:
             break
-    _same_failure(src, refs[-1].error, error, f"{drv.name} ({where}, the core on the adapter's seed)")
+    _same_failure(src, refs[-1].error, error, f"{drv.name} ({where}, the core on the adapter's seed)",
+                  drv.same_error)
     if run.flat or error is not None:
         want = list(itertools.islice(itertools.chain.from_iterable(r.batches for r in refs), limit))
         got = [_numpy(b) for batches in run.epochs for b in batches]
