@@ -22,7 +22,8 @@ The four factors
   a sharded case runs every rank. See :func:`register_shard`.
 * **Drivers** (:data:`DRIVERS`): the serial core, ``prefetch(0)``, threads,
   processes, the joblib pool, Keras ``as_py_dataset`` and ``as_generator``,
-  torch ``DataLoader`` with 0 and 2 workers, tf.data ``as_tf_dataset`` (its
+  torch ``DataLoader`` with 0 and 2 workers (and 2 persistent ones), torch
+  ``iter_tensors`` over the core iterator, tf.data ``as_tf_dataset`` (its
   cases skip without TensorFlow; CI's TensorFlow venv runs them with
   ``-k tf_data``) and JAX ``prefetch_to_device``. See :func:`register_driver`.
 
@@ -653,7 +654,7 @@ def _keras_generator(env: Env, ds: Any) -> Callable:
     return run
 
 
-def _torch(num_workers: int) -> Callable:
+def _torch(num_workers: int, persistent: bool = False) -> Callable:
     def open_(env: Env, ds: Any) -> Callable:
         import torch
 
@@ -662,26 +663,46 @@ def _torch(num_workers: int) -> Callable:
         def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any, out: EpochRun) -> None:
             dset = as_iterable_dataset(ds, bs, shuffle=shuffle, drop_last=drop_last, shard=shard, epoch=epochs[0])
             out.seed = dset.stream.seed
-            loader = torch.utils.data.DataLoader(dset, batch_size=None, num_workers=num_workers)
-            for e in epochs:
-                dset.set_epoch(e)
-                try:
-                    length = len(dset)
-                except TypeError:
-                    length = None
-                batches = out.start_epoch(length)
-                it = iter(loader)
-                try:
-                    batches.extend(_numpy(b) for b in itertools.islice(it, limit))
-                finally:
-                    shutdown = getattr(it, "_shutdown_workers", None)
-                    if shutdown is not None:
-                        shutdown()
-                    del it
+            loader = torch.utils.data.DataLoader(
+                dset, batch_size=None, num_workers=num_workers, persistent_workers=persistent
+            )
+            try:
+                for e in epochs:
+                    dset.set_epoch(e)  # reaches persistent workers through shared memory
+                    try:
+                        length = len(dset)
+                    except TypeError:
+                        length = None
+                    batches = out.start_epoch(length)
+                    it = iter(loader)
+                    try:
+                        batches.extend(_numpy(b) for b in itertools.islice(it, limit))
+                    finally:
+                        if not persistent:
+                            _shutdown(it)
+                        del it
+            finally:
+                _shutdown(getattr(loader, "_iterator", None))
 
         return run
 
     return open_
+
+
+def _shutdown(it: Any) -> None:
+    """Stop a DataLoader iterator's worker processes now (not whenever it is collected)."""
+    shutdown = getattr(it, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
+def _torch_tensors(env: Env, ds: Any) -> Callable:
+    from batchup.adapters.torch import iter_tensors
+
+    def make(bs: Any, shuffle: Any = None, **options: Any) -> Any:
+        return iter_tensors(ds.batch_iterator(bs, shuffle, **options))
+
+    return make
 
 
 def _tf_data(env: Env, ds: Any) -> Callable:
@@ -744,6 +765,10 @@ register_driver("joblib", "iterator", _prefetched(lambda env, ds: _joblib_pool(e
                 to_core_state=_identity, from_core_state=_identity, needs=("joblib",))
 register_driver("torch_0", "epochs", _torch(0), adapter=True, walks_epochs=True, needs=("torch",))
 register_driver("torch_2", "epochs", _torch(2), adapter=True, walks_epochs=True, needs=("torch",))
+register_driver("torch_2_persistent", "epochs", _torch(2, persistent=True), adapter=True, walks_epochs=True,
+                needs=("torch",))
+register_driver("torch_iter_tensors", "iterator", _torch_tensors, needs=("torch",),
+                to_core_state=lambda s: s["inner"], from_core_state=lambda s: {"kind": "tensors", "inner": s})
 register_driver("keras_py_dataset", "epochs", _keras_py_dataset, adapter=True, walks_epochs=True,
                 refuses=_pydataset_refuses, needs=("keras",))
 register_driver("keras_generator", "epochs", _keras_generator, adapter=True, walks_epochs=True,
