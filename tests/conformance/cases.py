@@ -201,6 +201,8 @@ class Sampler:
     needs_shuffle: bool = False
     #: A weighted sampler (its order needs ``shuffle``, its count does not).
     weighted: bool = False
+    #: Sample ids that must never be drawn (zero weights).
+    never: frozenset = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -433,11 +435,15 @@ register_sampler("in_order", lambda space: None)
 register_sampler("int_seed", lambda space: None, lambda: 7)
 register_sampler("generator", lambda space: None, lambda: np.random.default_rng(5), rng_object=True)
 register_sampler("random_state", lambda space: None, lambda: np.random.RandomState(5), rng_object=True)
-register_sampler("weighted_replace", lambda space: _weighted(space, num_samples=20), lambda: 3, weighted=True)
-register_sampler("weighted_no_replace", lambda space: _weighted(space, replace=False), lambda: 3, weighted=True)
-register_sampler("weighted_endless", lambda space: _weighted(space), lambda: 3, endless=True, weighted=True)
+_ZERO = frozenset({5})
+register_sampler("weighted_replace", lambda space: _weighted(space, num_samples=20), lambda: 3, weighted=True,
+                 never=_ZERO)
+register_sampler("weighted_no_replace", lambda space: _weighted(space, replace=False), lambda: 3, weighted=True,
+                 never=_ZERO)
+register_sampler("weighted_endless", lambda space: _weighted(space), lambda: 3, endless=True, weighted=True,
+                 never=_ZERO)
 register_sampler("weighted_in_order", lambda space: _weighted(space, num_samples=20), needs_shuffle=True,
-                 weighted=True)
+                 weighted=True, never=_ZERO)
 register_sampler("balanced_seed", lambda space: BalancedSampler(LABELS, 2, 2, seed=4), batch_size=4,
                  whole_batches=True)
 register_sampler("balanced_drawn", lambda space: BalancedSampler(LABELS, 2, 2), batch_size=4,
