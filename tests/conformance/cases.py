@@ -111,7 +111,8 @@ LABELS = np.array([0, 1, 2, 3, 0, 1, 2, 0, 1, 2, 3, 0, 1, 2, 0, 3, 1, 2, 0, 2, 3
 #: One zero weight: sample 5 must never be drawn.
 WEIGHTS = 1.0 + (np.arange(N) % 3).astype(float)
 WEIGHTS[5] = 0.0
-SUBSET = np.array([0, 2, 3, 5, 6, 8, 9, 11, 13, 14, 16, 17, 19, 20, 21], dtype=np.int64)
+#: 15 samples of positive weight: even a weighted draw without replacement fills a batch on every rank.
+SUBSET = np.array([0, 1, 2, 3, 6, 8, 9, 11, 13, 14, 16, 17, 19, 20, 21], dtype=np.int64)
 #: A second member, longer than the first, so that it never ends a composite first.
 WIDE = np.arange(2 * N, dtype=np.int16)
 #: An endless third member of the nested composite (BatchUp 0.2's labelled set).
@@ -170,10 +171,11 @@ class RecordId:
 
 @dataclasses.dataclass(frozen=True)
 class Space:
-    """The index space a sampler is built for: ``length`` samples, or the ``subset`` of them."""
+    """What a sampler is built for: ``length`` samples (or the ``subset`` of them), ``repeats`` epochs a run."""
 
     length: int = N
     subset: np.ndarray | None = None
+    repeats: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +238,8 @@ class Source:
     fails: bool = False
     #: Shuffled by an RNG object its number of batches is unknown (drawn while it is walked).
     unknown_count_with_rng: bool = False
+    #: Epochs a run of the sampled member (``repeats=``).
+    repeats: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -426,6 +430,8 @@ class Env:
 # -- samplers ---------------------------------------------------------------------------------
 
 def _weighted(space: Space, **kw: Any) -> Any:
+    if "num_samples" in kw or kw.get("replace") is False:  # finite epochs (the endless stream has no repeats)
+        kw["repeats"] = space.repeats
     if space.subset is None:
         return WeightedSampler(WEIGHTS[: space.length], **kw)
     return WeightedSubsetSampler(WEIGHTS[space.subset], space.subset, **kw)
@@ -444,9 +450,11 @@ register_sampler("weighted_endless", lambda space: _weighted(space), lambda: 3, 
                  never=_ZERO)
 register_sampler("weighted_in_order", lambda space: _weighted(space, num_samples=20), needs_shuffle=True,
                  weighted=True, never=_ZERO)
-register_sampler("balanced_seed", lambda space: BalancedSampler(LABELS, 2, 2, seed=4), batch_size=4,
+register_sampler("balanced_seed", lambda space: BalancedSampler(LABELS, 2, 2, repeats=space.repeats, seed=4),
+                 batch_size=4,
                  whole_batches=True)
-register_sampler("balanced_drawn", lambda space: BalancedSampler(LABELS, 2, 2), batch_size=4,
+register_sampler("balanced_drawn", lambda space: BalancedSampler(LABELS, 2, 2, repeats=space.repeats),
+                 batch_size=4,
                  whole_batches=True, drawn_seed=True)
 
 
@@ -455,7 +463,10 @@ def sampler_kwargs(smp: Sampler, space: Space = Space()) -> dict:
     sampler = smp.make(space)
     if sampler is not None:
         return {"sampler": sampler}
-    return {} if space.subset is None else {"indices": space.subset}
+    kw: dict = {} if space.subset is None else {"indices": space.subset}
+    if space.repeats != 1:
+        kw["repeats"] = space.repeats
+    return kw
 
 
 # -- sources ----------------------------------------------------------------------------------
@@ -490,6 +501,14 @@ def _choice(stratified: bool) -> Callable:
             [ArrayDataSource([X, IDS], **sampler_kwargs(smp)), ArrayDataSource([X2, IDS2])], stratified=stratified
         )
     return build
+
+
+def _repeats_2(env: Env, smp: Sampler) -> Any:
+    return ArrayDataSource([X, IDS], **sampler_kwargs(smp, Space(repeats=2)))
+
+
+def _include_indices(env: Env, smp: Sampler) -> Any:
+    return ArrayDataSource([X], include_indices=True, **sampler_kwargs(smp, Space(subset=SUBSET)))
 
 
 def _seeded_map(env: Env, smp: Sampler) -> Any:
@@ -544,6 +563,10 @@ register_source("choice", _choice(False), bounded=True, exact_samples=lambda smp
 # With an endless member a stratified choice is not stratified (BatchUp 0.2): num_samples is inf.
 register_source("choice_stratified", _choice(True), bounded=True, exact_samples=lambda smp: not smp.endless,
                 count_depends_on_order=True, coverage=False, short_only_last=False)
+# Two epochs a run: batches run across the epoch boundary, shards split each epoch.
+register_source("repeats_2", _repeats_2, repeats=2)
+# The absolute indices (of a subset) come first in every batch.
+register_source("include_indices", _include_indices, ids=lambda b: b[0], accepts=lambda smp: not smp.whole_batches)
 register_source("seeded_map", _seeded_map)
 # Errors in order: the batches before the failing one, then the error (not in the count cases).
 register_source("failing_map", _failing_map, fails=True)

@@ -342,12 +342,13 @@ def _check_coverage(ds: Any, src: Source, smp: Sampler, shard: Shard, epoch: int
     _raise_unexpected(glob.error, "the unsharded serial core")
     order = np.concatenate([src.ids(b) for b in glob.batches])
     unit = smp.batch_size if smp.whole_batches else 1
-    items = order.reshape(-1, unit)
+    passes = order.reshape(src.repeats, -1, unit)  # the run's epochs, each split into items
+    items = passes[0]
     pads = []
     for spec, run in zip(shard.ranks(), runs):
         got = np.concatenate([src.ids(b) for b in run.batches])
-        want = spec.select(items).reshape(-1)
-        mask_want = np.repeat(spec.padding(len(items)), unit)
+        want = np.concatenate([spec.select(p).reshape(-1) for p in passes])
+        mask_want = np.tile(np.repeat(spec.padding(len(items)), unit), src.repeats)
         if drop_last and smp.batch_size is not None:
             keep = len(want) // smp.batch_size * smp.batch_size
             want, mask_want = want[:keep], mask_want[:keep]
@@ -359,7 +360,8 @@ def _check_coverage(ds: Any, src: Source, smp: Sampler, shard: Shard, epoch: int
         return
     real = collections.Counter(x for got, mask in pads for x in got[~mask].tolist())
     kept = len(items) if shard.make(0).remainder == "pad" else shard.num_shards * (len(items) // shard.num_shards)
-    assert real == collections.Counter(items[:kept].reshape(-1).tolist()), "ranks are not disjoint and complete"
+    expected = collections.Counter(passes[:, :kept].reshape(-1).tolist())
+    assert real == expected, "ranks are not disjoint and complete"
 
 
 def check_steps(case: CountCase, env: Env) -> None:
