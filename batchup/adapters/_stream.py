@@ -154,9 +154,28 @@ class EpochStream:
         return None if n is None or n == np.inf else int(n)
 
     def __len__(self) -> int:
+        """Return the number of batches of epoch 0 (see :meth:`length` for another epoch)."""
         if self._length is None:
             raise TypeError("the number of batches of this source is unknown or infinite")
         return self._length
+
+    def length(self, epoch: int) -> int:
+        """Return the number of batches of epoch ``epoch`` on this rank.
+
+        It can differ between epochs: a non-stratified choice source ends
+        at the first member that runs out, which depends on the epoch's order.
+
+        Raises
+        ------
+        TypeError
+            If the number is unknown or infinite.
+        """
+        if not self.random_access or epoch == 0:
+            return len(self)
+        n = self.plan(epoch).num_batches
+        if n is None:
+            raise TypeError("the number of batches of this source is unknown or infinite")
+        return n
 
     @property
     def endless(self) -> bool:

@@ -96,7 +96,7 @@ from batchup.sources import ArrayDataSource, ChoiceDataSource, CompositeDataSour
 
 __all__ = [
     "DRIVERS", "SAMPLERS", "SHARDS", "SOURCES", "Case", "CountCase", "Driver", "EpochRun", "Env", "Sampler",
-    "Shard", "Source", "Space", "count_cases", "design_refusal", "driver_cases", "known_bug", "pairwise",
+    "Shard", "Source", "Space", "Combo", "count_cases", "design_refusal", "driver_cases", "known_bug", "pairwise",
     "register_driver", "register_known_bug", "register_refusal", "register_sampler", "register_shard",
     "register_source", "sampler_kwargs",
 ]
@@ -228,8 +228,9 @@ class Source:
     endless_member: bool = False
     #: ``exact_samples(sampler)``: ``num_samples`` is the number of samples yielded (not only a bound).
     exact_samples: Callable[[Sampler], bool] = lambda smp: True
-    #: The number of batches depends on the shuffled order (choice rounds).
-    count_depends_on_order: bool = False
+    #: ``count_varies(sampler)``: the number of batches depends on the order (choice rounds), so it
+    #: varies between epochs and seeds.
+    count_varies: Callable[[Sampler], bool] = lambda smp: False
     #: The ids of every rank are the documented part of the unsharded order.
     coverage: bool = True
     #: Only the last batch of a run may be short.
@@ -352,12 +353,29 @@ def register_refusal(when: Callable, error: type, match: str) -> None:
     _REFUSALS.append((when, error, match))
 
 
+@dataclasses.dataclass(frozen=True)
+class Combo:
+    """One combination as the known-bug predicates see it (``driver`` is None outside the driver test)."""
+
+    source: Source
+    sampler: Sampler
+    shard: Shard
+    driver: Driver | None
+    epoch: int
+    drop_last: bool
+
+    def refused(self) -> bool:
+        """Whether the core refuses it by design (at the first epoch the driver asks for)."""
+        first = 0 if self.driver is not None and self.driver.from_epoch_zero else self.epoch
+        return design_refusal(self.source, self.sampler, self.shard, first) is not None
+
+
 def register_known_bug(when: Callable, reason: str, *, checks: tuple = ("driver", "counts")) -> None:
-    """Declare a library bug: ``when(source, sampler, shard, driver, epoch)``; its cases are strict xfails.
+    """Declare a library bug: ``when(combo)`` (a :class:`Combo`); its cases are strict xfails.
 
     ``checks`` names the tests it breaks: ``"driver"`` (driver against core),
-    ``"counts"`` (core counts and shards), ``"steps"`` (``steps_per_epoch``);
-    ``driver`` is ``None`` outside the driver test.
+    ``"counts"`` (core counts and shards), ``"steps"`` (``steps_per_epoch``),
+    ``"lengths"`` (adapters' ``len()`` over two epochs).
     """
     _KNOWN_BUGS.append((when, reason, tuple(checks)))
 
@@ -370,10 +388,10 @@ def design_refusal(src: Source, smp: Sampler, shard: Shard, epoch: int) -> tuple
     return None
 
 
-def known_bug(check: str, src: Source, smp: Sampler, shard: Shard, driver: Driver | None, epoch: int) -> str | None:
+def known_bug(check: str, combo: Combo) -> str | None:
     """Return the reason of the known bug that breaks ``check`` for this combination, or None."""
     for when, reason, checks in _KNOWN_BUGS:
-        if check in checks and when(src, smp, shard, driver, epoch):
+        if check in checks and when(combo):
             return reason
     return None
 
@@ -559,10 +577,10 @@ register_source("composite_seeded_map", _composite_seeded_map, mask=lambda m: m[
 # order; ids come from two members, so coverage is not the sampled member's order, and a member's
 # short last batch may come before the end.
 register_source("choice", _choice(False), bounded=True, exact_samples=lambda smp: False,
-                count_depends_on_order=True, coverage=False, short_only_last=False, unknown_count_with_rng=True)
+                count_varies=lambda smp: True, coverage=False, short_only_last=False, unknown_count_with_rng=True)
 # With an endless member a stratified choice is not stratified (BatchUp 0.2): num_samples is inf.
 register_source("choice_stratified", _choice(True), bounded=True, exact_samples=lambda smp: not smp.endless,
-                count_depends_on_order=True, coverage=False, short_only_last=False)
+                count_varies=lambda smp: smp.endless, coverage=False, short_only_last=False)
 # Two epochs a run: batches run across the epoch boundary, shards split each epoch.
 register_source("repeats_2", _repeats_2, repeats=2)
 # The absolute indices (of a subset) come first in every batch.
@@ -820,28 +838,65 @@ register_driver("jax", "iterator", _jax, expect=_jax_expect,
 
 # -- known bugs (strict xfails; remove an entry when its bug is fixed) --------------------------
 
+def _walks(combo: Combo) -> bool:
+    """Whether the check reaches epoch ``epoch + 1`` (adapters, and the lengths check)."""
+    return combo.driver is None or combo.driver.walks_epochs
+
+
 register_known_bug(
-    lambda src, smp, sh, drv, e: (src.endless_member or (smp.endless and src.bounded))
-    and (e > 0 or (drv is not None and drv.walks_epochs))
-    and design_refusal(src, smp, sh, 0 if drv is not None and drv.from_epoch_zero else e) is None,
+    lambda c: (c.source.endless_member or (c.sampler.endless and c.source.bounded))
+    and (c.epoch > 0 or (c.driver is not None and c.driver.walks_epochs)) and not c.refused(),
     "a composite or choice source with a repeats=-1 member cannot be iterated with epoch >= 1 "
     "(ValueError 'an endless run is a single pass'), so its second Keras/torch/tf.data epoch fails",
     checks=("driver", "counts"),
 )
 register_known_bug(
-    lambda src, smp, sh, drv, e: src.unknown_count_with_rng and smp.rng_object and e > 0
-    and (drv is None or not drv.adapter) and design_refusal(src, smp, sh, e) is None,
+    lambda c: (c.source.endless_member or (c.sampler.endless and c.source.bounded)) and not c.refused(),
+    "as above: the lengths check asks for epoch + 1 of a source with a repeats=-1 member",
+    checks=("lengths",),
+)
+register_known_bug(
+    lambda c: c.source.unknown_count_with_rng and c.sampler.rng_object and c.epoch > 0
+    and (c.driver is None or not c.driver.adapter) and not c.refused(),
     "a non-stratified ChoiceDataSource shuffled by a RandomState or Generator refuses epoch >= 1 with "
     "the message for endless runs: its plan's length is unknown, and BatchPlan takes unknown for endless",
     checks=("driver", "counts"),
 )
 register_known_bug(
-    lambda src, smp, sh, drv, e: (smp.weighted and not src.count_depends_on_order)
-    or (smp.drawn_seed and sh.num_shards > 1),
+    lambda c: (c.sampler.weighted and not c.source.count_varies(c.sampler))
+    or (c.sampler.drawn_seed and c.shard.num_shards > 1),
     "keras.steps_per_epoch plans an in-order pass with the sampler's own seed: for a weighted sampler it "
     "raises NotImplementedError, for a balanced sampler without seed= and a shard SeedRequiredError, "
     "where num_samples() counts both (their counts do not depend on the seed)",
     checks=("steps",),
+)
+
+
+def _tf_count_differs(c: Combo) -> bool:
+    """Whether a pass of ``as_tf_dataset`` has another number of batches than its epoch 0 (on some rank)."""
+    if not c.source.count_varies(c.sampler) or c.refused() or c.sampler.endless:
+        return False
+    import tempfile
+
+    from batchup.adapters._common import resolve_seed
+
+    with tempfile.TemporaryDirectory() as folder:
+        ds = c.source.build(Env(pathlib.Path(folder)), c.sampler)
+        seed = resolve_seed(c.sampler.shuffle())
+        for shard in c.shard.ranks():
+            counts = {ds.num_batches(c.sampler.batch_size, shuffle=seed, drop_last=c.drop_last, shard=shard, epoch=e)
+                      for e in (0, c.epoch, c.epoch + 1)}
+            if len(counts) > 1:
+                return True
+    return False
+
+
+register_known_bug(
+    lambda c: c.driver is not None and c.driver.name == "tf_data" and _tf_count_differs(c),
+    "as_tf_dataset asserts epoch 0's number of batches as the cardinality of every pass, but a "
+    "non-stratified choice source has another number in other epochs: tf.data raises "
+    "FailedPreconditionError on such a pass",
+    checks=("driver",),
 )
 
 

@@ -47,5 +47,5 @@ def pytest_terminal_summary(terminalreporter):
         wall = _timing["last"] - _timing["first"]
         terminalreporter.write_line(
             f"conformance: {len(driver_cases())} pairwise driver cases, {len(count_cases())} count cases "
-            f"(x2 tests); {_timing['count']} tests of tests/conformance ran in {wall:.1f} s wall time"
+            f"(x3 checks); {_timing['count']} tests of tests/conformance ran in {wall:.1f} s wall time"
         )

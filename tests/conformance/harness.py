@@ -42,7 +42,7 @@ from tests.conformance.cases import (
 )
 from tests.helpers import assert_batches_equal, assert_resumes
 
-__all__ = ["Outcome", "check_counts", "check_driver", "check_steps", "run_iterator"]
+__all__ = ["Outcome", "check_adapter_lengths", "check_counts", "check_driver", "check_steps", "run_iterator"]
 
 
 class Outcome:
@@ -369,7 +369,7 @@ def check_steps(case: CountCase, env: Env) -> None:
     from batchup.adapters.keras import steps_per_epoch
 
     src, smp, shard = _count_entries(case)
-    if smp.weighted and src.count_depends_on_order:
+    if smp.weighted and src.count_varies(smp):
         pytest.skip("no in-order pass exists and the count depends on the order: steps_per_epoch is undefined")
     ds = src.build(env, smp)
     bs = smp.batch_size
@@ -386,3 +386,31 @@ def check_steps(case: CountCase, env: Env) -> None:
         _raise_unexpected(out.error, "the serial core")
         assert steps_per_epoch(ds, bs, drop_last=case.drop_last, shard=rank_shard) == len(out.batches)
 
+
+
+def check_adapter_lengths(case: CountCase, env: Env) -> None:
+    """``len()`` of the torch dataset (after ``set_epoch(e)``) and the Keras PyDataset (at epoch ``e``)
+    is the core's ``num_batches`` for epoch ``e`` on the adapter's seed, for two epochs in a row."""
+    from batchup.adapters.keras import as_py_dataset
+    from batchup.adapters.torch import as_iterable_dataset
+
+    src, smp, shard = _count_entries(case)
+    if design_refusal(src, smp, shard, case.epoch) is not None:
+        pytest.skip("refused by design (checked by the driver cases)")
+    ds = src.build(env, smp)
+    bs = smp.batch_size
+    seed = resolve_seed(smp.shuffle())
+    for rank_shard in shard.ranks():
+        options = dict(drop_last=case.drop_last, shard=rank_shard)
+        dset = as_iterable_dataset(ds, bs, shuffle=smp.shuffle(), epoch=case.epoch, **options)
+        if _endless(src, smp):
+            with pytest.raises(TypeError, match="unknown or infinite"):
+                len(dset)
+            continue
+        pyds = as_py_dataset(ds, bs, shuffle=smp.shuffle(), epoch=case.epoch, **options)
+        for e in (case.epoch, case.epoch + 1):
+            want = ds.num_batches(bs, shuffle=seed, epoch=e, **options)
+            dset.set_epoch(e)
+            pyds.set_epoch(e)
+            assert len(dset) == want, f"len(torch dataset) at epoch {e} is {len(dset)}, the core's {want}"
+            assert len(pyds) == want, f"len(PyDataset) at epoch {e} is {len(pyds)}, the core's {want}"

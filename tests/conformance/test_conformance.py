@@ -20,13 +20,14 @@ from tests.conformance.cases import (
     SAMPLERS,
     SHARDS,
     SOURCES,
+    Combo,
     _allowed,
     _values,
     count_cases,
     driver_cases,
     known_bug,
 )
-from tests.conformance.harness import check_counts, check_driver, check_steps
+from tests.conformance.harness import check_adapter_lengths, check_counts, check_driver, check_steps
 
 
 def _run(check, case, env, reason):
@@ -46,7 +47,7 @@ def _run(check, case, env, reason):
 
 def _count_reason(check, case):
     src, smp, shard = SOURCES[case.source], SAMPLERS[case.sampler], SHARDS[case.shard]
-    return known_bug(check, src, smp, shard, None, case.epoch)
+    return known_bug(check, Combo(src, smp, shard, None, case.epoch, case.drop_last))
 
 
 def test_every_pair_of_values_meets():
@@ -66,8 +67,8 @@ def test_every_pair_of_values_meets():
 
 @pytest.mark.parametrize("case", driver_cases(), ids=lambda c: c.id)
 def test_driver_gives_the_core_batches(case, case_env):
-    src, smp, shard, drv = case.entries()
-    _run(check_driver, case, case_env, known_bug("driver", src, smp, shard, drv, case.epoch))
+    combo = Combo(*case.entries(), case.epoch, case.drop_last)
+    _run(check_driver, case, case_env, known_bug("driver", combo))
 
 
 @pytest.mark.parametrize("case", count_cases(), ids=lambda c: c.id)
@@ -78,3 +79,8 @@ def test_core_counts_and_shards(case, case_env):
 @pytest.mark.parametrize("case", count_cases(), ids=lambda c: c.id)
 def test_steps_per_epoch_counts_an_in_order_pass(case, case_env):
     _run(check_steps, case, case_env, _count_reason("steps", case))
+
+
+@pytest.mark.parametrize("case", count_cases(), ids=lambda c: c.id)
+def test_adapter_lengths_follow_the_epoch(case, case_env):
+    _run(check_adapter_lengths, case, case_env, _count_reason("lengths", case))

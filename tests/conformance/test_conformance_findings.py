@@ -146,3 +146,32 @@ def test_a_failing_map_delivers_the_batches_before_its_error(kind):
 def test_a_choice_shuffled_by_a_random_state_has_a_second_epoch():
     ds = ChoiceDataSource([ArrayDataSource([np.arange(6)]), ArrayDataSource([np.arange(10, 14)])])
     assert len(list(ds.batch_iterator(2, shuffle=np.random.RandomState(0), epoch=1))) > 0
+
+
+def _short_choice():
+    """A non-stratified choice whose passes have 4, 4, 4 and 5 batches with shuffle=3 (epochs 0..3)."""
+    return ChoiceDataSource([ArrayDataSource([np.arange(22)]), ArrayDataSource([np.arange(9) + 100])])
+
+
+def test_torch_len_follows_the_epoch():
+    """Fixed: len() of the torch dataset was epoch 0's count after set_epoch(e)."""
+    from batchup.adapters.torch import as_iterable_dataset
+
+    ds = _short_choice()
+    dset = as_iterable_dataset(ds, 5, shuffle=3, shard=None)
+    for e in range(4):
+        dset.set_epoch(e)
+        assert len(dset) == len(list(ds.batch_iterator(5, shuffle=3, epoch=e)))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "as_tf_dataset asserts epoch 0's number of batches as the cardinality of every pass; a pass of a "
+    "non-stratified choice with another number raises FailedPreconditionError"))
+def test_every_tf_data_pass_of_a_choice_source_completes():
+    pytest.importorskip("tensorflow")
+    from batchup.adapters.tf import as_tf_dataset
+
+    ds = _short_choice()
+    tds = as_tf_dataset(ds, 5, shuffle=3)
+    for e in range(4):
+        assert sum(1 for _ in tds) == len(list(ds.batch_iterator(5, shuffle=3, epoch=e)))
