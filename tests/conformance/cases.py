@@ -8,7 +8,11 @@ promise on the combinations.
 The four factors
 ----------------
 * **Sources** (:data:`SOURCES`) build a data source over tiny data, given a
-  sampler entry (see :func:`register_source`). Every source carries a sample
+  sampler entry (see :func:`register_source`): arrays, a subset, composites
+  (nested, with an endless member, with a seeded-map member), choice (plain
+  and stratified), a seeded map, ``repeats=2``, ``include_indices``, a
+  DataFrame, a record inventory, a ``FileArray``, an ``np.memmap``, and a map
+  that fails on one sample (errors in order). Every source carries a sample
   id (0..21) in its batches, so the checks can tell which samples a batch
   holds whatever the batch looks like (tuple, nested tuple, DataFrame
   structure, augmented by a seeded ``map``).
@@ -49,9 +53,10 @@ Combinations that cannot work by design are listed with
 :func:`register_refusal` (every driver must raise that error, with that
 message) or as a driver's own ``refuses`` (only that driver must raise).
 Any other error is a failure. Combinations that currently fail because of a
-library bug are listed with :func:`register_known_bug`; their cases are
-marked ``xfail(strict=True)``, so fixing the bug makes them XPASS and the
-entry must then be removed.
+library bug are listed with :func:`register_known_bug` (a predicate over a
+:class:`Combo`); their cases are strict expected failures, so fixing the bug
+makes them fail ("remove the entry"). ``test_conformance_findings.py`` holds
+the smallest reproduction of each.
 
 The design
 ----------
@@ -59,8 +64,11 @@ The full product is too big, so :func:`driver_cases` is an all-pairs
 covering design over (source, sampler, shard, driver, drop_last, epoch),
 built greedily in a fixed order: every pair of values of two factors meets
 in at least one case, and the cases are the same on every run.
-:func:`count_cases` covers the full source x sampler x shard product with the
-serial core only (counts, lengths, shard coverage), which is cheap.
+:func:`count_cases` covers the full source x sampler x shard product (with
+``drop_last`` and ``epoch`` dealt so that any two of the three factors meet
+all four options) without running drivers, which is cheap: the core's
+counts, lengths and shard coverage, ``steps_per_epoch``, and the adapters'
+``len()`` over two epochs.
 
 Adding to the suite
 -------------------

@@ -2,13 +2,17 @@
 
 :func:`check_driver` compares one driver with the serial core on one case:
 identical batches (dtypes included), ``len`` equal to the count yielded, the
-same ``last_padding``, resuming at every k-th step, and checkpoints moved
-between the driver and the core. :func:`check_counts` checks the core alone:
-``num_batches``, ``num_samples`` and ``len`` against what is yielded, batch
-sizes, and for shards equal counts on every rank and the documented part of
-the unsharded order on each. :func:`check_steps` checks Keras'
-``steps_per_epoch``. Refusals by design must be the declared error on every
-driver; any other error fails the case.
+same ``last_padding``, resuming at every k-th step, checkpoints moved
+between the driver and the core (restored into a source built anew), and
+for a source that fails on purpose the same batches before the same error.
+:func:`check_counts` checks the core alone: ``num_batches``, ``num_samples``
+and ``len`` against what is yielded, batch sizes, zero-weight samples never
+drawn, and for shards equal counts and sizes on every rank, each rank's
+documented part of the unsharded order (padding masks included), disjoint
+and complete together. :func:`check_steps` checks Keras' ``steps_per_epoch``
+and :func:`check_adapter_lengths` the torch and Keras ``len()`` over two
+epochs. Refusals by design must be the declared error on every driver; any
+other error fails the case.
 """
 from __future__ import annotations
 
