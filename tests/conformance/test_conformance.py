@@ -29,6 +29,8 @@ from tests.conformance.cases import (
 )
 from tests.conformance.harness import check_adapter_lengths, check_counts, check_driver, check_steps
 
+pytest_plugins = ["tests.conformance.fixtures"]
+
 
 def _run(check, case, env, reason):
     if reason is None:

@@ -14,6 +14,8 @@ from batchup.samplers import BalancedSampler, ShardSpec, WeightedSampler
 from batchup.samplers.plan import SeedRequiredError
 from batchup.sources import ArrayDataSource, ChoiceDataSource, CompositeDataSource
 
+pytest_plugins = ["tests.conformance.fixtures"]
+
 
 def _semi_supervised():
     """The composite CompositeDataSource's docstring recommends: labelled data repeating beside unlabelled."""

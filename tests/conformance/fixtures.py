@@ -1,9 +1,13 @@
 """Fixtures of the conformance suite: one environment (files, worker pools) per test module.
 
-The pools are created on first use and shared by every case of the module
-(starting processes per case would dominate the run time); they are closed
-when the module ends. The terminal summary reports the number of
-conformance cases run and their wall time.
+A plugin that the conformance modules load with ``pytest_plugins`` (not a
+``conftest.py``: with ``--doctest-modules`` a ``tests/conformance/conftest.py``
+is imported as the module ``conftest`` before ``tests/conftest.py`` is
+collected, and the two clash). The pools are created on first use and
+shared by every case of a module (starting processes per case would
+dominate the run time); they are closed when the module ends. The terminal
+summary reports the number of generated cases and the wall time of the
+conformance tests that ran.
 """
 from __future__ import annotations
 
@@ -31,7 +35,10 @@ def case_env(env):
 
 
 @pytest.fixture(autouse=True)
-def _conformance_clock():
+def _conformance_clock(request):
+    if "conformance" not in request.node.nodeid:
+        yield
+        return
     start = time.monotonic()
     if _timing["first"] is None:
         _timing["first"] = start
