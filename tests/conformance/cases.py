@@ -2,8 +2,12 @@
 
 batchup promises that a pipeline gives the same batches whichever way it is
 driven (see the guide page "How batches are planned"). This module lists
-what the conformance suite combines; ``test_conformance.py`` checks the
-promise on the combinations.
+what the conformance suite combines: the data, the sources, samplers and
+shards, the refusals by design and the known bugs (the drivers are in
+``drivers.py``, the machinery in ``registry.py``, the checks in
+``harness.py``); ``test_conformance.py`` checks the promise on the
+combinations. Import the suite's names from here: importing this module
+fills the registry.
 
 The four factors
 ----------------
@@ -89,11 +93,8 @@ design.
 """
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import os
 import pathlib
-import re
 from typing import Any, Callable
 
 import numpy as np
@@ -101,17 +102,50 @@ import numpy as np
 from batchup.samplers import BalancedSampler, ShardSpec, WeightedSampler, WeightedSubsetSampler
 from batchup.samplers.plan import SeedRequiredError
 from batchup.sources import ArrayDataSource, ChoiceDataSource, CompositeDataSource
+from tests.conformance import drivers  # noqa: F401 - registers the drivers
+from tests.conformance.registry import (
+    DRIVERS,
+    FACTORS,
+    SAMPLERS,
+    SHARDS,
+    SOURCES,
+    Case,
+    Combo,
+    CountCase,
+    Driver,
+    Env,
+    EpochRun,
+    N,
+    Sampler,
+    Shard,
+    Source,
+    Space,
+    available,
+    check_message,
+    count_cases,
+    describe,
+    design_refusal,
+    driver_cases,
+    known_bug,
+    pairwise,
+    register_driver,
+    register_known_bug,
+    register_refusal,
+    register_sampler,
+    register_shard,
+    register_source,
+)
 
 __all__ = [
-    "DRIVERS", "SAMPLERS", "SHARDS", "SOURCES", "Case", "CountCase", "Driver", "EpochRun", "Env", "Sampler",
-    "Shard", "Source", "Space", "Combo", "count_cases", "design_refusal", "driver_cases", "known_bug", "pairwise",
-    "register_driver", "register_known_bug", "register_refusal", "register_sampler", "register_shard",
-    "register_source", "sampler_kwargs",
+    "DRIVERS", "ENDLESS_LIMIT", "FACTORS", "SAMPLERS", "SHARDS", "SOURCES", "Case", "Combo", "CountCase", "Driver",
+    "Env", "EpochRun", "Sampler", "Shard", "Source", "Space", "available", "check_message", "count_cases",
+    "describe", "design_refusal", "driver_cases", "known_bug", "pairwise", "register_driver",
+    "register_known_bug", "register_refusal", "register_sampler", "register_shard", "register_source",
+    "sampler_kwargs",
 ]
 
 # -- the data: 22 samples, ids 0..21 -------------------------------------------------------
 
-N = 22
 IDS = np.arange(N, dtype=np.int64)
 X = (np.arange(N * 3, dtype=np.float32).reshape(N, 3) / 4).astype(np.float32)
 #: Four classes of 7, 5, 6 and 4 samples, interleaved so that in-order batches mix them.
@@ -173,284 +207,6 @@ class RecordId:
 
     def transform(self, record: Any) -> int:
         return int(record["id"])
-
-
-# -- the registry ---------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Space:
-    """What a sampler is built for: ``length`` samples (or the ``subset`` of them), ``repeats`` epochs a run."""
-
-    length: int = N
-    subset: np.ndarray | None = None
-    repeats: int = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class Sampler:
-    """A sampler entry.
-
-    ``make(space)`` returns a sampler, or ``None`` for the source's standard
-    sampler; ``shuffle()`` returns a fresh ``shuffle`` argument (RNG objects
-    in the same state on every call).
-    """
-
-    name: str
-    make: Callable[[Space], Any]
-    shuffle: Callable[[], Any]
-    #: Samples per batch; ``None`` for samplers that size their batches (no size checks then).
-    batch_size: int | None = 5
-    endless: bool = False
-    #: Sharding deals out whole batches (the plan's items are batches).
-    whole_batches: bool = False
-    #: ``shuffle`` is an RNG object: plans are walked in order, ranks cannot agree.
-    rng_object: bool = False
-    #: The sampler draws its own seed when built (no ``seed=``): ranks cannot agree.
-    drawn_seed: bool = False
-    #: In-order iteration is impossible (weighted samplers without ``shuffle``).
-    needs_shuffle: bool = False
-    #: A weighted sampler (its order needs ``shuffle``, its count does not).
-    weighted: bool = False
-    #: Sample ids that must never be drawn (zero weights).
-    never: frozenset = frozenset()
-
-
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """A source entry.
-
-    ``build(env, sampler)`` returns a fresh data source. ``ids(batch)`` and
-    ``mask(padding)`` pick the sample ids of the sampled member and that
-    member's padding mask. Flags describe what the checks may expect.
-    """
-
-    name: str
-    build: Callable[[Env, Sampler], Any]
-    ids: Callable[[Any], np.ndarray] = lambda batch: batch[1]
-    mask: Callable[[Any], Any] = lambda padding: padding
-    #: Which samplers it can be built with.
-    accepts: Callable[[Sampler], bool] = lambda smp: True
-    #: The run ends with a finite member even if the sampled member is endless.
-    bounded: bool = False
-    #: A member repeats forever whatever the sampler is.
-    endless_member: bool = False
-    #: ``exact_samples(sampler)``: ``num_samples`` is the number of samples yielded (not only a bound).
-    exact_samples: Callable[[Sampler], bool] = lambda smp: True
-    #: ``count_varies(sampler)``: the number of batches depends on the order (choice rounds), so it
-    #: varies between epochs and seeds.
-    count_varies: Callable[[Sampler], bool] = lambda smp: False
-    #: The ids of every rank are the documented part of the unsharded order.
-    coverage: bool = True
-    #: Only the last batch of a run may be short.
-    short_only_last: bool = True
-    #: Making some batch raises: every driver delivers the batches before it, then the same error.
-    fails: bool = False
-    #: Shuffled by an RNG object its number of batches is unknown (drawn while it is walked).
-    unknown_count_with_rng: bool = False
-    #: Epochs a run of the sampled member (``repeats=``).
-    repeats: int = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class Shard:
-    """A shard entry: ``make(rank)`` gives rank ``rank``'s ``shard=`` argument."""
-
-    name: str
-    num_shards: int
-    make: Callable[[int], Any]
-
-    def ranks(self) -> list:
-        return [self.make(r) for r in range(self.num_shards)]
-
-
-@dataclasses.dataclass
-class EpochRun:
-    """What an epoch-walking driver (an adapter) produced, filled in as it goes.
-
-    ``epochs`` holds one list of batches per epoch asked for, or (``flat``)
-    a single list covering them all; ``lengths`` the driver's ``len()`` per
-    epoch (``None`` where it has none); ``seed`` the int seed the adapter
-    picked (``...`` when it does not say). Filled in batch by batch, so the
-    batches that came before an error are kept.
-    """
-
-    epochs: list = dataclasses.field(default_factory=list)
-    lengths: list = dataclasses.field(default_factory=list)
-    seed: Any = ...
-    flat: bool = False
-
-    def start_epoch(self, length: Any) -> list:
-        """Begin the next epoch (with the driver's ``len()`` for it); return its list of batches."""
-        self.lengths.append(length)
-        self.epochs.append([])
-        return self.epochs[-1]
-
-
-@dataclasses.dataclass(frozen=True)
-class Driver:
-    """A driver entry.
-
-    ``kind == "iterator"``: ``open(env, ds)`` returns ``make(bs, shuffle,
-    **options)`` that returns an iterator over one epoch (like
-    ``batch_iterator``). ``kind == "epochs"``: ``open(env, ds)`` returns
-    ``run(bs, shuffle, drop_last, shard, epochs, limit, out)`` that fills
-    the :class:`EpochRun` ``out``.
-    """
-
-    name: str
-    kind: str
-    open: Callable[..., Callable]
-    #: Turns ``shuffle`` into one int seed when built (the seed rule).
-    adapter: bool = False
-    #: Walks several epochs in one object (so epoch ``e + 1`` is checked too).
-    walks_epochs: bool = False
-    #: Only epochs 0, 1, ... (no ``epoch=`` to start at).
-    from_epoch_zero: bool = False
-    #: ``state -> core state`` and back, for states that nest the core's; None: no states.
-    to_core_state: Callable | None = None
-    from_core_state: Callable | None = None
-    #: ``refuses(source, sampler, shard) -> (exception, regex) or None``: refusals of this driver only.
-    refuses: Callable | None = None
-    #: Map the reference's batch to what the driver can give (JAX's 32-bit default).
-    expect: Callable | None = None
-    #: Needs these modules (skipped without them).
-    needs: tuple = ()
-    #: ``same_error(core_error, error) -> bool``: the driver's error is the core's (None: the same
-    #: type, its message containing the core's).
-    same_error: Callable | None = None
-
-
-SOURCES: dict = {}
-SAMPLERS: dict = {}
-SHARDS: dict = {}
-DRIVERS: dict = {}
-_REFUSALS: list = []
-_KNOWN_BUGS: list = []
-
-
-def register_source(name: str, build: Callable, **flags: Any) -> Source:
-    """Add a source; ``build(env, sampler)`` returns a fresh data source (see :class:`Source`)."""
-    SOURCES[name] = entry = Source(name, build, **flags)
-    return entry
-
-
-def register_sampler(name: str, make: Callable, shuffle: Callable = lambda: None, **flags: Any) -> Sampler:
-    """Add a sampler; ``make(space)`` returns a sampler or ``None`` (see :class:`Sampler`)."""
-    SAMPLERS[name] = entry = Sampler(name, make, shuffle, **flags)
-    return entry
-
-
-def register_shard(name: str, num_shards: int, make: Callable) -> Shard:
-    """Add a sharding; ``make(rank)`` returns the ``shard=`` argument of that rank."""
-    SHARDS[name] = entry = Shard(name, num_shards, make)
-    return entry
-
-
-def register_driver(name: str, kind: str, open: Callable, **flags: Any) -> Driver:  # noqa: A002
-    """Add a driver (see :class:`Driver`); drivers run in registration order."""
-    DRIVERS[name] = entry = Driver(name, kind, open, **flags)
-    return entry
-
-
-def register_refusal(when: Callable, error: type, match: str) -> None:
-    """Declare that the core (and so every driver) refuses a combination by design.
-
-    ``when(source, sampler, shard, epoch)`` says whether it applies; the
-    refusal must be ``error`` with a message matching ``match``.
-    """
-    _REFUSALS.append((when, error, match))
-
-
-@dataclasses.dataclass(frozen=True)
-class Combo:
-    """One combination as the known-bug predicates see it (``driver`` is None outside the driver test)."""
-
-    source: Source
-    sampler: Sampler
-    shard: Shard
-    driver: Driver | None
-    epoch: int
-    drop_last: bool
-
-    def refused(self) -> bool:
-        """Whether the core refuses it by design (at the first epoch the driver asks for)."""
-        first = 0 if self.driver is not None and self.driver.from_epoch_zero else self.epoch
-        return design_refusal(self.source, self.sampler, self.shard, first) is not None
-
-
-def register_known_bug(when: Callable, reason: str, *, checks: tuple = ("driver", "counts")) -> None:
-    """Declare a library bug: ``when(combo)`` (a :class:`Combo`); its cases are strict xfails.
-
-    ``checks`` names the tests it breaks: ``"driver"`` (driver against core),
-    ``"counts"`` (core counts and shards), ``"steps"`` (``steps_per_epoch``),
-    ``"lengths"`` (adapters' ``len()`` over two epochs).
-    """
-    _KNOWN_BUGS.append((when, reason, tuple(checks)))
-
-
-def design_refusal(src: Source, smp: Sampler, shard: Shard, epoch: int) -> tuple | None:
-    """Return ``(error, regex)`` if the core refuses this combination by design, else None."""
-    for when, error, match in _REFUSALS:
-        if when(src, smp, shard, epoch):
-            return error, match
-    return None
-
-
-def known_bug(check: str, combo: Combo) -> str | None:
-    """Return the reason of the known bug that breaks ``check`` for this combination, or None."""
-    for when, reason, checks in _KNOWN_BUGS:
-        if check in checks and when(combo):
-            return reason
-    return None
-
-
-# -- environment shared by the cases of a module ----------------------------------------------
-
-class Env:
-    """Files and pools shared by the cases of a test module.
-
-    ``resource(name, make)`` creates a shared object (a worker pool) on
-    first use; :meth:`close` closes them all in reverse order.
-    """
-
-    def __init__(self, workdir: pathlib.Path) -> None:
-        self.workdir = pathlib.Path(workdir)
-        self._resources: dict = {}
-        self._closers: list = []
-        self._files_made = False
-        #: Closed after every case (ParallelDataSources, iterators left open).
-        self.case_closers: list = []
-
-    def resource(self, name: str, make: Callable, close: Callable | None = None) -> Any:
-        if name not in self._resources:
-            obj = make()
-            self._resources[name] = obj
-            self._closers.append(close or obj.close)
-        return self._resources[name]
-
-    def files(self) -> pathlib.Path:
-        """Return the folder of per-sample ``.npy`` files and the memmap (made once)."""
-        folder = self.workdir / "files"
-        if not self._files_made:
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(N):
-                np.save(folder / f"s{i}.npy", X[i])
-            mm = np.memmap(folder / "x.f32", dtype=np.float32, mode="w+", shape=X.shape)
-            mm[:] = X
-            mm.flush()
-            del mm
-            self._files_made = True
-        return folder
-
-    def close_case(self) -> None:
-        while self.case_closers:
-            self.case_closers.pop()()
-
-    def close(self) -> None:
-        self.close_case()
-        while self._closers:
-            self._closers.pop()()
-        self._resources.clear()
 
 
 # -- samplers ---------------------------------------------------------------------------------
@@ -562,15 +318,25 @@ def _inventory(env: Env, smp: Sampler) -> Any:
     return InventorySource(inventory, TextLength(), RecordId(), **sampler_kwargs(smp))
 
 
+def _write_files(folder: pathlib.Path) -> None:
+    """Write one ``.npy`` file per sample and a memmap of ``X``."""
+    for i in range(N):
+        np.save(folder / f"s{i}.npy", X[i])
+    mm = np.memmap(folder / "x.f32", dtype=np.float32, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    del mm
+
+
 def _file_array(env: Env, smp: Sampler) -> Any:
     from batchup.arrays import FileArray
 
-    files = FileArray([f"s{i}.npy" for i in range(N)], np.load, base_dir=env.files())
+    files = FileArray([f"s{i}.npy" for i in range(N)], np.load, base_dir=env.folder("files", _write_files))
     return ArrayDataSource([files, IDS], **sampler_kwargs(smp))
 
 
 def _memmap(env: Env, smp: Sampler) -> Any:
-    mm = np.memmap(env.files() / "x.f32", dtype=np.float32, mode="r", shape=X.shape)
+    mm = np.memmap(env.folder("files", _write_files) / "x.f32", dtype=np.float32, mode="r", shape=X.shape)
     return ArrayDataSource([mm, IDS], **sampler_kwargs(smp))
 
 
@@ -618,238 +384,7 @@ register_refusal(lambda src, smp, sh, e: sh.num_shards > 1 and (smp.rng_object o
 register_refusal(lambda src, smp, sh, e: smp.endless and not src.bounded and e > 0, ValueError, "single pass")
 
 
-# -- drivers ----------------------------------------------------------------------------------
-
-def _serial(env: Env, ds: Any) -> Callable:
-    return ds.batch_iterator
-
-
-def _prefetched(par_of: Callable) -> Callable:
-    """An iterator driver over a ParallelDataSource made by ``par_of(env, ds)``; iterators are closed."""
-
-    def open_(env: Env, ds: Any) -> Callable:
-        par = par_of(env, ds)
-        env.case_closers.append(par.close)
-
-        def make(bs: Any, shuffle: Any = None, **options: Any) -> Any:
-            it = par.batch_iterator(bs, shuffle, **options)
-            env.case_closers.append(it.close)
-            return it
-
-        return make
-
-    return open_
-
-
-def _process_pool(env: Env) -> Any:
-    from batchup.parallel.process_pool import WorkerProcessPool
-
-    return env.resource("processes", lambda: WorkerProcessPool(2))
-
-
-def _joblib_pool(env: Env) -> Any:
-    def make() -> Any:
-        import joblib
-
-        from batchup.parallel import JoblibWorkerPool
-
-        with joblib.parallel_config(backend="loky", n_jobs=2):
-            return JoblibWorkerPool()
-
-    def close(pool: Any) -> None:
-        pool.close()
-        from joblib.externals.loky import get_reusable_executor
-
-        get_reusable_executor().shutdown(wait=True)
-
-    return env.resource("joblib", make, lambda: close(env._resources["joblib"]))
-
-
-def _numpy(batch: Any) -> Any:
-    """Turn tensors and device arrays back into NumPy arrays, keeping the nesting."""
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_numpy(b) for b in batch)
-    if isinstance(batch, dict):
-        return {k: _numpy(v) for k, v in batch.items()}
-    if isinstance(batch, np.ndarray):
-        return batch
-    if callable(getattr(batch, "numpy", None)):  # torch and TensorFlow tensors
-        return batch.numpy()
-    if type(batch).__module__.startswith(("jax", "jaxlib")):
-        return np.asarray(batch)
-    return batch
-
-
-def _keras_py_dataset(env: Env, ds: Any) -> Callable:
-    from batchup.adapters.keras import as_py_dataset
-
-    def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any, out: EpochRun) -> None:
-        pyds = as_py_dataset(ds, bs, shuffle=shuffle, drop_last=drop_last, shard=shard, epoch=epochs[0])
-        out.seed = pyds.batches.seed
-        pyds.on_epoch_end()  # Keras calls it before the first epoch too; nothing was served, so no move
-        for e in epochs:
-            assert pyds.epoch == e, f"the PyDataset is at epoch {pyds.epoch}, expected {e}"
-            n = len(pyds)
-            batches = out.start_epoch(n)
-            for i in range(n):
-                batches.append(pyds[i])
-            pyds.on_epoch_end()
-
-    return run
-
-
-def _keras_generator(env: Env, ds: Any) -> Callable:
-    from batchup.adapters.keras import as_generator
-
-    def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any, out: EpochRun) -> None:
-        gen = as_generator(ds, bs, shuffle=shuffle, drop_last=drop_last, shard=shard, epochs=len(epochs))
-        out.flat = True
-        out.start_epoch(None).extend(itertools.islice(gen, limit))  # extend keeps what came before an error
-
-    return run
-
-
-def _torch(num_workers: int, persistent: bool = False) -> Callable:
-    def open_(env: Env, ds: Any) -> Callable:
-        import torch
-
-        from batchup.adapters.torch import as_iterable_dataset
-
-        def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any, out: EpochRun) -> None:
-            dset = as_iterable_dataset(ds, bs, shuffle=shuffle, drop_last=drop_last, shard=shard, epoch=epochs[0])
-            out.seed = dset.stream.seed
-            loader = torch.utils.data.DataLoader(
-                dset, batch_size=None, num_workers=num_workers, persistent_workers=persistent
-            )
-            try:
-                for e in epochs:
-                    dset.set_epoch(e)  # reaches persistent workers through shared memory
-                    try:
-                        length = len(dset)
-                    except TypeError:
-                        length = None
-                    batches = out.start_epoch(length)
-                    it = iter(loader)
-                    try:
-                        batches.extend(_numpy(b) for b in itertools.islice(it, limit))
-                    finally:
-                        if not persistent:
-                            _shutdown(it)
-                        del it
-            finally:
-                _shutdown(getattr(loader, "_iterator", None))
-
-        return run
-
-    return open_
-
-
-def _shutdown(it: Any) -> None:
-    """Stop a DataLoader iterator's worker processes now (not whenever it is collected)."""
-    shutdown = getattr(it, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
-
-
-def _torch_tensors(env: Env, ds: Any) -> Callable:
-    from batchup.adapters.torch import iter_tensors
-
-    def make(bs: Any, shuffle: Any = None, **options: Any) -> Any:
-        return iter_tensors(ds.batch_iterator(bs, shuffle, **options))
-
-    return make
-
-
-def _tf_data(env: Env, ds: Any) -> Callable:
-    from batchup.adapters.tf import as_tf_dataset
-
-    def run(bs: Any, shuffle: Any, drop_last: bool, shard: Any, epochs: list, limit: Any, out: EpochRun) -> None:
-        tds = as_tf_dataset(ds, bs, shuffle=shuffle, drop_last=drop_last, shard=shard, epoch=epochs[0])
-        cardinality = int(tds.cardinality())
-        for _ in epochs:  # every pass over a tf.data dataset is the next epoch
-            batches = out.start_epoch(cardinality if cardinality >= 0 else None)
-            batches.extend(_numpy(b) for b in itertools.islice(iter(tds), limit))
-
-    return run
-
-
-def _jax(env: Env, ds: Any) -> Callable:
-    from batchup.adapters.jax import prefetch_to_device
-
-    def make(bs: Any, shuffle: Any = None, **options: Any) -> Any:
-        return prefetch_to_device(ds.batch_iterator(bs, shuffle, **options), size=2)
-
-    return make
-
-
-def _jax_expect(batch: Any) -> Any:
-    """JAX stores 64-bit values as 32-bit unless ``jax_enable_x64`` is set (its documented default)."""
-    import jax
-
-    def leaf(x: Any) -> Any:
-        if isinstance(x, np.ndarray):
-            return x.astype(jax.dtypes.canonicalize_dtype(x.dtype))
-        return x
-
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_jax_expect(b) for b in batch)
-    return leaf(batch)
-
-
-def _identity(state: Any) -> Any:
-    return state
-
-
-def _pydataset_refuses(src: Source, smp: Sampler, shard: Shard) -> tuple | None:
-    if smp.endless and not src.bounded:
-        return ValueError, "repeats forever"
-    return None
-
-
-register_driver("serial", "iterator", _serial, to_core_state=_identity, from_core_state=_identity)
-register_driver("inline", "iterator", _prefetched(lambda env, ds: ds.prefetch(0)),
-                to_core_state=_identity, from_core_state=_identity)
-register_driver("threads", "iterator", _prefetched(lambda env, ds: ds.prefetch(2, kind="thread")),
-                to_core_state=_identity, from_core_state=_identity)
-# One process pool (and one joblib pool) serves every case of a module: ds.prefetch(2) is exactly
-# ParallelDataSource(ds, buffer, WorkerProcessPool(2)), and starting processes per case would
-# dominate the run time.
-register_driver("processes", "iterator", _prefetched(lambda env, ds: _process_pool(env).parallel_data_source(ds, 4)),
-                to_core_state=_identity, from_core_state=_identity)
-register_driver("joblib", "iterator", _prefetched(lambda env, ds: _joblib_pool(env).parallel_data_source(ds, 4)),
-                to_core_state=_identity, from_core_state=_identity, needs=("joblib",))
-register_driver("torch_0", "epochs", _torch(0), adapter=True, walks_epochs=True, needs=("torch",))
-register_driver("torch_2", "epochs", _torch(2), adapter=True, walks_epochs=True, needs=("torch",))
-register_driver("torch_2_persistent", "epochs", _torch(2, persistent=True), adapter=True, walks_epochs=True,
-                needs=("torch",))
-register_driver("torch_iter_tensors", "iterator", _torch_tensors, needs=("torch",),
-                to_core_state=lambda s: s["inner"], from_core_state=lambda s: {"kind": "tensors", "inner": s})
-register_driver("keras_py_dataset", "epochs", _keras_py_dataset, adapter=True, walks_epochs=True,
-                refuses=_pydataset_refuses, needs=("keras",))
-register_driver("keras_generator", "epochs", _keras_generator, adapter=True, walks_epochs=True,
-                from_epoch_zero=True, needs=("keras",))
-def _tf_same_error(core_error: BaseException, error: BaseException) -> bool:
-    """tf.data re-raises an exception from the Python generator as a ``tf.errors.OpError`` naming it."""
-    import tensorflow as tf
-
-    return isinstance(error, tf.errors.OpError) and f"{type(core_error).__name__}: {core_error}" in str(error)
-
-
-# Runs only where TensorFlow imports (CI's TensorFlow venv); skipped here.
-register_driver("tf_data", "epochs", _tf_data, adapter=True, walks_epochs=True, needs=("tensorflow",),
-                same_error=_tf_same_error)
-# Last: JAX starts threads of its own, and the process drivers above fork.
-register_driver("jax", "iterator", _jax, expect=_jax_expect,
-                to_core_state=lambda s: s["inner"], from_core_state=lambda s: {"kind": "device_prefetch", "inner": s},
-                needs=("jax",))
-
-
 # -- known bugs (strict xfails; remove an entry when its bug is fixed) --------------------------
-
-def _walks(combo: Combo) -> bool:
-    """Whether the check reaches epoch ``epoch + 1`` (adapters, and the lengths check)."""
-    return combo.driver is None or combo.driver.walks_epochs
-
 
 register_known_bug(
     lambda c: (c.source.endless_member or (c.sampler.endless and c.source.bounded))
@@ -906,167 +441,6 @@ register_known_bug(
     "FailedPreconditionError on such a pass",
     checks=("driver",),
 )
-
-
-# -- the designs ------------------------------------------------------------------------------
-
-FACTORS = ("source", "sampler", "shard", "driver", "drop_last", "epoch")
-
-
-def _values() -> dict:
-    return {
-        "source": list(SOURCES), "sampler": list(SAMPLERS), "shard": list(SHARDS),
-        "driver": list(DRIVERS), "drop_last": [False, True], "epoch": [0, 1],
-    }
-
-
-def _allowed(assignment: dict) -> bool:
-    if "source" in assignment and "sampler" in assignment:
-        return SOURCES[assignment["source"]].accepts(SAMPLERS[assignment["sampler"]])
-    return True
-
-
-def pairwise(values: dict, allowed: Callable[[dict], bool] = lambda a: True) -> list:
-    """Return an all-pairs covering design: a list of dicts, one value per factor.
-
-    Greedy and deterministic: start each case from the first uncovered pair
-    (in factor and value order), then give every other factor the value
-    that covers the most uncovered pairs (the first such value on a tie).
-
-    Examples
-    --------
-    >>> cases = pairwise({"a": [0, 1], "b": [0, 1], "c": [0, 1]})
-    >>> len(cases)
-    4
-    >>> pairs = {(f, c[f], g, c[g]) for c in cases for f in "abc" for g in "abc" if f < g}
-    >>> len(pairs)
-    12
-    """
-    names = list(values)
-    index = {f: {v: i for i, v in enumerate(vs)} for f, vs in values.items()}
-
-    def pairs_of(case: dict) -> set:
-        return {(f, case[f], g, case[g]) for i, f in enumerate(names) for g in names[i + 1:] if f in case and g in case}
-
-    uncovered = {
-        (f, a, g, b)
-        for i, f in enumerate(names) for g in names[i + 1:]
-        for a in values[f] for b in values[g] if allowed({f: a, g: b})
-    }
-
-    def order(p: tuple) -> tuple:
-        f, a, g, b = p
-        return (names.index(f), names.index(g), index[f][a], index[g][b])
-
-    cases = []
-    while uncovered:
-        f, a, g, b = min(uncovered, key=order)
-        case = {f: a, g: b}
-        for h in names:
-            if h in case:
-                continue
-            best, best_gain = None, -1
-            for v in values[h]:
-                trial = dict(case, **{h: v})
-                if not allowed(trial):
-                    continue
-                gain = sum(1 for k in case if _pair(names, h, v, k, case[k]) in uncovered)
-                if gain > best_gain:
-                    best, best_gain = v, gain
-            if best is None:
-                raise ValueError(f"no allowed value of {h!r} fits {case!r}")
-            case[h] = best
-        cases.append({h: case[h] for h in names})
-        uncovered -= pairs_of(case)
-    return cases
-
-
-def _pair(names: list, f: str, a: Any, g: str, b: Any) -> tuple:
-    return (f, a, g, b) if names.index(f) < names.index(g) else (g, b, f, a)
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One generated driver case."""
-
-    source: str
-    sampler: str
-    shard: str
-    driver: str
-    drop_last: bool
-    epoch: int
-
-    @property
-    def id(self) -> str:
-        return f"{self.source}-{self.sampler}-{self.shard}-{self.driver}-dl{int(self.drop_last)}-e{self.epoch}"
-
-    def entries(self) -> tuple:
-        return SOURCES[self.source], SAMPLERS[self.sampler], SHARDS[self.shard], DRIVERS[self.driver]
-
-
-@dataclasses.dataclass(frozen=True)
-class CountCase:
-    """One serial-core case of the full source x sampler x shard product."""
-
-    source: str
-    sampler: str
-    shard: str
-    drop_last: bool
-    epoch: int
-
-    @property
-    def id(self) -> str:
-        return f"{self.source}-{self.sampler}-{self.shard}-dl{int(self.drop_last)}-e{self.epoch}"
-
-
-def driver_cases() -> list:
-    """Return the pairwise design over all six factors, grouped by driver in registration order."""
-    drivers = list(DRIVERS)
-    cases = [Case(**c) for c in pairwise(_values(), _allowed)]
-    return sorted(cases, key=lambda c: drivers.index(c.driver))
-
-
-def count_cases() -> list:
-    """Return every allowed (source, sampler, shard), with ``drop_last`` and ``epoch`` taking turns.
-
-    Sources that fail on purpose (``fails=True``) are left out: they have nothing to count.
-    """
-    out = []
-    for i, s in enumerate(SOURCES):
-        for j, m in enumerate(SAMPLERS):
-            for k, h in enumerate(SHARDS):
-                if SOURCES[s].accepts(SAMPLERS[m]) and not SOURCES[s].fails:
-                    # Any two of source, sampler and shard meet all four (drop_last, epoch) options.
-                    drop_last, epoch = divmod((i + j + k) % 4, 2)
-                    out.append(CountCase(s, m, h, drop_last=bool(drop_last), epoch=epoch))
-    return out
-
-
-def describe() -> str:
-    """Return a summary of the designs (``python -m tests.conformance.cases``)."""
-    cases = driver_cases()
-    per_driver = {d: sum(c.driver == d for c in cases) for d in DRIVERS}
-    lines = [
-        f"driver cases (pairwise): {len(cases)}; count cases (full product): {len(count_cases())}",
-        "per driver: " + ", ".join(f"{d}={n}" for d, n in per_driver.items()),
-    ]
-    return "\n".join(lines)
-
-
-def check_message(err: BaseException, match: str | None = None) -> None:
-    """Assert that ``err`` is a clear error: the right family, a message, matching ``match``."""
-    assert isinstance(err, (TypeError, ValueError, NotImplementedError)), f"unclear error {type(err).__name__}: {err}"
-    text = str(err)
-    assert len(text) > 15, f"{type(err).__name__} without a useful message: {text!r}"
-    if match is not None:
-        assert re.search(match, text), f"{type(err).__name__} message {text!r} does not match {match!r}"
-
-
-def available(modules: tuple) -> bool:
-    """Whether every module in ``modules`` can be imported (without importing it twice)."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
 if __name__ == "__main__":  # pragma: no cover

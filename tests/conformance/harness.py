@@ -39,11 +39,11 @@ from tests.conformance.cases import (
     Sampler,
     Shard,
     Source,
-    _numpy,
     available,
     check_message,
     design_refusal,
 )
+from tests.conformance.drivers import numpy_batch
 from tests.helpers import assert_batches_equal, assert_resumes
 
 __all__ = ["Outcome", "check_adapter_lengths", "check_counts", "check_driver", "check_steps", "run_iterator"]
@@ -133,7 +133,7 @@ class _NumpyView:
         return self
 
     def __next__(self) -> Any:
-        return _numpy(next(self._it))
+        return numpy_batch(next(self._it))
 
     def state_dict(self) -> dict:
         return self._it.state_dict()
@@ -149,7 +149,7 @@ def _state_after(it: Any, k: int) -> dict:
 
 
 def _tail(it: Any, n: Any) -> list:
-    return [_numpy(b) for b in itertools.islice(it, n)]
+    return [numpy_batch(b) for b in itertools.islice(it, n)]
 
 
 # -- the driver test ----------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def _check_iterator_driver(drv: Driver, env: Env, ds: Any, src: Source, smp: Sam
     got = run_iterator(make, bs, smp.shuffle(), options, limit)
     _same_failure(src, ref.error, got.error, f"{drv.name} ({where})", drv.same_error)
     expected = [drv.expect(b) for b in ref.batches] if drv.expect else ref.batches
-    assert_batches_equal([_numpy(b) for b in got.batches], expected)
+    assert_batches_equal([numpy_batch(b) for b in got.batches], expected)
     assert_batches_equal(got.paddings, ref.paddings)
     assert got.length == ref.length, f"len() is {got.length} through {drv.name}, {ref.length} serially ({where})"
     if ref.error is not None:
@@ -265,11 +265,11 @@ def _check_epoch_driver(drv: Driver, env: Env, ds: Any, src: Source, smp: Sample
                   drv.same_error)
     if run.flat or error is not None:
         want = list(itertools.islice(itertools.chain.from_iterable(r.batches for r in refs), limit))
-        got = [_numpy(b) for batches in run.epochs for b in batches]
+        got = [numpy_batch(b) for batches in run.epochs for b in batches]
         assert_batches_equal(got, want)
         return
     for e, ref, got, length in zip(epochs, refs, run.epochs, run.lengths):
-        assert_batches_equal([_numpy(b) for b in got], ref.batches)
+        assert_batches_equal([numpy_batch(b) for b in got], ref.batches)
         assert length == ref.length, f"len() is {length} through {drv.name}, the core's is {ref.length} (epoch {e})"
         if length is not None:
             assert length == len(got), f"len() said {length}, {len(got)} batches came (epoch {e})"

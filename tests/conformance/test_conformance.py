@@ -21,13 +21,12 @@ from tests.conformance.cases import (
     SHARDS,
     SOURCES,
     Combo,
-    _allowed,
-    _values,
     count_cases,
     driver_cases,
     known_bug,
 )
 from tests.conformance.harness import check_adapter_lengths, check_counts, check_driver, check_steps
+from tests.conformance.registry import _allowed, _values
 
 pytest_plugins = ["tests.conformance.fixtures"]
 
