@@ -84,8 +84,8 @@ class EpochStream:
         self._options = PlanOptions.make(None, drop_last, shard, 0)
         self.drop_last = self._options.drop_last
         self.shard = self._options.shard
-        if self.shard is not None and self.shard.num_shards > 1 and _rng.resolve_shuffle(shuffle) is not None \
-                and not _checks.is_int(shuffle):
+        several_ranks = self.shard is not None and self.shard.num_shards > 1
+        if several_ranks and _rng.resolve_shuffle(shuffle) is not None and not _checks.is_int(shuffle):
             # Each rank would draw a seed of its own from its RNG (or from OS entropy for
             # True), and the ranks' parts would overlap; the core refuses this too.
             raise SeedRequiredError(
