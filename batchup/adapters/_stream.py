@@ -17,9 +17,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from batchup import _rng
+from batchup import _checks, _rng
 from batchup.adapters import _common
-from batchup.samplers.plan import BatchPlan, PlanOptions
+from batchup.samplers.plan import BatchPlan, PlanOptions, SeedRequiredError
 
 __all__ = ["EpochStream"]
 
@@ -39,7 +39,8 @@ class EpochStream:
         ``None`` keeps the order; an int seeds epoch ``e``'s order exactly as
         ``batch_iterator(shuffle=seed, epoch=e)`` does; ``True`` or an RNG
         object picks an int seed once, here, so every copy of the stream (in
-        worker processes, on other ranks) agrees.
+        worker processes) agrees. Rank sharding needs an int seed: ranks build
+        streams of their own.
     drop_last : bool, default False
         Leave out a final short batch.
     shard : None, (rank, num_shards) or ShardSpec
@@ -54,6 +55,10 @@ class EpochStream:
     ValueError
         For rank sharding of a source that is not random access, or an
         impossible plan (no batch on this rank).
+    SeedRequiredError
+        (a ``ValueError``) for rank sharding with ``shuffle=True`` or an RNG
+        object: each rank would pick a seed of its own and the ranks' parts
+        would overlap, so sharding needs an int seed, as in the core.
 
     Examples
     --------
@@ -76,12 +81,20 @@ class EpochStream:
     ) -> None:
         self.source = _common.as_source(source)
         self.batch_size = batch_size
-        self.seed = _common.resolve_seed(shuffle)
-        self.structure = _common.check_structure(structure)
-        self.random_access = self.source.is_random_access
         self._options = PlanOptions.make(None, drop_last, shard, 0)
         self.drop_last = self._options.drop_last
         self.shard = self._options.shard
+        several_ranks = self.shard is not None and self.shard.num_shards > 1
+        if several_ranks and _rng.resolve_shuffle(shuffle) is not None and not _checks.is_int(shuffle):
+            # Each rank would draw a seed of its own from its RNG (or from OS entropy for
+            # True), and the ranks' parts would overlap; the core refuses this too.
+            raise SeedRequiredError(
+                "sharding needs every rank to draw the same order, so shuffle must be an int seed shared "
+                f"across ranks (shuffle=<int>); got {shuffle!r}, from which each rank would pick its own seed"
+            )
+        self.seed = _common.resolve_seed(shuffle)
+        self.structure = _common.check_structure(structure)
+        self.random_access = self.source.is_random_access
         if self.shard is not None and not self.random_access:
             raise ValueError(
                 f"rank sharding needs a random-access source (equal batch counts per rank), got "
@@ -148,9 +161,28 @@ class EpochStream:
         return None if n is None or n == np.inf else int(n)
 
     def __len__(self) -> int:
+        """Return the number of batches of epoch 0 (see :meth:`length` for another epoch)."""
         if self._length is None:
             raise TypeError("the number of batches of this source is unknown or infinite")
         return self._length
+
+    def length(self, epoch: int) -> int:
+        """Return the number of batches of epoch ``epoch`` on this rank.
+
+        It can differ between epochs: a non-stratified choice source ends
+        at the first member that runs out, which depends on the epoch's order.
+
+        Raises
+        ------
+        TypeError
+            If the number is unknown or infinite.
+        """
+        if not self.random_access or epoch == 0:
+            return len(self)
+        n = self.plan(epoch).num_batches
+        if n is None:
+            raise TypeError("the number of batches of this source is unknown or infinite")
+        return n
 
     @property
     def endless(self) -> bool:

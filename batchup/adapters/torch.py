@@ -126,7 +126,7 @@ def _make_dataset_class() -> type:
             self._epoch.fill_(int(epoch))
 
         def __len__(self) -> int:
-            return len(self.stream)
+            return self.stream.length(self.epoch)
 
         def __iter__(self) -> Iterator:
             info = torch.utils.data.get_worker_info()
@@ -242,7 +242,7 @@ def as_iterable_dataset(
     Returns
     -------
     BatchIterableDataset
-        With ``len()`` = batches per epoch on this rank, ``set_epoch(e)``,
+        With ``len()`` = batches of the current epoch on this rank, ``set_epoch(e)``,
         ``epoch`` and ``stream`` (the :class:`EpochStream` behind it).
 
     Raises

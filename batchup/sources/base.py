@@ -408,7 +408,9 @@ class BatchIterator(WrappingIterator):
     When the source gathers several batches at once (:meth:`RandomAccessDataSource.span_batches`)
     and the plan can hand them out (whole batches inside one epoch), up to
     that many batches are fetched with one call and handed out one by one;
-    the checkpoint still counts only the batches consumed.
+    the checkpoint still counts only the batches consumed. If that call
+    fails, those batches are fetched one by one instead, so an error
+    arrives after every batch before it, as with every other driver.
 
     The state is ``{"kind", "source": source.identity(), "inner": the plan
     cursor's state}``, so a checkpoint restores only into the same pipeline.
@@ -423,6 +425,8 @@ class BatchIterator(WrappingIterator):
         self._pos = 0
         self._group = source.span_batches(plan.batch_size) if plan.spans else 1
         self._take_span = getattr(self._inner, "take_span", None)
+        #: Batches before this position are fetched one by one (after a span failed).
+        self._single_until = 0
 
     @property
     def plan(self) -> BatchPlan:
@@ -438,13 +442,21 @@ class BatchIterator(WrappingIterator):
             return batch
         cursor = self._inner
         b = cursor.position
-        if self._group > 1 and self._take_span is not None:
+        if self._group > 1 and self._take_span is not None and b >= self._single_until:
             span = self._take_span(self._group)
             if span is not None:
                 indices, count = span
-                self._pending = self._source.fetch_span(indices, count, cursor.plan.batch_number(b))
-                self._pos = 1
-                return self._pending[0]
+                try:
+                    self._pending = self._source.fetch_span(indices, count, cursor.plan.batch_number(b))
+                except Exception:
+                    # One of these batches failed: fetch them one by one, so that the batches
+                    # before the failing one are delivered first, as every other driver does.
+                    self._pending = []
+                    cursor.position = b
+                    self._single_until = b + count
+                else:
+                    self._pos = 1
+                    return self._pending[0]
         indices = next(cursor)
         return self._source.fetch_batch(indices, cursor.plan.batch_number(b))
 
@@ -456,7 +468,7 @@ class BatchIterator(WrappingIterator):
         return self._inner.state_dict(pending=held) if held else self._inner.state_dict()
 
     def _load_inner_state(self, state: Any) -> None:
-        self._pending, self._pos = [], 0
+        self._pending, self._pos, self._single_until = [], 0, 0
         self._inner.load_state_dict(state)
 
     def _own_state(self) -> dict:
