@@ -185,6 +185,11 @@ class EpochStream:
         return n
 
     @property
+    def fixed_length(self) -> bool:
+        """Whether every epoch has the same number of batches (see :attr:`BatchPlan.fixed_length`)."""
+        return self.plan(0).fixed_length if self.random_access else True
+
+    @property
     def endless(self) -> bool:
         """Whether an epoch never ends (``repeats=-1`` or a weighted stream)."""
         if self.random_access:

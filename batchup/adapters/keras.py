@@ -25,9 +25,12 @@ import threading
 from multiprocessing.context import get_spawning_popen
 from typing import Any, Iterator
 
+from batchup import _rng
 from batchup._checks import is_int
 from batchup.adapters import _common
 from batchup.adapters._stream import EpochStream
+from batchup.samplers.plan import PlanOptions
+from batchup.sources.base import counting_plan
 
 __all__ = ["EpochBatches", "as_generator", "as_py_dataset", "steps_per_epoch"]
 
@@ -361,17 +364,48 @@ def as_py_dataset(
     return cls(batches, workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
 
 
-def steps_per_epoch(source: Any, batch_size: Any, *, drop_last: bool = False, shard: Any = None) -> int:
+def steps_per_epoch(
+    source: Any, batch_size: Any, *, shuffle: Any = None, drop_last: bool = False, shard: Any = None,
+    epoch: int | None = None,
+) -> int:
     """Return the number of batches in one pass over ``source`` (on this rank, with ``shard``).
 
     Pass it as ``steps_per_epoch`` to ``fit`` together with
     :func:`as_generator`, whose generator Keras cannot measure. The count
     comes from the source's plan, so it is the number the iterator yields.
 
+    Parameters
+    ----------
+    source : AbstractDataSource or list of arrays
+        The source.
+    batch_size : int or None
+        Samples per batch (``None`` when the sampler sets it).
+    shuffle : None, int, bool, RandomState or Generator, default None
+        The ``shuffle`` you iterate with; it matters only for sources whose
+        count depends on the order (see ``epoch``). A weighted sampler, which
+        cannot go in order, is counted without one.
+    drop_last : bool, default False
+        Leave out a final short batch.
+    shard : (rank, num_shards) or ShardSpec, optional
+        This rank's part of every epoch.
+    epoch : int, optional
+        Count this epoch. Without it, the count must be the same in every
+        epoch: a shuffled, non-stratified ``ChoiceDataSource`` ends when its
+        first member runs out, which depends on the epoch's order, so its
+        count changes from epoch to epoch and a single ``steps_per_epoch``
+        would drift; use :func:`as_py_dataset`, whose length Keras asks for
+        every epoch.
+
+    Returns
+    -------
+    int
+        The number of batches.
+
     Raises
     ------
     ValueError
-        If the source's size is unknown or infinite.
+        If the source's size is unknown or infinite, or (without ``epoch``)
+        changes from epoch to epoch.
 
     Examples
     --------
@@ -382,14 +416,32 @@ def steps_per_epoch(source: Any, batch_size: Any, *, drop_last: bool = False, sh
     >>> steps_per_epoch(ArrayDataSource([np.zeros(10)]), 4, drop_last=True)
     2
     """
-    stream = EpochStream(source, batch_size, drop_last=drop_last, shard=shard)
-    try:
-        return len(stream)
-    except TypeError:
+    src = _common.as_source(source)
+    seed = _common.resolve_seed(shuffle)
+    key = None if seed is None else _rng.SeedKey(seed)
+    options = PlanOptions.make(key, drop_last, shard, 0 if epoch is None else epoch)
+    if src.is_random_access:
+        plan = counting_plan(src, batch_size, options)
+        if epoch is None and not plan.fixed_length:
+            raise ValueError(
+                f"the number of batches of this {type(src).__name__} changes from epoch to epoch (it depends on "
+                "each epoch's order), so one steps_per_epoch would drift; use as_py_dataset, whose length "
+                "Keras asks for every epoch, or pass epoch= to count one epoch"
+            )
+        n = plan.batch_count
+    elif options.shard is not None:
         raise ValueError(
-            f"the number of batches of {type(stream.source).__name__} is unknown or infinite, so the steps "
+            f"rank sharding needs a random-access source (equal batch counts per rank), got {type(src).__name__}"
+        )
+    else:
+        kw = {k: v for k, v in (("shuffle", seed), ("drop_last", options.drop_last)) if v}
+        n = src.num_batches(batch_size, **kw)
+    if n is None or n == float("inf"):
+        raise ValueError(
+            f"the number of batches of {type(src).__name__} is unknown or infinite, so the steps "
             "per epoch are unknown; pass steps_per_epoch to fit yourself"
-        ) from None
+        )
+    return int(n)
 
 
 def as_generator(

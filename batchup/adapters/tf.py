@@ -139,7 +139,9 @@ def as_tf_dataset(
     Returns
     -------
     tf.data.Dataset
-        With ``cardinality()`` set to the number of batches when known.
+        With ``cardinality()`` set to the number of batches when known and
+        the same in every epoch (unknown for a source whose count changes
+        from epoch to epoch, such as a shuffled, non-stratified choice).
         Every complete pass over it is the next epoch; an abandoned pass
         (``next(iter(ds))``, ``ds.take(k)``) does not advance the epoch.
 
@@ -173,6 +175,6 @@ def as_tf_dataset(
         n = len(stream)
     except TypeError:
         n = None
-    if n is not None:
+    if n is not None and stream.fixed_length:
         ds = ds.apply(tf.data.experimental.assert_cardinality(n))
     return ds

@@ -190,18 +190,26 @@ class BatchPlan:
     random_access: bool = True
     #: Whether consecutive whole batches may be taken at once (:meth:`span`).
     spans: bool = False
+    #: Whether every pass (``epoch=e``) has the same number of batches. False for plans whose
+    #: count depends on the epoch's order (a shuffled, non-stratified choice; length buckets).
+    fixed_length: bool = True
 
-    def _setup(self, options: PlanOptions, batch_size: int | None, num_batches: int | None, num_samples: Any) -> None:
+    def _setup(
+        self, options: PlanOptions, batch_size: int | None, num_batches: int | None, num_samples: Any,
+        bound: int | None = None,
+    ) -> None:
+        """Record the plan's counts; ``bound`` caps the batches of a pass whose count is not known ahead."""
         self.options = options
         self.batch_size = batch_size
         self.num_batches = num_batches
         self.num_samples = num_samples
-        if num_batches is None and options.epoch != 0:
+        if num_batches is None and num_samples == np.inf and options.epoch != 0:
             raise ValueError(
                 f"epoch={options.epoch} selects a pass over the data, but an endless run (repeats=-1, or a "
                 "weighted stream) is a single pass; use epoch=0, or finite repeats to have passes"
             )
-        self._first_number = options.epoch * (num_batches or 0)
+        # Batch numbers stay unique across passes: pass e starts after every batch pass e - 1 could have.
+        self._first_number = options.epoch * (num_batches if num_batches is not None else bound or 0)
 
     # -- what consumers ask --------------------------------------------------------------
     def __len__(self) -> int:

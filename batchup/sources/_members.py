@@ -10,7 +10,7 @@ from batchup import _rng
 from batchup.samplers.plan import PlanOptions
 from batchup.sources.base import AbstractDataSource
 
-__all__ = ["check_flag", "check_members", "member_kwargs", "member_options"]
+__all__ = ["check_flag", "check_members", "member_kwargs", "member_options", "member_plans"]
 
 
 def check_members(name: str, datasets: Any) -> list:
@@ -63,3 +63,21 @@ def member_kwargs(kwargs: dict, count: int) -> Sequence[dict]:
     if isinstance(rng, _rng.SeedKey):
         return [dict(kwargs, shuffle=rng.child(i)) for i in range(count)]
     return [kwargs] * count
+
+
+def member_plans(datasets: list, batch_size: Any, options: PlanOptions) -> tuple:
+    """Return ``(plans, endless)``: every member's plan for ``options`` and which members never end.
+
+    An endless member (``repeats=-1``) of a finite composite or choice has a
+    single, endless pass: its plan is pass 0's, and the caller continues it
+    where the earlier passes of the composite left it (``epoch`` selects the
+    composite's pass, not the endless member's).
+    """
+    plans, endless = [], []
+    for d, o in zip(datasets, member_options(options, len(datasets))):
+        first = d._plan(batch_size, dataclasses.replace(o, epoch=0)) if o.epoch else None
+        probe = first if first is not None else d._plan(batch_size, o)
+        never_ends = probe.num_batches is None and probe.num_samples == np.inf
+        plans.append(probe if (never_ends or first is None) else d._plan(batch_size, o))
+        endless.append(never_ends)
+    return plans, endless

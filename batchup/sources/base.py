@@ -24,7 +24,7 @@ from batchup._iterator import WrappingIterator, check_state
 from batchup.samplers import AbstractSampler, StandardSampler, SubsetSampler, num_batches
 from batchup.samplers.plan import BatchPlan, PlanOptions, SeedRequiredError, plan_options
 
-__all__ = ["AbstractDataSource", "BatchIterator", "RandomAccessBatchIterator", "RandomAccessDataSource"]
+__all__ = ["AbstractDataSource", "BatchIterator", "RandomAccessBatchIterator", "RandomAccessDataSource", "counting_plan"]
 
 
 class AbstractDataSource:
@@ -127,11 +127,14 @@ class AbstractDataSource:
         """Return the number of batches ``batch_iterator(batch_size, **kwargs)`` yields.
 
         An int, ``np.inf`` for an endless source or ``None`` when unknown.
-        Random-access sources ask their plan; others count from
+        Random-access sources ask their plan (a weighted sampler, which
+        cannot go in order, is counted without a ``shuffle``, as its count
+        does not depend on the seed); others count from
         ``num_samples(**kwargs)``.
         """
         if self.is_random_access:
-            return self.plan(batch_size, **kwargs).batch_count  # type: ignore[attr-defined]
+            options = plan_options(f"{type(self).__name__}.num_batches", kwargs)
+            return counting_plan(self, batch_size, options).batch_count
         n = self.num_samples(**kwargs)
         if n is None or n == np.inf:
             return n
@@ -346,7 +349,7 @@ class RandomAccessDataSource(AbstractDataSource):
         if options.shard is None or n is None or n == np.inf:
             return n
         bs = getattr(self.sampler, "batch_size", 1)
-        return _count_plan(self, bs, options).num_samples
+        return counting_plan(self, bs, options).num_samples
 
     # -- iterating --------------------------------------------------------------------
     def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
@@ -386,7 +389,7 @@ class RandomAccessDataSource(AbstractDataSource):
         return BatchIterator(self, plan)
 
 
-def _count_plan(source: RandomAccessDataSource, batch_size: Any, options: PlanOptions) -> BatchPlan:
+def counting_plan(source: Any, batch_size: Any, options: PlanOptions) -> BatchPlan:
     """Return a plan to count with.
 
     Counting needs no shared seed: a weighted sampler (which cannot go in

@@ -9,6 +9,7 @@ step ``s`` names its member and that member's batch directly.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
@@ -17,7 +18,7 @@ from batchup import _rng
 from batchup._iterator import StatefulIterator, check_state
 from batchup.samplers import num_batches
 from batchup.samplers.plan import BatchPlan, PlanOptions, plan_options
-from batchup.sources._members import check_flag, check_members, member_kwargs, member_options
+from batchup.sources._members import check_flag, check_members, member_kwargs, member_plans
 from batchup.sources.base import AbstractDataSource, BatchIterator
 
 __all__ = ["ChoiceBatch", "ChoiceBatchIterator", "ChoiceDataSource", "ChoicePlan", "stratified_schedule"]
@@ -139,8 +140,16 @@ class ChoiceDataSource(AbstractDataSource):
         return self._plan(batch_size, plan_options("ChoiceDataSource.plan", kwargs, shuffle))
 
     def _plan(self, batch_size: Any, options: PlanOptions) -> ChoicePlan:
-        plans = [d._plan(batch_size, o) for d, o in zip(self.datasets, member_options(options, len(self.datasets)))]
-        return ChoicePlan(plans, options, stratified=self.stratified)
+        plans, endless = member_plans(self.datasets, batch_size, options)
+        offsets = None
+        if options.epoch and any(endless) and not all(endless):
+            # An endless member goes on where the earlier passes left it: count its uses in them.
+            used = np.zeros(len(plans), np.int64)
+            for p in range(options.epoch):
+                earlier, _ = member_plans(self.datasets, batch_size, dataclasses.replace(options, epoch=p))
+                used += ChoicePlan(earlier, dataclasses.replace(options, epoch=p), stratified=self.stratified).uses()
+            offsets = [int(u) if e else 0 for u, e in zip(used, endless)]
+        return ChoicePlan(plans, options, stratified=self.stratified, offsets=offsets)
 
     def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
         """Yield ``ChoiceBatch(sample_indices, ds_index)`` for every batch."""
@@ -194,8 +203,9 @@ class ChoicePlan(BatchPlan):
 
     KIND = "choice"
 
-    def __init__(self, plans: list, options: PlanOptions, *, stratified: bool) -> None:
+    def __init__(self, plans: list, options: PlanOptions, *, stratified: bool, offsets: Any = None) -> None:
         self.plans = list(plans)
+        self._offsets = list(offsets) if offsets is not None else [0] * len(self.plans)
         k = len(self.plans)
         key = options.shuffle
         self._own = key.child(k) if isinstance(key, _rng.SeedKey) else key
@@ -217,9 +227,21 @@ class ChoicePlan(BatchPlan):
                     self._positions[where] = np.arange(len(where))
         else:
             total = self._stop_step(lengths, options)
-        samples = [p.num_samples for p in self.plans if p.num_samples is not None]
+        finite = [n for n in lengths if n is not None]
+        if self.stratified:
+            samples: Any = sum(p.num_samples for p in self.plans)
+        elif not finite:
+            samples = np.inf  # every member endless
+        else:
+            samples = None  # ends at the first member to run out, which depends on the order
         sizes = {p.batch_size for p in self.plans}
-        self._setup(options, sizes.pop() if len(sizes) == 1 else None, total, sum(samples) if samples else 0)
+        bound = min(finite) * len(self.plans) + len(self.plans) if finite else None
+        self._setup(options, sizes.pop() if len(sizes) == 1 else None, total, samples, bound)
+        # A shuffled round order decides which member runs out first, so the count varies by epoch
+        # unless every member has as many batches as the shortest.
+        self.fixed_length = all(p.fixed_length for p in self.plans) and (
+            self.stratified or self._own is None or len(set(finite)) <= 1 and len(finite) == len(lengths)
+        )
 
     def _stop_step(self, lengths: list, options: PlanOptions) -> int | None:
         if any(p.num_batches is None and p.num_samples != np.inf for p in self.plans):
@@ -246,17 +268,29 @@ class ChoicePlan(BatchPlan):
             self._round = (r, order)
         return int(order[j]), r
 
+    def uses(self) -> np.ndarray:
+        """Return how many batches of each member this pass takes (random-access plans of known length)."""
+        k = len(self.plans)
+        n = self.num_batches or 0
+        if self._schedule is not None:
+            return np.bincount(self._schedule[:n], minlength=k)
+        rounds, rest = divmod(n, k)
+        used = np.full(k, rounds, np.int64)
+        if rest:
+            used[_round_order(self._own, self.options.epoch, rounds, k)[:rest]] += 1
+        return used
+
     def indices(self, b: int) -> ChoiceBatch:
         if not self.random_access:
             return super().indices(b)
         i, pos = self._step(b)
-        return ChoiceBatch(self.plans[i].indices(pos), i)
+        return ChoiceBatch(self.plans[i].indices(pos + self._offsets[i]), i)
 
     def padding(self, b: int) -> Any:
         if not self.random_access:
             return None
         i, pos = self._step(b)
-        return self.plans[i].padding(pos)
+        return self.plans[i].padding(pos + self._offsets[i])
 
     def _identity(self) -> dict:
         return {"stratified": self._stratified_asked, "members": [p.fingerprint() for p in self.plans]}
@@ -268,7 +302,7 @@ class ChoicePlan(BatchPlan):
         plans = [p.adopt(fp) for p, fp in zip(self.plans, members)]
         if all(a is b for a, b in zip(plans, self.plans)):
             return self
-        return ChoicePlan(plans, self.options, stratified=self._stratified_asked)
+        return ChoicePlan(plans, self.options, stratified=self._stratified_asked, offsets=self._offsets)
 
     def iterator(self) -> Any:
         if self.random_access:

@@ -8,6 +8,7 @@ member is fetched with the composite's batch number.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from batchup._iterator import StatefulIterator, WrappingIterator, check_state
 from batchup.samplers.plan import BatchPlan, PlanOptions, plan_options
 from batchup.sources._batches import batch_length, prepare, trim_batch
-from batchup.sources._members import check_flag, check_members, member_kwargs, member_options
+from batchup.sources._members import check_flag, check_members, member_kwargs, member_options, member_plans
 from batchup.sources.base import AbstractDataSource, BatchIterator
 
 __all__ = ["CompositeBatchIterator", "CompositeDataSource", "ZipPlan"]
@@ -93,8 +94,20 @@ class CompositeDataSource(AbstractDataSource):
         return self._plan(batch_size, plan_options("CompositeDataSource.plan", kwargs, shuffle))
 
     def _plan(self, batch_size: Any, options: PlanOptions, trim: bool | None = None) -> ZipPlan:
-        plans = [d._plan(batch_size, o) for d, o in zip(self.datasets, member_options(options, len(self.datasets)))]
-        return ZipPlan(plans, options, trim=self.trim if trim is None else trim)
+        plans, endless = member_plans(self.datasets, batch_size, options)
+        offsets = [0] * len(plans)
+        if options.epoch and any(endless) and not all(endless):
+            # An endless member goes on where the earlier passes of the composite left it.
+            before = sum(self._pass_length(batch_size, options, p, endless) for p in range(options.epoch))
+            offsets = [before if e else 0 for e in endless]
+        return ZipPlan(plans, options, trim=self.trim if trim is None else trim, offsets=offsets)
+
+    def _pass_length(self, batch_size: Any, options: PlanOptions, epoch: int, endless: list) -> int:
+        """Return the number of batches of pass ``epoch``: its shortest finite member's."""
+        opts = member_options(dataclasses.replace(options, epoch=epoch), len(self.datasets))
+        counts = [d._plan(batch_size, o).num_batches for d, o, e in zip(self.datasets, opts, endless) if not e]
+        known = [n for n in counts if n is not None]
+        return min(known) if known else 0
 
     def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
         """Zip the members' index iterators; always trims, never flattens (as BatchUp 0.2)."""
@@ -146,13 +159,16 @@ class ZipPlan(BatchPlan):
 
     The run ends with the shortest member. With ``trim`` the index batches
     are cut to the shortest member's length. The padding mask (sharded
-    members) is a tuple with one mask per member, or ``None``.
+    members) is a tuple with one mask per member, or ``None``. ``offsets``
+    shift members that never end: in pass ``e`` of a finite composite an
+    endless member continues where pass ``e - 1`` left it.
     """
 
     KIND = "zip"
 
-    def __init__(self, plans: list, options: PlanOptions, *, trim: bool = True) -> None:
+    def __init__(self, plans: list, options: PlanOptions, *, trim: bool = True, offsets: Any = None) -> None:
         self.plans = list(plans)
+        self._offsets = list(offsets) if offsets is not None else [0] * len(self.plans)
         finite = [p.num_batches for p in self.plans if p.num_batches is not None]
         unknown = any(p.num_batches is None and p.num_samples != np.inf for p in self.plans)
         count = None if unknown or not finite else min(finite)
@@ -161,6 +177,7 @@ class ZipPlan(BatchPlan):
         self._trim = bool(trim)
         self._setup(options, sizes.pop() if len(sizes) == 1 else None, count, min(samples) if samples else None)
         self.random_access = all(p.random_access for p in self.plans)
+        self.fixed_length = all(p.fixed_length for p in self.plans)
 
     def _cut(self, parts: list) -> tuple:
         if self._trim and len(parts) > 1:
@@ -171,10 +188,10 @@ class ZipPlan(BatchPlan):
     def indices(self, b: int) -> tuple:
         if not self.random_access:
             return super().indices(b)
-        return self._cut([p.indices(b) for p in self.plans])
+        return self._cut([p.indices(b + off) for p, off in zip(self.plans, self._offsets)])
 
     def padding(self, b: int) -> Any:
-        masks = [p.padding(b) for p in self.plans]
+        masks = [p.padding(b + off) for p, off in zip(self.plans, self._offsets)]
         if all(m is None for m in masks):
             return None
         return self._cut([np.zeros(0, bool) if m is None else m for m in masks])
@@ -189,7 +206,7 @@ class ZipPlan(BatchPlan):
         plans = [p.adopt(fp) for p, fp in zip(self.plans, members)]
         if all(a is b for a, b in zip(plans, self.plans)):
             return self
-        return ZipPlan(plans, self.options, trim=self._trim)
+        return ZipPlan(plans, self.options, trim=self._trim, offsets=self._offsets)
 
     def restore(self, fingerprint: Any, position: Any, where: str) -> tuple:
         """Restore every member (members may resume on another number of ranks, all alike)."""
@@ -208,7 +225,7 @@ class ZipPlan(BatchPlan):
         plans = [p for p, _ in restored]
         if all(a is b for a, b in zip(plans, self.plans)):
             return self, positions.pop()
-        return ZipPlan(plans, self.options, trim=self._trim), positions.pop()
+        return ZipPlan(plans, self.options, trim=self._trim, offsets=self._offsets), positions.pop()
 
     def iterator(self) -> Any:
         return super().iterator() if self.random_access else ZipCursor(self)

@@ -101,7 +101,7 @@ import numpy as np
 
 from batchup.samplers import BalancedSampler, ShardSpec, WeightedSampler, WeightedSubsetSampler
 from batchup.samplers.plan import SeedRequiredError
-from batchup.sources import ArrayDataSource, ChoiceDataSource, CompositeDataSource
+from batchup.sources import ArrayDataSource, ChoiceDataSource, CompositeDataSource, MixtureDataSource
 from tests.conformance import drivers  # noqa: F401 - registers the drivers
 from tests.conformance.registry import (
     DRIVERS,
@@ -285,6 +285,11 @@ def _choice(stratified: bool) -> Callable:
     return build
 
 
+def _mixture(env: Env, smp: Sampler) -> Any:
+    sampled = ArrayDataSource([X, IDS], **sampler_kwargs(smp)).map(jitter, seed=3)
+    return MixtureDataSource([sampled, ArrayDataSource([X2, IDS2])], [3, 1])
+
+
 def _repeats_2(env: Env, smp: Sampler) -> Any:
     return ArrayDataSource([X, IDS], **sampler_kwargs(smp, Space(repeats=2)))
 
@@ -356,6 +361,9 @@ register_source("choice", _choice(False), bounded=True, exact_samples=lambda smp
 register_source("choice_stratified", _choice(True), bounded=True, exact_samples=lambda smp: not smp.endless,
                 count_varies=lambda smp: smp.endless, coverage=False, short_only_last=False)
 # Two epochs a run: batches run across the epoch boundary, shards split each epoch.
+# A mixture deals out single samples (whole batches of a balanced member are not kept: its batches
+# would be full only by chance), and its finite second member ends every epoch.
+register_source("mixture", _mixture, bounded=True, accepts=lambda smp: not smp.whole_batches)
 register_source("repeats_2", _repeats_2, repeats=2)
 # The absolute indices (of a subset) come first in every batch.
 register_source("include_indices", _include_indices, ids=lambda b: b[0], accepts=lambda smp: not smp.whole_batches)
@@ -385,62 +393,9 @@ register_refusal(lambda src, smp, sh, e: smp.endless and not src.bounded and e >
 
 
 # -- known bugs (strict xfails; remove an entry when its bug is fixed) --------------------------
-
-register_known_bug(
-    lambda c: (c.source.endless_member or (c.sampler.endless and c.source.bounded))
-    and (c.epoch > 0 or (c.driver is not None and c.driver.walks_epochs)) and not c.refused(),
-    "a composite or choice source with a repeats=-1 member cannot be iterated with epoch >= 1 "
-    "(ValueError 'an endless run is a single pass'), so its second Keras/torch/tf.data epoch fails",
-    checks=("driver", "counts"),
-)
-register_known_bug(
-    lambda c: (c.source.endless_member or (c.sampler.endless and c.source.bounded)) and not c.refused(),
-    "as above: the lengths check asks for epoch + 1 of a source with a repeats=-1 member",
-    checks=("lengths",),
-)
-register_known_bug(
-    lambda c: c.source.unknown_count_with_rng and c.sampler.rng_object and c.epoch > 0
-    and (c.driver is None or not c.driver.adapter) and not c.refused(),
-    "a non-stratified ChoiceDataSource shuffled by a RandomState or Generator refuses epoch >= 1 with "
-    "the message for endless runs: its plan's length is unknown, and BatchPlan takes unknown for endless",
-    checks=("driver", "counts"),
-)
-register_known_bug(
-    lambda c: (c.sampler.weighted and not c.source.count_varies(c.sampler))
-    or (c.sampler.drawn_seed and c.shard.num_shards > 1),
-    "keras.steps_per_epoch plans an in-order pass with the sampler's own seed: for a weighted sampler it "
-    "raises NotImplementedError, for a balanced sampler without seed= and a shard SeedRequiredError, "
-    "where num_samples() counts both (their counts do not depend on the seed)",
-    checks=("steps",),
-)
-
-
-def _tf_count_differs(c: Combo) -> bool:
-    """Whether a pass of ``as_tf_dataset`` has another number of batches than its epoch 0 (on some rank)."""
-    if not c.source.count_varies(c.sampler) or c.refused() or c.sampler.endless:
-        return False
-    import tempfile
-
-    from batchup.adapters._common import resolve_seed
-
-    with tempfile.TemporaryDirectory() as folder:
-        ds = c.source.build(Env(pathlib.Path(folder)), c.sampler)
-        seed = resolve_seed(c.sampler.shuffle())
-        for shard in c.shard.ranks():
-            counts = {ds.num_batches(c.sampler.batch_size, shuffle=seed, drop_last=c.drop_last, shard=shard, epoch=e)
-                      for e in (0, c.epoch, c.epoch + 1)}
-            if len(counts) > 1:
-                return True
-    return False
-
-
-register_known_bug(
-    lambda c: c.driver is not None and c.driver.name == "tf_data" and _tf_count_differs(c),
-    "as_tf_dataset asserts epoch 0's number of batches as the cardinality of every pass, but a "
-    "non-stratified choice source has another number in other epochs: tf.data raises "
-    "FailedPreconditionError on such a pass",
-    checks=("driver",),
-)
+#
+# None open. Register one with register_known_bug(when, reason, checks=...) and a reproduction in
+# test_conformance_findings.py; a known-bug case that starts to pass fails with "remove the entry".
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -369,7 +369,12 @@ def _check_coverage(ds: Any, src: Source, smp: Sampler, shard: Shard, epoch: int
 
 
 def check_steps(case: CountCase, env: Env) -> None:
-    """``steps_per_epoch(ds, bs, drop_last=, shard=)`` is the number of batches of an in-order pass."""
+    """``steps_per_epoch(ds, bs, drop_last=, shard=)`` is the number of batches of an in-order pass.
+
+    Where a pass needs a seed (weighted samplers; several ranks with a seed drawn by the sampler) it
+    is counted with ``shuffle=0``; where the count changes from epoch to epoch (a shuffled,
+    non-stratified choice) ``steps_per_epoch`` refuses without ``epoch=`` and counts with it.
+    """
     from batchup.adapters.keras import steps_per_epoch
 
     src, smp, shard = _count_entries(case)
@@ -385,10 +390,15 @@ def check_steps(case: CountCase, env: Env) -> None:
         # The count of an in-order pass; where none exists (weighted) or ranks need a shared seed,
         # any int seed gives the same count.
         seeded = smp.weighted or (smp.drawn_seed and shard.num_shards > 1)
-        out = run_iterator(ds.batch_iterator, bs, 0 if seeded else None,
-                           dict(drop_last=case.drop_last, shard=rank_shard), None)
+        shuffle = 0 if seeded else None
+        out = run_iterator(ds.batch_iterator, bs, shuffle, dict(drop_last=case.drop_last, shard=rank_shard), None)
         _raise_unexpected(out.error, "the serial core")
-        assert steps_per_epoch(ds, bs, drop_last=case.drop_last, shard=rank_shard) == len(out.batches)
+        kw = dict(shuffle=shuffle, drop_last=case.drop_last, shard=rank_shard)
+        if not ds.plan(bs, **kw).fixed_length:
+            with pytest.raises(ValueError, match="changes from epoch to epoch"):
+                steps_per_epoch(ds, bs, **kw)
+            kw["epoch"] = 0
+        assert steps_per_epoch(ds, bs, **kw) == len(out.batches)
 
 
 

@@ -1,9 +1,9 @@
 """The smallest reproductions of what the conformance suite found.
 
-Each open bug is a strict expected failure naming what is wrong; it starts
-to pass (and so fails, being strict) when the bug is fixed, and then the
-mark and the matching ``register_known_bug`` entry in ``cases.py`` go.
-Fixed findings stay as plain regression tests.
+An open bug is a strict expected failure naming what is wrong; it starts to
+pass (and so fails, being strict) when the bug is fixed, and then the mark
+and the matching ``register_known_bug`` entry in ``cases.py`` go. Every
+finding so far is fixed, so each stays here as a plain regression test.
 """
 from __future__ import annotations
 
@@ -24,17 +24,12 @@ def _semi_supervised():
     return CompositeDataSource([labelled, unlabelled])
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "a composite with a repeats=-1 member refuses epoch >= 1 ('an endless run is a single pass'), "
-    "although the composite itself is finite"))
 def test_a_composite_with_an_endless_member_has_a_second_epoch():
     ds = _semi_supervised()
     epoch1 = [b[1].tolist() for b in ds.batch_iterator(2, shuffle=1, epoch=1)]
     assert sorted(sum(epoch1, [])) == [10, 11, 12, 13, 14]
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "the second Keras epoch of the semi-supervised composite fails: the PyDataset asks for epoch 1"))
 def test_the_semi_supervised_composite_trains_two_keras_epochs():
     from batchup.adapters.keras import as_py_dataset
 
@@ -44,8 +39,6 @@ def test_the_semi_supervised_composite_trains_two_keras_epochs():
         pyds.on_epoch_end()
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "torch set_epoch(1) over the semi-supervised composite fails (an endless member refuses epoch 1)"))
 def test_the_semi_supervised_composite_iterates_two_torch_epochs():
     import torch
 
@@ -57,16 +50,11 @@ def test_the_semi_supervised_composite_iterates_two_torch_epochs():
         list(torch.utils.data.DataLoader(dset, batch_size=None))
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "a choice source with an endless member refuses epoch >= 1, like the composite"))
 def test_a_choice_with_an_endless_member_has_a_second_epoch():
     ds = ChoiceDataSource([ArrayDataSource([np.arange(4)], repeats=-1), ArrayDataSource([np.arange(10, 16)])])
     assert len(list(ds.batch_iterator(2, shuffle=1, epoch=1))) > 0
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError, reason=(
-    "steps_per_epoch plans an in-order pass, which a weighted sampler cannot make, although the count "
-    "of its finite epochs does not depend on the seed (num_samples counts it)"))
 def test_steps_per_epoch_counts_a_finite_weighted_source():
     from batchup.adapters.keras import as_generator, steps_per_epoch
 
@@ -75,9 +63,6 @@ def test_steps_per_epoch_counts_a_finite_weighted_source():
     assert steps_per_epoch(ds, 5) == len(one_pass) == 5
 
 
-@pytest.mark.xfail(strict=True, raises=SeedRequiredError, reason=(
-    "steps_per_epoch of a BalancedSampler without seed= on one rank of a shard raises SeedRequiredError, "
-    "although the count does not depend on the seed (num_samples counts it)"))
 def test_steps_per_epoch_counts_an_unseeded_balanced_shard():
     from batchup.adapters.keras import steps_per_epoch
 
@@ -87,18 +72,19 @@ def test_steps_per_epoch_counts_an_unseeded_balanced_shard():
     assert steps_per_epoch(ds, 4, shard=shard) == len(list(ds.batch_iterator(4, shuffle=0, shard=shard)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "design question: steps_per_epoch has no shuffle argument, and a non-stratified choice pass ends "
-    "at the first exhausted member, so its length depends on the seed and the epoch (4, 4, 4, 5 here) "
-    "while steps_per_epoch says 5; Keras' fixed steps_per_epoch then drifts across passes"))
-def test_steps_per_epoch_matches_every_shuffled_choice_pass():
+def test_steps_per_epoch_of_a_shuffled_choice_is_per_epoch_or_refused():
+    """Fixed by design: a non-stratified choice pass ends at the first exhausted member, so its length
+    depends on the epoch (4, 4, 4, 5 here); steps_per_epoch counts one epoch when asked and otherwise
+    refuses, rather than giving a number that drifts from the passes."""
     from batchup.adapters.keras import as_generator, steps_per_epoch
 
     ds = ChoiceDataSource([ArrayDataSource([np.arange(22)]), ArrayDataSource([np.arange(9) + 100])])
     gen = as_generator(ds, 5, shuffle=3, epochs=4)
     lengths = [len(list(ds.batch_iterator(5, shuffle=3, epoch=e))) for e in range(4)]
-    assert sum(1 for _ in gen) == sum(lengths)
-    assert lengths == [steps_per_epoch(ds, 5)] * 4
+    assert sum(1 for _ in gen) == sum(lengths) and len(set(lengths)) > 1
+    assert lengths == [steps_per_epoch(ds, 5, shuffle=3, epoch=e) for e in range(4)]
+    with pytest.raises(ValueError, match="changes from epoch to epoch"):
+        steps_per_epoch(ds, 5, shuffle=3)
 
 
 @pytest.mark.parametrize("shuffle", [True, np.random.RandomState(5), np.random.default_rng(5)],
@@ -142,9 +128,6 @@ def test_a_failing_map_delivers_the_batches_before_its_error(kind):
     assert got == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "a non-stratified ChoiceDataSource shuffled by a RandomState refuses epoch=1 as if it were endless: "
-    "its plan's length is unknown (drawn while walked) and BatchPlan._setup treats unknown as endless"))
 def test_a_choice_shuffled_by_a_random_state_has_a_second_epoch():
     ds = ChoiceDataSource([ArrayDataSource([np.arange(6)]), ArrayDataSource([np.arange(10, 14)])])
     assert len(list(ds.batch_iterator(2, shuffle=np.random.RandomState(0), epoch=1))) > 0
@@ -166,9 +149,6 @@ def test_torch_len_follows_the_epoch():
         assert len(dset) == len(list(ds.batch_iterator(5, shuffle=3, epoch=e)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "as_tf_dataset asserts epoch 0's number of batches as the cardinality of every pass; a pass of a "
-    "non-stratified choice with another number raises FailedPreconditionError"))
 def test_every_tf_data_pass_of_a_choice_source_completes():
     pytest.importorskip("tensorflow")
     from batchup.adapters.tf import as_tf_dataset
