@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from batchup.samplers.balanced import BalancedSampler, OneHotLabels, to_categorical
 from batchup.samplers.base import AbstractSampler, PlannedSampler, num_batches
+from batchup.samplers.bucket import BucketPlan, BucketSampler
 from batchup.samplers.flat import FlatPlan
 from batchup.samplers.plan import BatchPlan, IndexBatchIterator, PlanOptions
 from batchup.samplers.sequential import IteratorPlan
@@ -16,6 +17,8 @@ __all__ = [
     "AbstractSampler",
     "BalancedSampler",
     "BatchPlan",
+    "BucketPlan",
+    "BucketSampler",
     "FlatPlan",
     "IndexBatchIterator",
     "IteratorPlan",

@@ -1,0 +1,522 @@
+"""Length bucketing: batches of samples of similar length, by count or by a token budget.
+
+Padding a batch of variable-length samples to its longest sample wastes
+compute on the padding; batches of similar lengths waste little.
+:class:`BucketSampler` sorts the samples into length *buckets* once, when it
+is built, and every epoch shuffles each bucket, cuts it into batches and
+shuffles the batches of all buckets together. A bucket's batches all have
+the same size (``batch_size``, or as many samples as fit a token budget when
+padded to the bucket's longest sample), so every epoch has the same number
+of batches and a batch's padded shape is one of a few known pairs
+(:meth:`BucketSampler.batch_shapes`), which is what compiled models (XLA)
+need. The plan (:class:`BucketPlan`) is a pure function of ``(seed,
+epoch)``: random access, exact resume from one position, and rank sharding
+in which every rank draws from the same bucket at every step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Any
+
+import numpy as np
+
+from batchup import _rng
+from batchup._checks import is_int, positive_int, repeats_value
+from batchup.samplers import _buckets
+from batchup.samplers.base import PlannedSampler
+from batchup.samplers.plan import BatchPlan, PlanOptions, SeedRequiredError
+
+__all__ = ["BucketPlan", "BucketSampler"]
+
+
+class BucketSampler(PlannedSampler):
+    """Batch samples of similar length together: a fixed count per batch, or a token budget.
+
+    Parameters
+    ----------
+    lengths : 1-D array-like of int, or a RaggedArray
+        The length of every sample (a ``RaggedArray`` stands for its
+        ``lengths``); indices run over ``range(len(lengths))``.
+    batch_size : int, optional
+        Keyword-only. Samples per batch.
+    max_tokens : int, optional
+        Keyword-only. The token budget of a batch, padding included: a
+        bucket padded to length ``P`` gets ``max_tokens // P`` samples per
+        batch, so ``len(batch) * P <= max_tokens``. With ``batch_size`` too,
+        a batch holds at most ``batch_size`` samples *and* at most
+        ``max_tokens`` tokens. At least one of the two is required.
+    boundaries : 1-D array-like of int, optional
+        Keyword-only. Increasing bucket edges: bucket ``k`` holds the
+        samples with ``boundaries[k-1] < length <= boundaries[k]``, and the
+        samples longer than the last edge form one more bucket. Without
+        them the buckets are chosen automatically (see Notes).
+    num_buckets : int, default 64
+        Keyword-only. The most buckets the automatic choice may use.
+    pad_to_multiple_of : int, optional
+        Keyword-only. Batches will be padded to a multiple of this: a
+        bucket's padded length is its longest sample rounded up to it, and
+        the budget counts the rounded length.
+    repeats : int, default 1
+        Keyword-only. Epochs per iteration; ``-1`` repeats forever.
+    seed : int, optional
+        Keyword-only. Shuffle with this seed when ``batch_iterator`` is
+        called without ``shuffle`` (an explicit ``shuffle`` wins). Without
+        it, no ``shuffle`` means in order.
+    drop_oversized : bool, default False
+        Keyword-only. Leave out the samples that alone exceed
+        ``max_tokens`` (their indices are in :attr:`dropped`) instead of
+        raising ``ValueError``.
+
+    Attributes
+    ----------
+    length : int
+        The number of samples (``len(lengths)``).
+    batch_size : int or None
+        ``batch_size`` when it is the only limit, else ``None`` (sizes vary).
+    boundaries : ndarray of int64
+        The bucket edges in use (given or chosen).
+    bucket_lengths : ndarray of int64
+        The padded length of every non-empty bucket, increasing.
+    bucket_batch_sizes : ndarray of int64
+        Samples per batch of every bucket.
+    bucket_sizes : ndarray of int64
+        Samples in every bucket.
+    dropped : ndarray of int64
+        The samples left out by ``drop_oversized`` (empty otherwise).
+    batches_per_epoch : int
+        Batches in one unsharded epoch (the same every epoch).
+
+    Raises
+    ------
+    TypeError
+        If ``lengths`` or ``boundaries`` are not integers, or an option has
+        the wrong type.
+    ValueError
+        If ``lengths`` is not 1-D or holds a length below 1 (the message
+        names the sample), neither ``batch_size`` nor ``max_tokens`` is
+        given, a sample is longer than ``max_tokens`` allows (named, unless
+        ``drop_oversized=True``), ``boundaries`` are empty, not positive or
+        not increasing, ``drop_oversized`` is given without ``max_tokens``,
+        or ``repeats`` is invalid.
+
+    See Also
+    --------
+    batchup.sequences.PadToBucket : pad every batch to its bucket's length.
+    batchup.sequences.pack_sequences : several samples per row instead of buckets.
+
+    Notes
+    -----
+    *An epoch.* Bucket ``k`` is shuffled and cut into batches of
+    :attr:`bucket_batch_sizes` ``[k]`` samples (its last batch may be
+    short); then the batches of all buckets are shuffled together. Every
+    sample appears exactly once per epoch, and every epoch has
+    :attr:`batches_per_epoch` batches. Without a seed, buckets come in
+    increasing length and samples in index order. ``drop_last=True``
+    leaves out each bucket's short batch, so every batch of bucket ``k``
+    has the shape ``(bucket_batch_sizes[k], bucket_lengths[k])``.
+
+    *Automatic buckets* minimise the padded size of the epoch: the tokens
+    of all batches padded to their bucket's length, counting each bucket's
+    short last batch as full (a dynamic programme over the distinct
+    lengths, or over 512 length quantiles when there are more). Large data
+    sets get narrow buckets (little padding); small ones get few buckets
+    (few short batches).
+
+    *Sharding* (``shard=(rank, n)``) deals whole batches: each bucket's
+    batches are grouped into steps of ``n`` batches, the steps are
+    shuffled, and rank ``r`` takes batch ``r`` of every step, so at every
+    step all ranks hold batches of the same bucket and the same size. With
+    ``remainder="pad"`` (the default) a bucket's short batch is completed
+    with samples from the start of the bucket and a short step with whole
+    batches from the start of the bucket (:meth:`BucketPlan.padding` marks
+    both); with ``remainder="drop"`` both are left out. ``split`` has no
+    effect (steps are dealt out whole).
+
+    *Randomness.* Epoch ``e`` is drawn from ``(seed, e)`` alone. A
+    ``RandomState`` or ``Generator`` given as ``shuffle`` (or
+    ``shuffle=True``, the global NumPy RNG) is drawn from once per plan to
+    pick an int seed, so its batches are reproducible from the RNG's state,
+    and a checkpoint carries the picked seed (ranks cannot share such a
+    seed: sharding needs an int). Plans are reproducible for a given NumPy
+    version.
+
+    Examples
+    --------
+    >>> lengths = np.array([3, 9, 4, 10, 3, 8, 2, 9])
+    >>> sampler = BucketSampler(lengths, max_tokens=20, boundaries=[4])
+    >>> sampler.bucket_lengths.tolist(), sampler.bucket_batch_sizes.tolist()
+    ([4, 10], [5, 2])
+    >>> for b in sampler.plan(None, shuffle=0).iterator():
+    ...     print(b.tolist(), lengths[b].tolist())
+    [6, 0, 2, 4] [2, 3, 4, 3]
+    [7, 5] [9, 8]
+    [3, 1] [10, 9]
+
+    In a source, the sampler sets the batch size:
+
+    >>> from batchup.sources import ArrayDataSource
+    >>> ds = ArrayDataSource([lengths], sampler=sampler)
+    >>> [x.tolist() for (x,) in ds.batch_iterator(batch_size=None)]
+    [[3, 4, 3, 2], [9, 10], [8, 9]]
+    """
+
+    def __init__(
+        self,
+        lengths: Any,
+        *,
+        batch_size: int | None = None,
+        max_tokens: int | None = None,
+        boundaries: Any = None,
+        num_buckets: int = 64,
+        pad_to_multiple_of: int | None = None,
+        repeats: int = 1,
+        seed: int | None = None,
+        drop_oversized: bool = False,
+    ) -> None:
+        lens = _check_lengths(lengths)
+        if batch_size is None and max_tokens is None:
+            raise ValueError("BucketSampler needs batch_size (samples per batch) or max_tokens (a token budget)")
+        self._count = None if batch_size is None else positive_int("batch_size", batch_size)
+        self.max_tokens = None if max_tokens is None else positive_int("max_tokens", max_tokens)
+        self.num_buckets = positive_int("num_buckets", num_buckets)
+        self.pad_to_multiple_of = None if pad_to_multiple_of is None else positive_int(
+            "pad_to_multiple_of", pad_to_multiple_of)
+        self._repeats = repeats_value(repeats)
+        self.repeats = repeats
+        if seed is not None and not is_int(seed):
+            raise TypeError(f"seed must be None or an int, got {seed!r}")
+        self.seed = None if seed is None else _rng.SeedKey(int(seed))
+        if not isinstance(drop_oversized, (bool, np.bool_)):
+            raise TypeError(f"drop_oversized must be True or False, got {drop_oversized!r}")
+        if drop_oversized and self.max_tokens is None:
+            raise ValueError("drop_oversized=True needs max_tokens: without a token budget no sample is too long")
+        self.length = len(lens)
+        self.batch_size = self._count if self.max_tokens is None else None
+        rounded = _buckets.round_up(lens, self.pad_to_multiple_of)
+        keep = np.ones(len(lens), bool)
+        if self.max_tokens is not None:
+            keep = rounded <= self.max_tokens
+            if not keep.all() and not drop_oversized:
+                raise ValueError(self._oversized_message(lens, rounded, ~keep))
+        self.dropped = np.flatnonzero(~keep).astype(np.int64)
+        kept = np.flatnonzero(keep).astype(np.int64)
+        if boundaries is None:
+            self.boundaries = _buckets.optimal_edges(rounded[kept], self.num_buckets, self._sizes_for)
+        else:
+            self.boundaries = _check_boundaries(boundaries)
+        which = _buckets.assign(lens[kept], self.boundaries)
+        order = np.argsort(which, kind="stable")
+        _, starts, counts = np.unique(which[order], return_index=True, return_counts=True)
+        #: Sample indices bucket by bucket (index order inside a bucket).
+        self._members = kept[order]
+        self._starts = starts.astype(np.int64)
+        self.bucket_sizes = counts.astype(np.int64)
+        longest = np.maximum.reduceat(rounded[self._members], starts) if len(starts) else np.zeros(0, np.int64)
+        self.bucket_lengths = longest.astype(np.int64)
+        self.bucket_batch_sizes = self._sizes_for(self.bucket_lengths)
+        self.batches_per_epoch = int((-(-self.bucket_sizes // self.bucket_batch_sizes)).sum())
+        layout = np.concatenate([lens, self.boundaries, self.bucket_batch_sizes, self.bucket_lengths])
+        self._digest = zlib.crc32(np.ascontiguousarray(layout, dtype=np.int64).tobytes())
+
+    # -- construction helpers -----------------------------------------------------------
+    def _sizes_for(self, padded: np.ndarray) -> np.ndarray:
+        """Return the batch size of buckets padded to ``padded``."""
+        big = np.iinfo(np.int64).max
+        sizes = np.full(len(padded), self._count or big, dtype=np.int64)
+        if self.max_tokens is not None:
+            sizes = np.minimum(sizes, self.max_tokens // np.maximum(padded, 1))
+        return sizes
+
+    def _oversized_message(self, lens: np.ndarray, rounded: np.ndarray, bad: np.ndarray) -> str:
+        i = int(np.argmax(bad))
+        more = int(bad.sum()) - 1
+        rounding = f" ({int(rounded[i])} rounded up to pad_to_multiple_of={self.pad_to_multiple_of})" if (
+            rounded[i] != lens[i]) else ""
+        others = f" ({more} more sample{'s' if more > 1 else ''} too)" if more else ""
+        return (
+            f"sample {i} has length {int(lens[i])}{rounding}, more than max_tokens={self.max_tokens}: no batch "
+            f"can hold it{others}; raise max_tokens, or pass drop_oversized=True to leave such samples out"
+        )
+
+    # -- the sampler protocol -------------------------------------------------------------
+    def num_indices_generated(self) -> Any:
+        if self._repeats is None:
+            return np.inf if len(self._members) else 0
+        return len(self._members) * self._repeats
+
+    def plan(
+        self, batch_size: Any, shuffle: Any = None, *, drop_last: bool = False, shard: Any = None, epoch: int = 0
+    ) -> BucketPlan:
+        """Return the plan of one run; ``batch_size`` must be ``None`` (or the sampler's own ``batch_size``).
+
+        ``shuffle=None`` uses the sampler's ``seed`` (in order without one);
+        an RNG object is drawn from once for an int seed.
+
+        Raises
+        ------
+        ValueError
+            For a ``batch_size`` that is not the sampler's, an impossible
+            shard or one that leaves a rank no batch.
+        SeedRequiredError
+            For sharding with a seed that ranks cannot share (drawn from an
+            RNG object or at random).
+        """
+        if batch_size is not None and not (is_int(batch_size) and batch_size == self.batch_size):
+            own = "None" if self.batch_size is None else f"None or {self.batch_size}"
+            limits = []
+            if self._count is not None:
+                limits.append(f"batch_size={self._count}")
+            if self.max_tokens is not None:
+                limits.append(f"max_tokens={self.max_tokens}")
+            raise ValueError(
+                f"BucketSampler sets the batch size itself ({', '.join(limits)}), so batch_size must be {own}; "
+                f"got batch_size={batch_size!r}"
+            )
+        options = PlanOptions.make(shuffle, drop_last, shard, epoch)
+        if options.shuffle is None and self.seed is not None:
+            options = dataclasses.replace(options, shuffle=self.seed)
+        elif options.shuffle is not None and not options.seeded:
+            options = dataclasses.replace(options, shuffle=_seed_from_rng(options.shuffle))
+        return BucketPlan(self, options)
+
+    def batch_shapes(self, *, drop_last: bool = False, shard: Any = None) -> list:
+        """Return the ``(samples, padded length)`` pairs the batches of a run can have, sorted.
+
+        A compiled model sees at most these shapes when every batch is
+        padded to its bucket's length (:class:`~batchup.sequences.PadToBucket`):
+        one per bucket with ``drop_last=True`` or several ranks, at most two
+        per bucket otherwise.
+
+        Examples
+        --------
+        >>> sampler = BucketSampler([3, 9, 4, 10, 3, 8, 2, 9], max_tokens=20, boundaries=[4])
+        >>> sampler.batch_shapes()
+        [(2, 10), (4, 4)]
+        >>> sampler.batch_shapes(drop_last=True)
+        [(2, 10)]
+        """
+        plan = BucketPlan(self, PlanOptions.make(None, drop_last, shard, 0), check=False)
+        sizes, per_batch = self.bucket_sizes, self.bucket_batch_sizes
+        full = sizes // per_batch if plan.keeps_short_batches else plan.per_bucket_counts()
+        shapes = {(int(per_batch[k]), int(self.bucket_lengths[k])) for k in np.flatnonzero(full)}
+        if plan.keeps_short_batches:
+            short = sizes % per_batch
+            shapes |= {(int(short[k]), int(self.bucket_lengths[k])) for k in np.flatnonzero(short)}
+        return sorted(shapes)
+
+    def _plan_identity(self) -> dict:
+        """Return the fields that identify this sampler in a checkpoint (JSON values)."""
+        return {
+            "sampler": "bucket", "length": self.length, "batch_size": self._count, "max_tokens": self.max_tokens,
+            "pad_to_multiple_of": self.pad_to_multiple_of, "buckets": len(self.bucket_sizes),
+            "layout_crc": self._digest,
+        }
+
+    def __repr__(self) -> str:
+        limits = [f"batch_size={self._count}"] if self._count is not None else []
+        if self.max_tokens is not None:
+            limits.append(f"max_tokens={self.max_tokens}")
+        dropped = f", {len(self.dropped)} dropped" if len(self.dropped) else ""
+        return (f"BucketSampler(<{self.length} lengths, {len(self.bucket_sizes)} buckets{dropped}>, "
+                f"{', '.join(limits)}, repeats={self.repeats})")
+
+
+def _check_lengths(lengths: Any) -> np.ndarray:
+    ragged = getattr(lengths, "lengths", None)
+    if ragged is not None and hasattr(lengths, "offsets"):
+        lengths = ragged
+    arr = np.asarray(lengths)
+    if arr.ndim != 1:
+        raise ValueError(f"lengths must be a 1-D array of sample lengths, got an array of shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    bad = arr < 1
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"lengths[{i}] is {int(arr[i])}, but every sample needs a length >= 1 "
+            "(leave empty samples out of the source)"
+        )
+    return arr
+
+
+def _check_boundaries(boundaries: Any) -> np.ndarray:
+    arr = np.asarray(boundaries)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(
+            f"boundaries must be a non-empty 1-D list of increasing lengths (or None to choose them), got {boundaries!r}"
+        )
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"boundaries must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr[0] < 1:
+        raise ValueError(f"boundaries must be positive, got boundaries[0]={int(arr[0])}")
+    steps = np.diff(arr) <= 0
+    if steps.any():
+        i = int(np.argmax(steps)) + 1
+        raise ValueError(
+            f"boundaries must be strictly increasing, but boundaries[{i}]={int(arr[i])} follows "
+            f"boundaries[{i - 1}]={int(arr[i - 1])}"
+        )
+    return arr
+
+
+def _seed_from_rng(rng: Any) -> _rng.SeedKey:
+    """Draw one int seed from an RNG object (``np.random`` for ``shuffle=True``)."""
+    rng = _rng.legacy(rng)
+    if isinstance(rng, np.random.Generator):
+        seed = int(rng.integers(0, _rng.SEED_MAX, endpoint=True))
+    elif isinstance(rng, np.random.RandomState):
+        seed = int(rng.randint(0, _rng.SEED_MAX, dtype=np.int64))
+    else:
+        raise TypeError(
+            f"BucketSampler shuffles from an int seed; it can draw one from a np.random.RandomState or "
+            f"Generator, but not from {rng!r}; pass shuffle=<int>"
+        )
+    return _rng.SeedKey(seed, (), True)
+
+
+class BucketPlan(BatchPlan):
+    """The plan of a :class:`BucketSampler` run: batches of varying size, epoch after epoch.
+
+    One epoch on this rank is :attr:`steps_per_epoch` batches; epoch ``e``
+    of the run (sampler epoch ``options.epoch * repeats + e``) is computed
+    from ``(seed, that epoch)`` when first asked for and kept (the last two).
+    ``indices(b)`` is random access; ``padding(b)`` is the wrap-around mask
+    on a sharded run.
+    """
+
+    KIND = "bucket"
+
+    def __init__(self, sampler: BucketSampler, options: PlanOptions, *, check: bool = True) -> None:
+        self.sampler = sampler
+        shard = options.shard
+        self._ranks = 1 if shard is None else shard.num_shards
+        self._rank = 0 if shard is None else shard.rank
+        key = options.shuffle
+        if check and self._ranks > 1 and isinstance(key, _rng.SeedKey) and key.drawn:
+            raise SeedRequiredError(
+                "sharding needs every rank to draw the same order, so shuffle must be an int seed shared across "
+                "ranks (shuffle=<int>, or the sampler's seed=<int>); got a seed drawn at random or from an RNG"
+            )
+        self._drop = options.drop_last or (shard is not None and self._ranks > 1 and shard.remainder == "drop")
+        #: Whether a bucket's short batch is kept as it is (not completed, not dropped).
+        self.keeps_short_batches = not self._drop and self._ranks == 1
+        sizes, batch = sampler.bucket_sizes, sampler.bucket_batch_sizes
+        self._batches = sizes // batch if self._drop else -(-sizes // batch)  # batches of each bucket
+        groups = self._batches // self._ranks if self._drop else -(-self._batches // self._ranks)
+        self._groups = groups
+        #: Batches (steps) of one epoch on this rank.
+        self.steps_per_epoch = int(groups.sum())
+        repeats = sampler._repeats
+        per_epoch = self.steps_per_epoch
+        if repeats is None:
+            if per_epoch == 0:
+                raise ValueError("cannot repeat an empty set of batches forever (repeats=-1 with no batch per epoch)")
+            count, samples = None, np.inf
+        else:
+            count = per_epoch * repeats
+            samples = int(self._epoch_samples()) * repeats
+            if check and per_epoch == 0 and len(sampler._members) and (shard is not None or options.drop_last):
+                why = [f"{len(sizes)} bucket(s) give {self._total_batches()} batch(es) per epoch"]
+                if shard is not None:
+                    why.append(f"{self._ranks} ranks take them {self._ranks} at a time (remainder={shard.remainder!r})")
+                if options.drop_last:
+                    why.append("drop_last=True leaves out each bucket's short batch")
+                raise ValueError(f"this plan gives no batch at all on a rank ({'; '.join(why)}); use fewer ranks, "
+                                 "a smaller budget or batch size, or drop_last=False")
+        self._repeats = repeats
+        self._setup(options, None, count, samples)
+        self.random_access = True
+        self.first_epoch = options.epoch * (repeats or 0)
+        self._cache: dict = {}
+
+    # -- counting -----------------------------------------------------------------------
+    def per_bucket_counts(self) -> np.ndarray:
+        """Return the batches of each bucket one rank gets per epoch."""
+        return self._groups.astype(np.int64)
+
+    def _total_batches(self) -> int:
+        return int(self._batches.sum())
+
+    def _epoch_samples(self) -> int:
+        s = self.sampler
+        if self.keeps_short_batches:
+            return int(s.bucket_sizes.sum())
+        return int((self._groups * s.bucket_batch_sizes).sum())
+
+    # -- one epoch ----------------------------------------------------------------------
+    def _layout(self, e: int) -> tuple:
+        """Return ``(indices, offsets, padding)`` of epoch ``e`` of this run on this rank (cached)."""
+        got = self._cache.get(e)
+        if got is not None:
+            return got
+        key = self.options.shuffle
+        out = self._draw(None if key is None else key.generator(self.first_epoch + e))
+        if len(self._cache) >= 2:
+            self._cache.clear()
+        self._cache[e] = out
+        return out
+
+    def _draw(self, rng: Any) -> tuple:
+        s = self.sampler
+        members, starts, sizes = s._members, s._starts, s.bucket_sizes
+        n_buckets = len(sizes)
+        if rng is not None and len(members):
+            # Shuffle inside every bucket: a random order, then stably regrouped by bucket.
+            which = np.repeat(np.arange(n_buckets, dtype=np.int64), sizes)
+            perm = rng.permutation(len(members))
+            members = members[perm[np.argsort(which[perm], kind="stable")]]
+        ranks = self._ranks
+        # Every global batch slot: (bucket, batch number in the bucket), bucket by bucket, step by step.
+        slots_per_bucket = self._groups * ranks
+        slot_bucket = np.repeat(np.arange(n_buckets, dtype=np.int64), slots_per_bucket)
+        first_slot = np.concatenate([[0], np.cumsum(slots_per_bucket)[:-1]]).astype(np.int64)
+        slot_j = np.arange(len(slot_bucket), dtype=np.int64) - np.repeat(first_slot, slots_per_bucket)
+        steps = self.steps_per_epoch
+        step_order = np.arange(steps) if rng is None else rng.permutation(steps)
+        mine = step_order * ranks + self._rank
+        k, j = slot_bucket[mine], slot_j[mine]
+        count_k = np.maximum(self._batches[k], 1)
+        whole_pad = j >= self._batches[k]  # a wrap-around batch completing a short step
+        j = j % count_k
+        size_k, m_k = s.bucket_batch_sizes[k], sizes[k]
+        if self.keeps_short_batches:
+            take = np.minimum(size_k, m_k - j * size_k)
+        else:
+            take = size_k
+        offsets = np.concatenate([[0], np.cumsum(take)]).astype(np.int64)
+        within = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], take)
+        q = np.repeat(j * size_k, take) + within  # position inside the bucket, past its end when padded
+        m = np.repeat(m_k, take)
+        indices = members[np.repeat(starts[k], take) + q % m]
+        padding = None
+        if ranks > 1:
+            padding = (q >= m) | np.repeat(whole_pad, take)
+        return indices, offsets, padding
+
+    # -- BatchPlan --------------------------------------------------------------------
+    def _locate(self, b: int) -> tuple:
+        e, i = divmod(int(b), self.steps_per_epoch)
+        return self._layout(e), i
+
+    def indices(self, b: int) -> np.ndarray:
+        (indices, offsets, _), i = self._locate(b)
+        return indices[offsets[i] : offsets[i + 1]].copy()
+
+    def padding(self, b: int) -> np.ndarray | None:
+        if self._ranks == 1:
+            return None
+        (_, offsets, padding), i = self._locate(b)
+        return padding[offsets[i] : offsets[i + 1]].copy()
+
+    def _identity(self) -> dict:
+        return self.sampler._plan_identity()
+
+    def _geometry(self) -> dict:
+        return {"steps_per_epoch": self.steps_per_epoch, "repeats": -1 if self._repeats is None else self._repeats}
+
+    def reseeded(self, key: _rng.SeedKey) -> BucketPlan:
+        return BucketPlan(self.sampler, dataclasses.replace(self.options, shuffle=key))
