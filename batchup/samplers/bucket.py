@@ -48,9 +48,10 @@ class BucketSampler(PlannedSampler):
         ``max_tokens`` tokens. At least one of the two is required.
     boundaries : 1-D array-like of int, optional
         Keyword-only. Increasing bucket edges: bucket ``k`` holds the
-        samples with ``boundaries[k-1] < length <= boundaries[k]``, and the
-        samples longer than the last edge form one more bucket. Without
-        them the buckets are chosen automatically (see Notes).
+        samples with ``boundaries[k-1] < length <= boundaries[k]`` (the
+        length rounded up to ``pad_to_multiple_of``), and the samples longer
+        than the last edge form one more bucket. Without them the buckets
+        are chosen automatically (see Notes).
     num_buckets : int, default 64
         Keyword-only. The most buckets the automatic choice may use.
     pad_to_multiple_of : int, optional
@@ -77,7 +78,8 @@ class BucketSampler(PlannedSampler):
     boundaries : ndarray of int64
         The bucket edges in use (given or chosen).
     bucket_lengths : ndarray of int64
-        The padded length of every non-empty bucket, increasing.
+        The padded length of every non-empty bucket, strictly increasing
+        (buckets that would pad to the same length are one bucket).
     bucket_batch_sizes : ndarray of int64
         Samples per batch of every bucket.
     bucket_sizes : ndarray of int64
@@ -205,15 +207,18 @@ class BucketSampler(PlannedSampler):
             self.boundaries = _buckets.optimal_edges(rounded[kept], self.num_buckets, self._sizes_for)
         else:
             self.boundaries = _check_boundaries(boundaries)
-        which = _buckets.assign(lens[kept], self.boundaries)
-        order = np.argsort(which, kind="stable")
-        _, starts, counts = np.unique(which[order], return_index=True, return_counts=True)
+        # A bucket is padded to its longest sample (rounded); buckets that pad alike are one bucket.
+        which = _buckets.assign(rounded[kept], self.boundaries)
+        longest = np.zeros(len(self.boundaries) + 1, np.int64)
+        np.maximum.at(longest, which, rounded[kept])
+        padded = longest[which]
+        order = np.argsort(padded, kind="stable")
+        bucket_lengths, starts, counts = np.unique(padded[order], return_index=True, return_counts=True)
         #: Sample indices bucket by bucket (index order inside a bucket).
         self._members = kept[order]
         self._starts = starts.astype(np.int64)
         self.bucket_sizes = counts.astype(np.int64)
-        longest = np.maximum.reduceat(rounded[self._members], starts) if len(starts) else np.zeros(0, np.int64)
-        self.bucket_lengths = longest.astype(np.int64)
+        self.bucket_lengths = bucket_lengths.astype(np.int64)
         self.bucket_batch_sizes = self._sizes_for(self.bucket_lengths)
         self.batches_per_epoch = int((-(-self.bucket_sizes // self.bucket_batch_sizes)).sum())
         layout = np.concatenate([lens, self.boundaries, self.bucket_batch_sizes, self.bucket_lengths])
