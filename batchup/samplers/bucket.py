@@ -115,8 +115,9 @@ class BucketSampler(PlannedSampler):
     sample appears exactly once per epoch, and every epoch has
     :attr:`batches_per_epoch` batches. Without a seed, buckets come in
     increasing length and samples in index order. ``drop_last=True``
-    leaves out each bucket's short batch, so every batch of bucket ``k``
-    has the shape ``(bucket_batch_sizes[k], bucket_lengths[k])``.
+    leaves out each bucket's short batch (and, on several ranks, a
+    bucket's last step if it is incomplete), so every batch of bucket
+    ``k`` has the shape ``(bucket_batch_sizes[k], bucket_lengths[k])``.
 
     *Automatic buckets* minimise the padded size of the epoch: the tokens
     of all batches padded to their bucket's length, counting each bucket's
@@ -125,15 +126,20 @@ class BucketSampler(PlannedSampler):
     sets get narrow buckets (little padding); small ones get few buckets
     (few short batches).
 
-    *Sharding* (``shard=(rank, n)``) deals whole batches: each bucket's
-    batches are grouped into steps of ``n`` batches, the steps are
-    shuffled, and rank ``r`` takes batch ``r`` of every step, so at every
-    step all ranks hold batches of the same bucket and the same size. With
-    ``remainder="pad"`` (the default) a bucket's short batch is completed
-    with samples from the start of the bucket and a short step with whole
-    batches from the start of the bucket (:meth:`BucketPlan.padding` marks
-    both); with ``remainder="drop"`` both are left out. ``split`` has no
-    effect (steps are dealt out whole).
+    *Sharding* (``shard=(rank, n)``) deals whole batches: each bucket is
+    cut into steps of ``n`` batches, the steps are shuffled, and rank ``r``
+    takes batch ``r`` of every step, so at every step all ranks hold
+    batches of the same bucket and the same size. A bucket gets the fewest
+    whole steps that hold it at ``bucket_batch_sizes[k]`` samples per
+    batch, and its samples are spread evenly over them: with
+    ``remainder="pad"`` (the default) every batch gets
+    ``ceil(n_k / batches)`` samples and the last ones are completed with
+    samples from the start of the bucket (:meth:`BucketPlan.padding` marks
+    them; fewer than one per batch); with ``remainder="drop"`` nothing
+    repeats: every batch gets ``floor(n_k / batches)`` samples, or the
+    bucket gets one step fewer of full batches if that leaves out fewer,
+    and the rest of the bucket (a different few every epoch) is left out.
+    ``split`` has no effect (steps are dealt out whole).
 
     *Randomness.* Epoch ``e`` is drawn from ``(seed, e)`` alone. A
     ``RandomState`` or ``Generator`` given as ``shuffle`` (or
@@ -302,7 +308,7 @@ class BucketSampler(PlannedSampler):
         [(2, 10)]
         """
         plan = BucketPlan(self, PlanOptions.make(None, drop_last, shard, 0), check=False)
-        sizes, per_batch = self.bucket_sizes, self.bucket_batch_sizes
+        sizes, per_batch = self.bucket_sizes, plan.per_bucket_batch_sizes()
         full = sizes // per_batch if plan.keeps_short_batches else plan.per_bucket_counts()
         shapes = {(int(per_batch[k]), int(self.bucket_lengths[k])) for k in np.flatnonzero(full)}
         if plan.keeps_short_batches:
@@ -383,6 +389,34 @@ def _seed_from_rng(rng: Any) -> _rng.SeedKey:
     return _rng.SeedKey(seed, (), True)
 
 
+def _deal(sizes: np.ndarray, limit: np.ndarray, ranks: int, drop_last: bool, remainder: str) -> tuple:
+    """Return ``(steps, per)``: each bucket's steps of ``ranks`` batches and its samples per batch.
+
+    * one rank: ``ceil(n_k / B_k)`` batches of ``B_k`` (the last keeps what is left);
+    * ``drop_last``: only full batches of ``B_k``, in whole steps;
+    * several ranks, ``remainder="pad"``: the fewest whole steps that hold the bucket at ``B_k``
+      per batch, the bucket spread evenly over them (``ceil`` per batch, completed by wrap-around
+      samples: fewer than one per batch);
+    * several ranks, ``remainder="drop"``: whichever leaves out fewer samples of the bucket, those
+      steps with ``floor`` per batch or one step fewer of full batches.
+    """
+    if drop_last:
+        return (sizes // limit) // ranks, limit.copy()
+    batches = -(-sizes // limit)
+    if ranks == 1:
+        return batches, limit.copy()
+    steps = -(-batches // ranks)
+    slots = steps * ranks
+    if remainder == "pad":
+        return steps, -(-sizes // np.maximum(slots, 1))
+    # Leave out as few samples as possible: all the steps with the bucket spread evenly (floor), or
+    # one step fewer of full batches (which always fit); no other choice keeps more.
+    spread = sizes // np.maximum(slots, 1)
+    fewer = np.maximum(steps - 1, 0)
+    full_wins = fewer * limit >= steps * spread
+    return np.where(full_wins, fewer, steps), np.where(full_wins, limit, spread)
+
+
 class BucketPlan(BatchPlan):
     """The plan of a :class:`BucketSampler` run: batches of varying size, epoch after epoch.
 
@@ -406,15 +440,12 @@ class BucketPlan(BatchPlan):
                 "sharding needs every rank to draw the same order, so shuffle must be an int seed shared across "
                 "ranks (shuffle=<int>, or the sampler's seed=<int>); got a seed drawn at random or from an RNG"
             )
-        self._drop = options.drop_last or (shard is not None and self._ranks > 1 and shard.remainder == "drop")
-        #: Whether a bucket's short batch is kept as it is (not completed, not dropped).
-        self.keeps_short_batches = not self._drop and self._ranks == 1
-        sizes, batch = sampler.bucket_sizes, sampler.bucket_batch_sizes
-        self._batches = sizes // batch if self._drop else -(-sizes // batch)  # batches of each bucket
-        groups = self._batches // self._ranks if self._drop else -(-self._batches // self._ranks)
-        self._groups = groups
+        self._groups, self._per = _deal(sampler.bucket_sizes, sampler.bucket_batch_sizes, self._ranks,
+                                        options.drop_last, shard.remainder if shard is not None else "pad")
+        #: Whether each bucket's last batch keeps what is left (unsharded runs without ``drop_last``).
+        self.keeps_short_batches = self._ranks == 1 and not options.drop_last
         #: Batches (steps) of one epoch on this rank.
-        self.steps_per_epoch = int(groups.sum())
+        self.steps_per_epoch = int(self._groups.sum())
         repeats = sampler._repeats
         per_epoch = self.steps_per_epoch
         if repeats is None:
@@ -425,7 +456,8 @@ class BucketPlan(BatchPlan):
             count = per_epoch * repeats
             samples = int(self._epoch_samples()) * repeats
             if check and per_epoch == 0 and len(sampler._members) and (shard is not None or options.drop_last):
-                why = [f"{len(sizes)} bucket(s) give {self._total_batches()} batch(es) per epoch"]
+                batches = int((-(-sampler.bucket_sizes // sampler.bucket_batch_sizes)).sum())
+                why = [f"{len(sampler.bucket_sizes)} bucket(s) give {batches} batch(es) per epoch"]
                 if shard is not None:
                     why.append(f"{self._ranks} ranks take them {self._ranks} at a time (remainder={shard.remainder!r})")
                 if options.drop_last:
@@ -443,14 +475,14 @@ class BucketPlan(BatchPlan):
         """Return the batches of each bucket one rank gets per epoch."""
         return self._groups.astype(np.int64)
 
-    def _total_batches(self) -> int:
-        return int(self._batches.sum())
+    def per_bucket_batch_sizes(self) -> np.ndarray:
+        """Return the samples per batch of each bucket (its last batch may be short when kept)."""
+        return self._per.astype(np.int64)
 
     def _epoch_samples(self) -> int:
-        s = self.sampler
         if self.keeps_short_batches:
-            return int(s.bucket_sizes.sum())
-        return int((self._groups * s.bucket_batch_sizes).sum())
+            return int(self.sampler.bucket_sizes.sum())
+        return int((self._groups * self._per).sum())
 
     # -- one epoch ----------------------------------------------------------------------
     def _layout(self, e: int) -> tuple:
@@ -484,23 +516,14 @@ class BucketPlan(BatchPlan):
         step_order = np.arange(steps) if rng is None else rng.permutation(steps)
         mine = step_order * ranks + self._rank
         k, j = slot_bucket[mine], slot_j[mine]
-        count_k = np.maximum(self._batches[k], 1)
-        whole_pad = j >= self._batches[k]  # a wrap-around batch completing a short step
-        j = j % count_k
-        size_k, m_k = s.bucket_batch_sizes[k], sizes[k]
-        if self.keeps_short_batches:
-            take = np.minimum(size_k, m_k - j * size_k)
-        else:
-            take = size_k
+        size_k, m_k = self._per[k], sizes[k]
+        take = np.minimum(size_k, m_k - j * size_k) if self.keeps_short_batches else size_k
         offsets = np.concatenate([[0], np.cumsum(take)]).astype(np.int64)
         within = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], take)
         q = np.repeat(j * size_k, take) + within  # position inside the bucket, past its end when padded
         m = np.repeat(m_k, take)
         indices = members[np.repeat(starts[k], take) + q % m]
-        padding = None
-        if ranks > 1:
-            padding = (q >= m) | np.repeat(whole_pad, take)
-        return indices, offsets, padding
+        return indices, offsets, (q >= m) if ranks > 1 else None
 
     # -- BatchPlan --------------------------------------------------------------------
     def _locate(self, b: int) -> tuple:

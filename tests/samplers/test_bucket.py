@@ -257,19 +257,47 @@ def test_shards_equal_disjoint_complete_and_in_step(sample, seed, ranks, remaind
         assert sorted(real) == list(range(len(lengths)))  # complete
 
 
-def test_shard_steps_deal_whole_batches_from_one_bucket():
+def test_shard_steps_spread_each_bucket_evenly():
     lengths = np.array([2] * 7 + [9] * 3)
     sampler = BucketSampler(lengths, batch_size=3, boundaries=[4])
     plans = [sampler.plan(None, shuffle=0, shard=(r, 2)) for r in range(2)]
+    # 7 short samples need 3 batches of 3, so 2 steps: 4 batches of 2, one wrap-around sample;
+    # the 3 long samples need 1 batch, so 1 step: 2 batches of 2, one wrap-around sample.
     assert [len(p) for p in plans] == [3, 3]
     for b in range(3):
         x0, x1 = plans[0].indices(b), plans[1].indices(b)
-        assert len(x0) == len(x1) == 3 and lengths[x0[0]] == lengths[x1[0]]
-    masks = [plans[r].padding(b).tolist() for b in range(3) for r in range(2)]
-    # 7 short samples: batches of 3, 3 and 1 + 2 wrap-around; the long bucket's single batch gets a
-    # whole wrap-around partner on the other rank.
-    assert sum(sum(m) for m in masks) == 2 + 3 + 3 - 0
+        assert len(x0) == len(x1) == 2 and lengths[x0[0]] == lengths[x1[0]]
+    assert sum(int(p.padding(b).sum()) for p in plans for b in range(3)) == 2
     assert sorted(i for p in plans for b in range(3) for i in p.indices(b)[~p.padding(b)]) == list(range(10))
+    assert sampler.batch_shapes(shard=(0, 2)) == [(2, 2), (2, 9)]
+    dropped = [sampler.plan(None, shuffle=0, shard=ShardSpec(r, 2, "drop")) for r in range(2)]
+    got = [i for p in dropped for b in range(len(p)) for i in p.indices(b)]
+    # Short bucket: 1 step of two full batches (6 samples) beats 2 steps of 1 sample per batch (4).
+    # Long bucket: 1 step of 2 batches of 1 (2 samples) beats no step at all.
+    assert len(got) == len(set(got)) == 6 + 2
+
+
+@given(st.integers(1, 200), st.integers(1, 20), st.integers(2, 8))
+def test_drop_leaves_out_the_fewest_samples(m, limit, ranks):
+    from batchup.samplers.bucket import _deal
+
+    steps, per = _deal(np.array([m]), np.array([limit]), ranks, False, "drop")
+    used = int(steps[0] * ranks * per[0])
+    fewest = -(-(-(-m // limit)) // ranks)  # the fewest whole steps that would hold the bucket
+    assert per[0] <= limit and steps[0] in (fewest - 1, fewest)
+    # No choice of those steps keeps more, and fewer than one sample per batch is left out.
+    assert used == max(g * ranks * min(limit, m // (g * ranks)) for g in (fewest - 1, fewest) if g > 0)
+    assert m - used < fewest * ranks
+
+
+def test_sharding_repeats_fewer_than_one_sample_per_batch():
+    lengths = np.random.default_rng(3).integers(1, 50, 1000)
+    sampler = BucketSampler(lengths, max_tokens=400, num_buckets=6)
+    for ranks in (2, 3, 8):
+        plans = [sampler.plan(None, shuffle=1, shard=(r, ranks)) for r in range(ranks)]
+        batches = sum(len(p) for p in plans)
+        repeats = sum(int(p.padding(b).sum()) for p in plans for b in range(len(p)))
+        assert repeats < batches
 
 
 def test_impossible_shards_and_no_batches_raise():
@@ -277,7 +305,7 @@ def test_impossible_shards_and_no_batches_raise():
     with pytest.raises(ValueError, match=r"rank must be an int in \[0, num_shards=2\)"):
         sampler.plan(None, shard=(2, 2))
     with pytest.raises(ValueError, match="no batch at all on a rank .*remainder='drop'"):
-        sampler.plan(None, shuffle=1, shard=ShardSpec(0, 3, "drop"))
+        BucketSampler([3, 9], batch_size=2, boundaries=[4]).plan(None, shuffle=1, shard=ShardSpec(0, 3, "drop"))
     with pytest.raises(ValueError, match="drop_last=True leaves out each bucket's short batch"):
         BucketSampler([3, 9], batch_size=2, boundaries=[4]).plan(None, drop_last=True)
     with pytest.raises(SeedRequiredError, match="int seed shared across ranks"):
