@@ -157,9 +157,9 @@ class BucketSampler(PlannedSampler):
     ([4, 10], [5, 2])
     >>> for b in sampler.plan(None, shuffle=0).iterator():
     ...     print(b.tolist(), lengths[b].tolist())
-    [6, 0, 2, 4] [2, 3, 4, 3]
-    [7, 5] [9, 8]
-    [3, 1] [10, 9]
+    [5, 3] [8, 10]
+    [1, 7] [9, 9]
+    [2, 0, 6, 4] [4, 3, 2, 3]
 
     In a source, the sampler sets the batch size:
 
@@ -486,7 +486,11 @@ class BucketPlan(BatchPlan):
 
     # -- one epoch ----------------------------------------------------------------------
     def _layout(self, e: int) -> tuple:
-        """Return ``(indices, offsets, padding)`` of epoch ``e`` of this run on this rank (cached)."""
+        """Return ``(members, buckets, numbers)`` of epoch ``e`` of this run on this rank (cached).
+
+        ``members`` is the sampler's samples, bucket by bucket, shuffled inside every bucket;
+        batch ``i`` of the epoch is batch ``numbers[i]`` of bucket ``buckets[i]``.
+        """
         got = self._cache.get(e)
         if got is not None:
             return got
@@ -499,46 +503,49 @@ class BucketPlan(BatchPlan):
 
     def _draw(self, rng: Any) -> tuple:
         s = self.sampler
-        members, starts, sizes = s._members, s._starts, s.bucket_sizes
-        n_buckets = len(sizes)
-        if rng is not None and len(members):
-            # Shuffle inside every bucket: a random order, then stably regrouped by bucket.
-            which = np.repeat(np.arange(n_buckets, dtype=np.int64), sizes)
-            perm = rng.permutation(len(members))
-            members = members[perm[np.argsort(which[perm], kind="stable")]]
-        ranks = self._ranks
-        # Every global batch slot: (bucket, batch number in the bucket), bucket by bucket, step by step.
-        slots_per_bucket = self._groups * ranks
-        slot_bucket = np.repeat(np.arange(n_buckets, dtype=np.int64), slots_per_bucket)
-        first_slot = np.concatenate([[0], np.cumsum(slots_per_bucket)[:-1]]).astype(np.int64)
-        slot_j = np.arange(len(slot_bucket), dtype=np.int64) - np.repeat(first_slot, slots_per_bucket)
-        steps = self.steps_per_epoch
-        step_order = np.arange(steps) if rng is None else rng.permutation(steps)
-        mine = step_order * ranks + self._rank
-        k, j = slot_bucket[mine], slot_j[mine]
-        size_k, m_k = self._per[k], sizes[k]
-        take = np.minimum(size_k, m_k - j * size_k) if self.keeps_short_batches else size_k
-        offsets = np.concatenate([[0], np.cumsum(take)]).astype(np.int64)
-        within = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], take)
-        q = np.repeat(j * size_k, take) + within  # position inside the bucket, past its end when padded
-        m = np.repeat(m_k, take)
-        indices = members[np.repeat(starts[k], take) + q % m]
-        return indices, offsets, (q >= m) if ranks > 1 else None
+        members = s._members
+        if rng is not None:
+            members = members.copy()
+            for start, size in zip(s._starts.tolist(), s.bucket_sizes.tolist()):
+                rng.shuffle(members[start : start + size])
+        # Every step of the epoch: (bucket, step number in the bucket), bucket by bucket.
+        groups = self._groups
+        bucket = np.repeat(np.arange(len(groups), dtype=np.int64), groups)
+        first = np.concatenate([[0], np.cumsum(groups)[:-1]]).astype(np.int64)
+        number = np.arange(len(bucket), dtype=np.int64) - np.repeat(first, groups)
+        if rng is not None:
+            order = rng.permutation(len(bucket))
+            bucket, number = bucket[order], number[order]
+        # This rank takes batch `rank` of every step.
+        return members, bucket, number * self._ranks + self._rank
+
+    def _positions(self, b: int) -> tuple:
+        """Return ``(members, bucket start, bucket size, q0, q1)`` for batch ``b``.
+
+        The batch is positions ``q0 .. q1`` of its bucket's shuffled samples; positions past
+        the bucket's end wrap around to its start (padding on sharded runs).
+        """
+        e, i = divmod(int(b), self.steps_per_epoch)
+        members, bucket, number = self._layout(e)
+        k, j = int(bucket[i]), int(number[i])
+        s = self.sampler
+        per, size = int(self._per[k]), int(s.bucket_sizes[k])
+        q0 = j * per
+        q1 = min(q0 + per, size) if self.keeps_short_batches else q0 + per
+        return members, int(s._starts[k]), size, q0, q1
 
     # -- BatchPlan --------------------------------------------------------------------
-    def _locate(self, b: int) -> tuple:
-        e, i = divmod(int(b), self.steps_per_epoch)
-        return self._layout(e), i
-
     def indices(self, b: int) -> np.ndarray:
-        (indices, offsets, _), i = self._locate(b)
-        return indices[offsets[i] : offsets[i + 1]].copy()
+        members, start, size, q0, q1 = self._positions(b)
+        if q1 <= size:
+            return members[start + q0 : start + q1].copy()
+        return members[start + np.arange(q0, q1) % size]
 
     def padding(self, b: int) -> np.ndarray | None:
         if self._ranks == 1:
             return None
-        (_, offsets, padding), i = self._locate(b)
-        return padding[offsets[i] : offsets[i + 1]].copy()
+        _, _, size, q0, q1 = self._positions(b)
+        return np.arange(q0, q1) >= size
 
     def _identity(self) -> dict:
         return self.sampler._plan_identity()
