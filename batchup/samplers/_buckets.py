@@ -13,14 +13,20 @@ The first term is padding waste, the rounding up is the room a bucket's
 last batch leaves empty, so a small data set gets few buckets (every bucket
 adds a short batch) and a large one gets many narrow ones. At most
 ``num_buckets`` buckets are used; among equal costs, the fewest.
+
+The checks of :class:`~batchup.samplers.BucketSampler`'s lengths and
+boundaries, and the seed drawn from an RNG object, live here too.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["MAX_CANDIDATES", "assign", "optimal_edges", "round_up"]
+from batchup import _rng
+
+__all__ = ["MAX_CANDIDATES", "assign", "check_boundaries", "check_lengths", "optimal_edges", "round_up",
+           "seed_from_rng"]
 
 #: The most distinct edge candidates the dynamic programme looks at (its cost is
 #: ``num_buckets * MAX_CANDIDATES**2``); with more distinct lengths, candidates are
@@ -107,3 +113,61 @@ def optimal_edges(rounded: np.ndarray, num_buckets: int, batch_size_of: Callable
         edges.append(int(vals[j]))
         j = int(back[t][j]) - 1
     return np.array(edges[::-1], dtype=np.int64)
+
+
+def check_lengths(lengths: Any) -> np.ndarray:
+    """Return the sample lengths as int64 (a RaggedArray stands for its lengths); every one must be >= 1."""
+    ragged = getattr(lengths, "lengths", None)
+    if ragged is not None and hasattr(lengths, "offsets"):
+        lengths = ragged
+    arr = np.asarray(lengths)
+    if arr.ndim != 1:
+        raise ValueError(f"lengths must be a 1-D array of sample lengths, got an array of shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    bad = arr < 1
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"lengths[{i}] is {int(arr[i])}, but every sample needs a length >= 1 "
+            "(leave empty samples out of the source)"
+        )
+    return arr
+
+
+def check_boundaries(boundaries: Any) -> np.ndarray:
+    """Return non-empty, positive, strictly increasing int64 bucket edges (or raise naming the offender)."""
+    arr = np.asarray(boundaries)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(
+            f"boundaries must be a non-empty 1-D list of increasing lengths (or None to choose them), got {boundaries!r}"
+        )
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"boundaries must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr[0] < 1:
+        raise ValueError(f"boundaries must be positive, got boundaries[0]={int(arr[0])}")
+    steps = np.diff(arr) <= 0
+    if steps.any():
+        i = int(np.argmax(steps)) + 1
+        raise ValueError(
+            f"boundaries must be strictly increasing, but boundaries[{i}]={int(arr[i])} follows "
+            f"boundaries[{i - 1}]={int(arr[i - 1])}"
+        )
+    return arr
+
+
+def seed_from_rng(rng: Any) -> _rng.SeedKey:
+    """Draw one int seed from an RNG object (``np.random`` for ``shuffle=True``)."""
+    rng = _rng.legacy(rng)
+    if isinstance(rng, np.random.Generator):
+        seed = int(rng.integers(0, _rng.SEED_MAX, endpoint=True))
+    elif isinstance(rng, np.random.RandomState):
+        seed = int(rng.randint(0, _rng.SEED_MAX, dtype=np.int64))
+    else:
+        raise TypeError(
+            f"BucketSampler shuffles from an int seed; it can draw one from a np.random.RandomState or "
+            f"Generator, but not from {rng!r}; pass shuffle=<int>"
+        )
+    return _rng.SeedKey(seed, (), True)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from batchup._checks import is_int
-from batchup.samplers.bucket import BucketSampler, _check_boundaries
+from batchup.samplers._buckets import check_boundaries
+from batchup.samplers.bucket import BucketSampler
 from batchup.sequences.padding import pad_batch
 from batchup.sequences.ragged import as_ragged
 
@@ -67,7 +68,7 @@ class PadToBucket:
     def __init__(self, lengths: Any, pad_value: Any = 0, *, position: int = 0, return_mask: bool = False) -> None:
         if isinstance(lengths, BucketSampler):
             lengths = lengths.bucket_lengths
-        self.lengths = _check_boundaries(lengths).copy()
+        self.lengths = check_boundaries(lengths).copy()
         if not is_int(position):
             raise TypeError(f"position must be an int, got {position!r}")
         self.pad_value = pad_value

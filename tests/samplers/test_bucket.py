@@ -279,7 +279,7 @@ def test_shard_steps_spread_each_bucket_evenly():
 
 @given(st.integers(1, 200), st.integers(1, 20), st.integers(2, 8))
 def test_drop_leaves_out_the_fewest_samples(m, limit, ranks):
-    from batchup.samplers.bucket import _deal
+    from batchup.samplers.bucket_plan import _deal
 
     steps, per = _deal(np.array([m]), np.array([limit]), ranks, False, "drop")
     used = int(steps[0] * ranks * per[0])
