@@ -75,8 +75,9 @@ class BucketPlan(BatchPlan):
                 "sharding needs every rank to draw the same order, so shuffle must be an int seed shared across "
                 "ranks (shuffle=<int>, or the sampler's seed=<int>); got a seed drawn at random or from an RNG"
             )
+        self._remainder = "pad" if shard is None else shard.remainder
         self._groups, self._per = _deal(sampler.bucket_sizes, sampler.bucket_batch_sizes, self._ranks,
-                                        options.drop_last, shard.remainder if shard is not None else "pad")
+                                        options.drop_last, self._remainder)
         #: Whether each bucket's last batch keeps what is left (unsharded runs without ``drop_last``).
         self.keeps_short_batches = self._ranks == 1 and not options.drop_last
         #: Batches (steps) of one epoch on this rank.
@@ -115,9 +116,12 @@ class BucketPlan(BatchPlan):
         return self._per.astype(np.int64)
 
     def _epoch_samples(self) -> int:
-        if self.keeps_short_batches:
-            return int(self.sampler.bucket_sizes.sum())
-        return int((self._groups * self._per).sum())
+        """Samples (padding included) of one epoch on this rank, counted before ``drop_last``, as for every plan."""
+        s = self.sampler
+        if self._ranks == 1:
+            return int(s.bucket_sizes.sum())
+        groups, per = _deal(s.bucket_sizes, s.bucket_batch_sizes, self._ranks, False, self._remainder)
+        return int((groups * per).sum())
 
     # -- one epoch ----------------------------------------------------------------------
     def _layout(self, e: int) -> tuple:

@@ -255,6 +255,9 @@ def test_shards_equal_disjoint_complete_and_in_step(sample, seed, ranks, remaind
     assert len(real) == len(set(real))  # disjoint, no sample twice
     if remainder == "pad" and not drop_last:
         assert sorted(real) == list(range(len(lengths)))  # complete
+    # num_samples counts this rank's samples (padding included) before drop_last, as for every plan.
+    full = sampler.plan(None, shuffle=seed, shard=ShardSpec(0, ranks, remainder))
+    assert plans[0].num_samples == full.num_samples == sum(len(full.indices(b)) for b in range(len(full)))
 
 
 def test_shard_steps_spread_each_bucket_evenly():
