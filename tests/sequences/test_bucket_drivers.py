@@ -185,3 +185,36 @@ def test_tf_data_with_a_signature_of_unknown_lengths(ra, sampler):
     for epoch in (0, 1):
         got = [tuple(t.numpy() for t in batch) for batch in tds]
         assert_batches_equal(got, stream(ds.batch_iterator(None, shuffle=SEED, epoch=epoch)))
+    # Packed rows have a fixed length, so the signature inferred from the first batch fits them all.
+    from batchup.sequences import PackSequences
+
+    packed = ArrayDataSource([ra]).map(PackSequences(96))
+    got = [tuple(t.numpy() for t in batch) for batch in as_tf_dataset(packed, 40, shuffle=SEED)]
+    assert_batches_equal(got, stream(packed.batch_iterator(40, shuffle=SEED)))
+
+
+def test_packed_batches_through_torch_jax_and_keras(ra):
+    """Packed rows (a varying number of rows of a fixed length) reach every framework unchanged."""
+    from batchup.sequences import PackSequences
+
+    ds = ArrayDataSource([ra]).map(PackSequences(96))
+    for epoch in (0, 1):
+        want = stream(ds.batch_iterator(40, shuffle=SEED, epoch=epoch))
+        assert len({x.shape[0] for x, _, _ in want}) > 1 and {x.shape[1] for x, _, _ in want} == {96}
+        torch = pytest.importorskip("torch")
+        from batchup.adapters.torch import as_iterable_dataset
+
+        tds = as_iterable_dataset(ds, 40, shuffle=SEED, epoch=epoch)
+        got = [tuple(t.numpy() for t in b) for b in torch.utils.data.DataLoader(tds, batch_size=None, num_workers=2)]
+        assert_batches_equal(got, want)
+        pytest.importorskip("jax")
+        from batchup.adapters.jax import prefetch_to_device
+
+        got = [tuple(np.asarray(a) for a in b)
+               for b in prefetch_to_device(ds.batch_iterator(40, shuffle=SEED, epoch=epoch))]
+        assert_batches_equal(got, want)
+    pytest.importorskip("keras")
+    from batchup.adapters.keras import as_py_dataset
+
+    pyds = as_py_dataset(ds, 40, shuffle=SEED)
+    assert_batches_equal([pyds[i] for i in range(len(pyds))], stream(ds.batch_iterator(40, shuffle=SEED)))
