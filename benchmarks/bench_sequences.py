@@ -23,8 +23,15 @@ Contenders:
 * ``batchup packing``: ``ArrayDataSource([ra]).map(PackSequences(1024))``,
   first-fit decreasing over batches of ``64 * 1024 / mean length`` samples
   (about 64 rows' worth, like Grain's 64 packing bins below);
-* ``batchup count bucketing`` and ``batchup token-budget bucketing``: hooks
-  for ``batchup.sequences.BucketSampler`` (listed as not run until it exists);
+* ``batchup count bucketing``: ``BucketSampler(lengths, batch_size=64)``
+  plus ``PadBatch()`` (each batch padded to its longest sample);
+* ``batchup token-budget bucketing``: ``BucketSampler(lengths,
+  max_tokens=8192)`` plus ``PadBatch()``;
+* ``batchup token-budget bucketing, static shapes``: at most 16 buckets and
+  ``PadToBucket`` (each batch padded to its bucket's length, so a compiler
+  sees at most ``len(sampler.batch_shapes())`` shapes). The samplers choose
+  their buckets once, outside the timed region (the note gives the time),
+  and the script checks that two shuffled epochs hold every sample once;
 * ``tf.data bucket_by_sequence_length``: runs here if TensorFlow imports,
   else in ``--tf-python`` or ``benchmarks/.venv-tf/bin/python`` if it exists
   (create it with ``python -m venv benchmarks/.venv-tf`` and
@@ -33,8 +40,12 @@ Contenders:
   ``benchmarks/.venv-grain``, which the script creates with
   ``pip install grain`` on first use (``--no-install`` skips it).
 
+A full run also draws efficiency against real tokens/s, one panel per
+distribution, to ``docs/_static/bench_sequences_efficiency.png`` (``--plot
+PATH`` elsewhere; ``--quick`` draws only when given ``--plot``).
+
 Run: ``python benchmarks/bench_sequences.py [--quick] [--repeats N] [--tf-python PATH]
-[--grain-python PATH] [--no-install]``.
+[--grain-python PATH] [--no-install] [--plot PATH]``.
 """
 from __future__ import annotations
 
@@ -72,7 +83,8 @@ CLIP = (1, 1024)
 BATCH = 64  # samples per padded batch (naive, count bucketing, tf.data)
 PACK_LENGTH = 1024  # entries per packed row
 PACK_ROWS = 64  # packing: each batch holds about this many rows' worth of samples (Grain's bins below)
-MAX_TOKENS = 8192  # the token budget of the budget-bucketing contender (padding counts)
+MAX_TOKENS = 8192  # the token budget of the budget-bucketing contenders (padding counts)
+STATIC_BUCKETS = 16  # buckets of the static-shapes contender: at most 2 batch shapes each for a compiler
 TF_BOUNDARIES = [8, 16, 32, 64, 128, 256, 512]
 GRAIN_BINS = PACK_ROWS
 VOCAB = 32_000
@@ -80,6 +92,7 @@ VENV_TF = BENCH_DIR / ".venv-tf"
 VENV_GRAIN = BENCH_DIR / ".venv-grain"
 SUBPROCESS_TIMEOUT = 1800
 REFERENCE = "naive: shuffled, padded to the longest"
+PLOT = BENCH_DIR.parent / "docs" / "_static" / "bench_sequences_efficiency.png"
 
 
 # -- length distributions -------------------------------------------------------------------------
@@ -120,18 +133,25 @@ def make_tokens(lengths: np.ndarray, seed: int = SEED) -> np.ndarray:
 
 
 # -- batchup contenders ---------------------------------------------------------------------------------
-# Each runner takes the RaggedArray and returns (batches, tokens in the batches incl. padding).
+# Each maker takes the RaggedArray and returns (run, note): run() iterates one shuffled epoch and returns
+# (batches, tokens in the batches incl. padding). Configuration a training script builds once (a
+# BucketSampler, which chooses its buckets) is built here, outside the timed region, and its cost is noted.
 
 
-def run_naive(ra: Any) -> tuple[int, int]:
+def _padded_epoch(ds: Any, batch_size: Any) -> tuple[int, int]:
+    batches = padded = 0
+    for batch in ds.batch_iterator(batch_size, shuffle=SEED):
+        batches += 1
+        padded += batch[0].size
+    return batches, padded
+
+
+def make_naive(ra: Any) -> tuple[Callable[[], tuple[int, int]], str]:
     from batchup.sequences import PadBatch
     from batchup.sources import ArrayDataSource
 
-    batches = padded = 0
-    for x, _lengths in ArrayDataSource([ra]).map(PadBatch()).batch_iterator(BATCH, shuffle=SEED):
-        batches += 1
-        padded += x.size
-    return batches, padded
+    ds = ArrayDataSource([ra]).map(PadBatch())
+    return (lambda: _padded_epoch(ds, BATCH)), f"ArrayDataSource([ra]).map(PadBatch()), {BATCH} samples per batch"
 
 
 def pack_batch_size(ra: Any) -> int:
@@ -139,59 +159,64 @@ def pack_batch_size(ra: Any) -> int:
     return max(1, round(PACK_ROWS * PACK_LENGTH * len(ra) / max(1, ra.values.shape[0])))
 
 
-def run_packing(ra: Any) -> tuple[int, int]:
+def make_packing(ra: Any) -> tuple[Callable[[], tuple[int, int]], str]:
     from batchup.sequences import PackSequences
     from batchup.sources import ArrayDataSource
 
-    batches = padded = 0
     ds = ArrayDataSource([ra]).map(PackSequences(PACK_LENGTH))
-    for tokens, _seg, _pos in ds.batch_iterator(pack_batch_size(ra), shuffle=SEED):
-        batches += 1
-        padded += tokens.size
-    return batches, padded
+    bs = pack_batch_size(ra)
+    note = f"map(PackSequences({PACK_LENGTH})), first-fit decreasing over batches of {bs} samples (~{PACK_ROWS} rows)"
+    return (lambda: _padded_epoch(ds, bs)), note
 
 
-def _bucket_sampler() -> Any:
-    """Return ``batchup.sequences.BucketSampler`` or None while it does not exist."""
-    try:
-        from batchup.sequences import BucketSampler  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return BucketSampler
-
-
-def _run_bucketing(ra: Any, **sampler_kwargs: Any) -> tuple[int, int]:
+def _bucketing(ra: Any, pad: str, **sampler_kwargs: Any) -> tuple[Callable[[], tuple[int, int]], str]:
     # The API of the issue: the sampler sets the batch size, batch_iterator(batch_size=None, shuffle=seed).
-    from batchup.sequences import PadBatch
+    from batchup.sequences import BucketSampler, PadBatch, PadToBucket
     from batchup.sources import ArrayDataSource
 
-    sampler = _bucket_sampler()(ra.lengths, **sampler_kwargs)
-    ds = ArrayDataSource([ra], sampler=sampler).map(PadBatch())
-    batches = padded = 0
-    for x, _lengths in ds.batch_iterator(batch_size=None, shuffle=SEED):
-        batches += 1
-        padded += x.size
-    return batches, padded
+    t0 = time.perf_counter()
+    sampler = BucketSampler(ra.lengths, **sampler_kwargs)
+    built = time.perf_counter() - t0
+    check_once_per_epoch(sampler)
+    padder = PadToBucket(sampler) if pad == "bucket" else PadBatch()
+    ds = ArrayDataSource([ra], sampler=sampler).map(padder)
+    args = ", ".join(f"{k}={v}" for k, v in sampler_kwargs.items())
+    shapes = len(sampler.batch_shapes())
+    note = (f"BucketSampler(lengths, {args}) + {type(padder).__name__}(); {len(sampler.bucket_sizes)} buckets, "
+            f"{shapes} batch shapes; every sample once per shuffled epoch (checked); sampler built once in "
+            f"{built:.2f} s (not timed)")
+    return (lambda: _padded_epoch(ds, None)), note
 
 
-def run_count_bucketing(ra: Any) -> tuple[int, int]:
-    return _run_bucketing(ra, batch_size=BATCH)
+def check_once_per_epoch(sampler: Any) -> None:
+    """Fail loudly unless two shuffled epochs hold every sample exactly once, in different orders."""
+    epochs = [list(sampler.plan(None, shuffle=SEED, epoch=e).iterator()) for e in (0, 1)]
+    for batches in epochs:
+        got = np.sort(np.concatenate(batches))
+        if not np.array_equal(got, np.arange(sampler.length)):
+            raise SystemExit("BucketSampler: an epoch does not hold every sample exactly once")
+    if all(np.array_equal(a, b) for a, b in zip(*epochs)):
+        raise SystemExit("BucketSampler: two epochs gave the same batches")
 
 
-def run_budget_bucketing(ra: Any) -> tuple[int, int]:
-    return _run_bucketing(ra, max_tokens=MAX_TOKENS)
+def make_count_bucketing(ra: Any) -> tuple[Callable[[], tuple[int, int]], str]:
+    return _bucketing(ra, "longest", batch_size=BATCH)
 
 
-BATCHUP_CONTENDERS: list[tuple[str, Callable[[Any], tuple[int, int]], Callable[[], str | None], str]] = [
-    (REFERENCE, run_naive, lambda: None, f"ArrayDataSource([ra]).map(PadBatch()), {BATCH} samples per batch"),
-    ("batchup packing", run_packing, lambda: None,
-     f"map(PackSequences({PACK_LENGTH})), first-fit decreasing, ~{PACK_ROWS} rows' worth of samples per batch"),
-    ("batchup count bucketing", run_count_bucketing,
-     lambda: None if _bucket_sampler() else "BucketSampler is not built yet",
-     f"BucketSampler(lengths, batch_size={BATCH}) + PadBatch()"),
-    ("batchup token-budget bucketing", run_budget_bucketing,
-     lambda: None if _bucket_sampler() else "BucketSampler is not built yet",
-     f"BucketSampler(lengths, max_tokens={MAX_TOKENS}) + PadBatch()"),
+def make_budget_bucketing(ra: Any) -> tuple[Callable[[], tuple[int, int]], str]:
+    return _bucketing(ra, "longest", max_tokens=MAX_TOKENS)
+
+
+def make_static_bucketing(ra: Any) -> tuple[Callable[[], tuple[int, int]], str]:
+    return _bucketing(ra, "bucket", max_tokens=MAX_TOKENS, num_buckets=STATIC_BUCKETS)
+
+
+BATCHUP_CONTENDERS: list[tuple[str, Callable[[Any], tuple[Callable[[], tuple[int, int]], str]]]] = [
+    (REFERENCE, make_naive),
+    ("batchup packing", make_packing),
+    ("batchup count bucketing", make_count_bucketing),
+    ("batchup token-budget bucketing", make_budget_bucketing),
+    ("batchup token-budget bucketing, static shapes", make_static_bucketing),
 ]
 
 
@@ -207,12 +232,9 @@ def _record(name: str, seconds: float | None, note: str, batches: int = 0, padde
 def bench_batchup(ra: Any, repeats: int) -> list:
     real = int(ra.values.shape[0])
     out = []
-    for name, run, unavailable, note in BATCHUP_CONTENDERS:
-        why = unavailable()
-        if why:
-            out.append(_record(name, None, why))
-            continue
-        seconds, _, (batches, padded) = best_of(lambda run=run: run(ra), repeats)
+    for name, make in BATCHUP_CONTENDERS:
+        run, note = make(ra)
+        seconds, _, (batches, padded) = best_of(run, repeats)
         out.append(_record(name, seconds, note, batches, padded, real))
     return out
 
@@ -231,6 +253,9 @@ def tf_worker(lengths: np.ndarray, repeats: int, warmup: int = 1) -> dict:
 
     def epoch() -> tuple[int, int]:
         ds = tf.data.Dataset.from_tensor_slices(ragged).shuffle(len(lengths), seed=SEED)
+        # Slices of a RaggedTensor are ragged elements, which bucket_by_sequence_length (padded_batch)
+        # refuses; as dense 1-D tensors they are what it expects.
+        ds = ds.map(lambda x: x.to_tensor() if isinstance(x, tf.RaggedTensor) else x)
         ds = ds.bucket_by_sequence_length(lambda x: tf.shape(x)[0], TF_BOUNDARIES, sizes)
         batches = padded = 0
         for x in ds:
@@ -347,12 +372,49 @@ def format_sequences_table(workloads: list) -> str:
     return "\n".join(lines)
 
 
+def plot_efficiency(workloads: list, path: Path) -> None:
+    """Draw one panel per workload: padding efficiency against real tokens per second, a point per contender.
+
+    Up and to the right is better; the targets (0.95 for bucketing, 0.98 for packing) are dashed lines.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 4.6), squeeze=False)
+    for ax, wl in zip(axes[0], workloads):
+        for c in wl["contenders"]:
+            if c["seconds"] is None or c["efficiency"] is None:
+                continue
+            mine = c["name"].startswith("batchup") or c["name"] == wl["reference"]
+            ax.scatter(c["tokens_per_s"] / 1e6, c["efficiency"], s=40, color="#1f77b4" if mine else "#ff7f0e",
+                       marker="o" if mine else "s")
+            ax.annotate(c["name"].replace("batchup ", ""), (c["tokens_per_s"] / 1e6, c["efficiency"]),
+                        textcoords="offset points", xytext=(5, 4), fontsize=7)
+        for target in (0.95, 0.98):
+            ax.axhline(target, color="grey", linewidth=0.7, linestyle="--")
+        ax.set_ylim(0, 1.08)
+        ax.set_xscale("log")  # Python-per-element contenders are orders of magnitude slower
+        ax.set_xlabel("real tokens per second (millions, log scale, higher is better)", fontsize=8)
+        ax.set_ylabel("padding efficiency (real / padded tokens)", fontsize=8)
+        ax.set_title(wl["name"].split(" (")[0], fontsize=9)
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser, default_repeats=3, quick_repeats=1)
     parser.add_argument("--tf-python", default=None, help="an interpreter with TensorFlow (and NumPy) installed")
     parser.add_argument("--grain-python", default=None, help="an interpreter with grain installed")
     parser.add_argument("--no-install", action="store_true", help=f"do not create {VENV_GRAIN.name} if it is missing")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help=f"where to draw efficiency against throughput (default {PLOT.relative_to(BENCH_DIR.parent)} "
+                             "for a full run, none for --quick)")
     parser.add_argument("--tf-worker", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--grain-worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -392,6 +454,13 @@ def main() -> None:
                     "shuffled epoch; seconds are per epoch, ratios relative to naive padding.")
     print(format_sequences_table(workloads))
     print(f"\nresults: {path}")
+    plot = args.plot if args.plot is not None else (None if args.quick else PLOT)
+    if plot is not None:
+        try:
+            plot_efficiency(workloads, plot)
+            print(f"plot: {plot}")
+        except ImportError:
+            print("plot: matplotlib is not installed (pip install batchup[docs]); no plot drawn")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from batchup.samplers.balanced import BalancedSampler, OneHotLabels, to_categorical
 from batchup.samplers.base import AbstractSampler, PlannedSampler, num_batches
+from batchup.samplers.bucket import BucketSampler
+from batchup.samplers.bucket_plan import BucketPlan
 from batchup.samplers.flat import FlatPlan
 from batchup.samplers.plan import BatchPlan, IndexBatchIterator, PlanOptions
 from batchup.samplers.sequential import IteratorPlan
@@ -16,6 +18,8 @@ __all__ = [
     "AbstractSampler",
     "BalancedSampler",
     "BatchPlan",
+    "BucketPlan",
+    "BucketSampler",
     "FlatPlan",
     "IndexBatchIterator",
     "IteratorPlan",
