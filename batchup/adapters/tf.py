@@ -28,37 +28,89 @@ def _tf() -> Any:
     return _common.require("tensorflow", "tf", _ADAPTER)
 
 
-def infer_signature(batch: Any, batch_size: int | None = None) -> Any:
+def infer_signature(batch: Any, batch_size: int | None = None, *, others: Any = ()) -> Any:
     """Return the ``tf.TensorSpec`` nest of ``batch``.
 
-    The batch dimension is ``batch_size`` when given (every batch has that
-    many samples, as with ``drop_last=True``), otherwise unknown (``None``).
-    Tuples and lists become tuples, dicts stay dicts.
+    Parameters
+    ----------
+    batch : nest of arrays
+        A batch: tuples and lists become tuples, dicts stay dicts.
+    batch_size : int, optional
+        The batch dimension when every batch has that many samples (as with
+        ``drop_last=True``); ``None`` leaves it unknown.
+    others : iterable of batches, optional
+        More batches of the same structure: an axis whose size differs
+        between them and ``batch`` is left unknown (``None``), as the padded
+        length of variable-length samples is.
+
+    Returns
+    -------
+    nest of tf.TensorSpec
+        One spec per array.
 
     Raises
     ------
     TypeError
         For a leaf TensorFlow cannot hold (an object array).
+    ValueError
+        If the batches in ``others`` have another structure or rank.
     """
     tf = _tf()
+    shapes: dict = {}
+    for other in others:
+        for path, x in _leaves(other):
+            shapes.setdefault(path, []).append(np.shape(x))
 
-    def spec(x: Any) -> Any:
+    def spec(path: tuple, x: Any) -> Any:
         arr = np.asarray(x)
         if arr.dtype.kind == "O":
             raise TypeError(f"cannot infer a tf.TensorSpec for an object array of shape {arr.shape}")
         if arr.ndim == 0:
             return tf.TensorSpec(shape=(), dtype=tf.as_dtype(arr.dtype))
+        dims: list = [batch_size, *arr.shape[1:]]
+        for shape in shapes.get(path, []):
+            if len(shape) != arr.ndim:
+                raise ValueError(f"batches disagree on the rank of the array at {path}: {arr.shape} and {shape}")
+            dims = [None if d is None or d != s else d for d, s in zip(dims, (batch_size, *shape[1:]))]
         dtype = tf.string if arr.dtype.kind in "US" else tf.as_dtype(arr.dtype)
-        return tf.TensorSpec(shape=(batch_size,) + arr.shape[1:], dtype=dtype)
+        return tf.TensorSpec(shape=tuple(dims), dtype=dtype)
 
-    def visit(node: Any) -> Any:
+    def visit(node: Any, path: tuple) -> Any:
         if isinstance(node, dict):
-            return {k: visit(v) for k, v in node.items()}
+            return {k: visit(v, path + (k,)) for k, v in node.items()}
         if isinstance(node, (tuple, list)):
-            return tuple(visit(v) for v in node)
-        return spec(node)
+            return tuple(visit(v, path + (i,)) for i, v in enumerate(node))
+        return spec(path, node)
 
-    return visit(batch)
+    return visit(batch, ())
+
+
+def _leaves(node: Any, path: tuple = ()) -> Iterator:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(node, (tuple, list)):
+        for i, v in enumerate(node):
+            yield from _leaves(v, path + (i,))
+    else:
+        yield path, node
+
+
+#: How many batches, spread over the first epoch, the signature is inferred from.
+PROBE_BATCHES = 16
+
+
+def _probe(stream: EpochStream, epoch: int) -> list:
+    """Return up to :data:`PROBE_BATCHES` batches of ``epoch`` spread over it (random access), else the first."""
+    if stream.random_access and stream.plan(epoch).random_access:
+        try:
+            n = stream.length(epoch)
+        except TypeError:
+            n = PROBE_BATCHES
+        picks = np.unique(np.linspace(0, max(n - 1, 0), min(PROBE_BATCHES, n)).astype(np.int64))
+        return [_tuples(stream.batch(epoch, int(b))) for b in picks]
+    first = next(iter(stream.batches(epoch)), None)
+    return [] if first is None else [_tuples(first)]
 
 
 class _Passes:
@@ -130,9 +182,13 @@ def as_tf_dataset(
     structure : nested tuple/dict of int, optional
         Rearrange the flat batch tuple, e.g. ``((0, 1), 2)`` for two inputs.
     output_signature : nest of tf.TensorSpec, optional
-        Inferred from the first batch when omitted (that batch is read once
-        more later). The batch dimension is static (``batch_size``) with
-        ``drop_last=True`` and ``None`` otherwise.
+        Inferred when omitted from up to 16 batches spread over the first
+        epoch (random-access sources; the first batch otherwise): an axis
+        whose size differs between them — the padded length of
+        variable-length samples, say — is ``None``. The batch dimension is
+        static (``batch_size``) with ``drop_last=True`` and ``None``
+        otherwise. Pass it yourself when a few batches cannot show every
+        shape the source makes.
     epoch : int, default 0
         The epoch of the first pass.
 
@@ -163,13 +219,13 @@ def as_tf_dataset(
     tf = _tf()
     stream = EpochStream(source, batch_size, shuffle=shuffle, drop_last=drop_last, shard=shard, structure=structure)
     if output_signature is None:
-        first = next(iter(stream.batches(epoch)), None)
-        if first is None:
+        probe = _probe(stream, epoch)
+        if not probe:
             raise ValueError(
                 "cannot infer output_signature: the source yields no batch; pass output_signature="
             )
         static = stream.batch_size if stream.drop_last and isinstance(stream.batch_size, int) else None
-        output_signature = infer_signature(_tuples(first), static)
+        output_signature = infer_signature(probe[0], static, others=probe[1:])
     ds = tf.data.Dataset.from_generator(_Passes(stream, epoch), output_signature=output_signature)
     try:
         n = len(stream)

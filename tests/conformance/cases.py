@@ -101,6 +101,7 @@ import numpy as np
 
 from batchup.samplers import BalancedSampler, ShardSpec, WeightedSampler, WeightedSubsetSampler
 from batchup.samplers.plan import SeedRequiredError
+from batchup.sequences import BucketSampler, PadBatch, RaggedArray
 from batchup.sources import ArrayDataSource, ChoiceDataSource, CompositeDataSource, MixtureDataSource
 from tests.conformance import drivers  # noqa: F401 - registers the drivers
 from tests.conformance.registry import (
@@ -148,6 +149,9 @@ __all__ = [
 
 IDS = np.arange(N, dtype=np.int64)
 X = (np.arange(N * 3, dtype=np.float32).reshape(N, 3) / 4).astype(np.float32)
+#: Variable-length samples for the ragged source and the bucket sampler: sample i has LENGTHS[i] tokens, all i.
+LENGTHS = (np.arange(N) * 7 % 9 + 1).astype(np.int64)
+RAGGED = RaggedArray.from_lengths(np.repeat(IDS, LENGTHS), LENGTHS)
 #: Four classes of 7, 5, 6 and 4 samples, interleaved so that in-order batches mix them.
 LABELS = np.array([0, 1, 2, 3, 0, 1, 2, 0, 1, 2, 3, 0, 1, 2, 0, 3, 1, 2, 0, 2, 3, 0], dtype=np.int64)
 #: One zero weight: sample 5 must never be drawn.
@@ -238,6 +242,9 @@ register_sampler("balanced_seed", lambda space: BalancedSampler(LABELS, 2, 2, re
 register_sampler("balanced_drawn", lambda space: BalancedSampler(LABELS, 2, 2, repeats=space.repeats),
                  batch_size=4,
                  whole_batches=True, drawn_seed=True)
+register_sampler("bucket", lambda space: BucketSampler(LENGTHS[: space.length], max_tokens=16, boundaries=[3, 6],
+                                                        repeats=space.repeats),
+                 lambda: 7, batch_size=None, deals_steps=True)
 
 
 def sampler_kwargs(smp: Sampler, space: Space = Space()) -> dict:
@@ -346,24 +353,31 @@ def _memmap(env: Env, smp: Sampler) -> Any:
 
 
 register_source("array", _array)
-register_source("subset", _subset, accepts=lambda smp: not smp.whole_batches)
-register_source("composite", _composite, mask=lambda m: m[0], bounded=True)
+# Members of composites and choices share one batch size, which a sampler that sizes its own
+# batches (bucket) cannot join; subsets have no bucket sampler of their own.
+_SIZED = lambda smp: smp.batch_size is not None  # noqa: E731
+register_source("subset", _subset, accepts=lambda smp: not smp.whole_batches and _SIZED(smp))
+register_source("composite", _composite, mask=lambda m: m[0], bounded=True, accepts=_SIZED)
 register_source("composite_nested", _composite_nested, ids=lambda b: b[0][1], mask=lambda m: m[0][0],
-                bounded=True, endless_member=True)
-register_source("composite_seeded_map", _composite_seeded_map, mask=lambda m: m[0], bounded=True)
+                bounded=True, endless_member=True, accepts=_SIZED)
+register_source("composite_seeded_map", _composite_seeded_map, mask=lambda m: m[0], bounded=True, accepts=_SIZED)
 # A choice run ends when the first member runs out (not stratified), so num_samples (the sum of
 # the members', as in BatchUp 0.2) only bounds what is yielded and the count depends on the round
 # order; ids come from two members, so coverage is not the sampled member's order, and a member's
 # short last batch may come before the end.
-register_source("choice", _choice(False), bounded=True, exact_samples=lambda smp: False,
+register_source("choice", _choice(False), bounded=True, exact_samples=lambda smp: False, accepts=_SIZED,
                 count_varies=lambda smp: True, coverage=False, short_only_last=False, unknown_count_with_rng=True)
 # With an endless member a stratified choice is not stratified (BatchUp 0.2): num_samples is inf.
 register_source("choice_stratified", _choice(True), bounded=True, exact_samples=lambda smp: not smp.endless,
+                accepts=_SIZED,
                 count_varies=lambda smp: smp.endless, coverage=False, short_only_last=False)
 # Two epochs a run: batches run across the epoch boundary, shards split each epoch.
 # A mixture deals out single samples (whole batches of a balanced member are not kept: its batches
 # would be full only by chance), and its finite second member ends every epoch.
-register_source("mixture", _mixture, bounded=True, accepts=lambda smp: not smp.whole_batches)
+register_source("mixture", _mixture, bounded=True,
+                accepts=lambda smp: not smp.whole_batches and smp.batch_size is not None)
+register_source("ragged", lambda env, smp: ArrayDataSource([RAGGED, IDS], **sampler_kwargs(smp)).map(PadBatch()),
+                ids=lambda batch: batch[2])
 register_source("repeats_2", _repeats_2, repeats=2)
 # The absolute indices (of a subset) come first in every batch.
 register_source("include_indices", _include_indices, ids=lambda b: b[0], accepts=lambda smp: not smp.whole_batches)

@@ -345,6 +345,9 @@ def _check_coverage(ds: Any, src: Source, smp: Sampler, shard: Shard, epoch: int
     glob = run_iterator(ds.batch_iterator, smp.batch_size, smp.shuffle(), dict(epoch=epoch), None)
     _raise_unexpected(glob.error, "the unsharded serial core")
     order = np.concatenate([src.ids(b) for b in glob.batches])
+    if smp.deals_steps:
+        _check_steps_coverage(order, src, shard, drop_last, runs)
+        return
     unit = smp.batch_size if smp.whole_batches else 1
     passes = order.reshape(src.repeats, -1, unit)  # the run's epochs, each split into items
     items = passes[0]
@@ -366,6 +369,18 @@ def _check_coverage(ds: Any, src: Source, smp: Sampler, shard: Shard, epoch: int
     kept = len(items) if shard.make(0).remainder == "pad" else shard.num_shards * (len(items) // shard.num_shards)
     expected = collections.Counter(passes[:, :kept].reshape(-1).tolist())
     assert real == expected, "ranks are not disjoint and complete"
+
+
+def _check_steps_coverage(order: np.ndarray, src: Source, shard: Shard, drop_last: bool, runs: list) -> None:
+    """For samplers that deal steps: real samples on all ranks are disjoint per epoch (complete with pad)."""
+    real = collections.Counter()
+    for run in runs:
+        for b, p in zip(run.batches, run.paddings):
+            real.update(src.ids(b)[~np.asarray(src.mask(p), bool)].tolist())
+    everything = collections.Counter(order.tolist())
+    assert all(real[k] <= everything[k] for k in real), "a sample appears on more ranks than epochs"
+    if shard.make(0).remainder == "pad" and not drop_last:
+        assert real == everything, "the ranks together miss samples of the epoch"
 
 
 def check_steps(case: CountCase, env: Env) -> None:

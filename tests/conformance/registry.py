@@ -62,6 +62,9 @@ class Sampler:
     weighted: bool = False
     #: Sample ids that must never be drawn (zero weights).
     never: frozenset = frozenset()
+    #: Sharding deals out steps of its own (a batch per rank from one bucket), not a flat layout:
+    #: coverage checks that ranks are disjoint (and complete with ``pad``), not where each sample went.
+    deals_steps: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
