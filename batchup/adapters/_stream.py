@@ -104,7 +104,14 @@ class EpochStream:
         self._lock = threading.Lock()
 
     def fingerprint(self) -> dict:
-        """Return what a checkpoint of this stream must match: seed, batch size, options, source."""
+        """Return what a checkpoint of this stream must match: seed, batch size, options, source.
+
+        Returns
+        -------
+        dict
+            ``seed``, ``batch_size``, ``drop_last``, ``shard`` (as JSON) and the
+            source's :meth:`~batchup.sources.AbstractDataSource.identity`.
+        """
         return {
             "seed": self.seed, "batch_size": self.batch_size, "drop_last": self.drop_last,
             "shard": None if self.shard is None else self.shard.to_json(), "source": self.source.identity(),
@@ -112,7 +119,19 @@ class EpochStream:
 
     # -- plans ----------------------------------------------------------------------------
     def options(self, epoch: int) -> dict:
-        """Return the keyword arguments of ``batch_iterator`` that give epoch ``epoch`` (only those set)."""
+        """Return the keyword arguments of ``batch_iterator`` that give epoch ``epoch`` (only those set).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch number.
+
+        Returns
+        -------
+        dict
+            Some of ``shuffle``, ``drop_last``, ``shard`` and ``epoch``: those
+            that differ from ``batch_iterator``'s defaults.
+        """
         kw: dict = {}
         if self.seed is not None:
             kw["shuffle"] = self.seed
@@ -125,7 +144,19 @@ class EpochStream:
         return kw
 
     def plan(self, epoch: int) -> BatchPlan:
-        """Return the plan of epoch ``epoch`` (random-access sources), computed once per epoch."""
+        """Return the plan of epoch ``epoch`` (random-access sources), computed once per epoch.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch number.
+
+        Returns
+        -------
+        BatchPlan
+            Which indices each batch of the epoch holds on this rank; the last
+            epoch's plan is cached, so the workers of one epoch share it.
+        """
         cached_epoch, plan = self._plan
         if cached_epoch == epoch:
             return plan
@@ -161,13 +192,45 @@ class EpochStream:
 
     # -- batches --------------------------------------------------------------------------
     def batch(self, epoch: int, index: int) -> Any:
-        """Return batch ``index`` of epoch ``epoch`` (random-access sources), arranged by ``structure``."""
+        """Return batch ``index`` of epoch ``epoch`` (random-access sources), arranged by ``structure``.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch number.
+        index : int
+            The batch's position in this rank's share of the epoch, from 0.
+
+        Returns
+        -------
+        tuple or nested structure of arrays
+            The batch as the source's ``fetch_batch`` returns it, rearranged by
+            ``structure`` if one was given.
+        """
         plan = self.plan(epoch)
         batch = self.source.fetch_batch(plan.indices(index), plan.batch_number(index))
         return _common.apply_structure(batch, self.structure)
 
     def batches(self, epoch: int, worker: int = 0, num_workers: int = 1, start: int = 0) -> Iterator:
-        """Yield the batches of ``epoch`` at positions ``start + worker, start + worker + num_workers, ...``."""
+        """Yield the batches of ``epoch`` at positions ``start + worker, start + worker + num_workers, ...``.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch number.
+        worker : int, default 0
+            This worker's number, ``0 <= worker < num_workers``.
+        num_workers : int, default 1
+            How many workers share the epoch (every ``num_workers``-th batch is this worker's).
+        start : int, default 0
+            The first position of the epoch to consider (batches before it were
+            consumed before a checkpoint).
+
+        Yields
+        ------
+        tuple or nested structure of arrays
+            This worker's batches in order, arranged by ``structure``.
+        """
         if self.random_access:
             plan = self.plan(epoch)
             if plan.random_access:

@@ -134,7 +134,14 @@ class EpochBatches:
         return self._epoch
 
     def set_epoch(self, epoch: int) -> None:
-        """Jump to ``epoch`` (for example the ``initial_epoch`` of a resumed ``fit``)."""
+        """Jump to ``epoch`` (for example the ``initial_epoch`` of a resumed ``fit``).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch (``>= 0``) whose order the next items come from; the
+            count of items served in the current pass starts again from 0.
+        """
         with self._lock:
             self._epoch = _epoch_value(epoch)
             self._served.reset()
@@ -232,7 +239,18 @@ def _make_py_dataset_class() -> type:
     keras = _common.require("keras", "keras", _ADAPTER)
 
     class BatchPyDataset(keras.utils.PyDataset):
-        """A ``keras.utils.PyDataset`` whose items are the batches of an :class:`EpochBatches`."""
+        """A ``keras.utils.PyDataset`` whose items are the batches of an :class:`EpochBatches`.
+
+        Built by :func:`as_py_dataset`; ``on_epoch_end`` moves it to the next epoch.
+
+        Parameters
+        ----------
+        batches : EpochBatches
+            The batches of each epoch, by index.
+        **kwargs
+            Passed to ``keras.utils.PyDataset``: ``workers``,
+            ``use_multiprocessing`` and ``max_queue_size``.
+        """
 
         def __init__(self, batches: EpochBatches, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -252,9 +270,17 @@ def _make_py_dataset_class() -> type:
 
         @property
         def epoch(self) -> int:
+            """The epoch whose order items are taken from."""
             return self.batches.epoch
 
         def set_epoch(self, epoch: int) -> None:
+            """Jump to ``epoch`` (for example the ``initial_epoch`` of a resumed ``fit``).
+
+            Parameters
+            ----------
+            epoch : int
+                The epoch (``>= 0``) whose order the next items come from.
+            """
             self.batches.set_epoch(epoch)
 
     BatchPyDataset.__module__ = __name__
@@ -368,6 +394,22 @@ def steps_per_epoch(source: Any, batch_size: Any, *, drop_last: bool = False, sh
     :func:`as_generator`, whose generator Keras cannot measure. The count
     comes from the source's plan, so it is the number the iterator yields.
 
+    Parameters
+    ----------
+    source : AbstractDataSource or list of arrays
+        The source that :func:`as_generator` iterates.
+    batch_size : int
+        Samples per batch, as passed to :func:`as_generator`.
+    drop_last : bool, default False
+        Leave out a final short batch (as :func:`as_generator` does with it).
+    shard : (rank, num_shards) or ShardSpec, optional
+        This rank's part of every epoch.
+
+    Returns
+    -------
+    int
+        The number of batches in one epoch on this rank.
+
     Raises
     ------
     ValueError
@@ -402,7 +444,7 @@ def as_generator(
     epochs: int | None = None,
     structure: Any = None,
 ) -> Iterator:
-    """Yield Keras batch tuples from any source, pass after pass; a real generator.
+    """Return a generator of Keras batch tuples from any source, pass after pass.
 
     Keras accepts a Python generator object (not an iterator class) and uses
     it once for the whole ``fit``; so this generator runs ``epochs`` passes
@@ -430,10 +472,12 @@ def as_generator(
     structure : nested tuple/dict of int, optional
         As for :func:`as_py_dataset`.
 
-    Yields
-    ------
-    tuple or dict
-        ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``, arranged by ``structure``.
+    Returns
+    -------
+    generator of tuple or dict
+        A real generator (what Keras asks for), yielding ``(x,)``, ``(x, y)``
+        or ``(x, y, sample_weight)``, arranged by ``structure``. The arguments
+        are checked at the call, not at the first ``next()``.
 
     Examples
     --------

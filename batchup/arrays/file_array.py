@@ -106,7 +106,18 @@ class FileArray:
         return len(self.paths)
 
     def path(self, i: int) -> str:
-        """Return the full path of sample ``i`` (``base_dir`` joined in front)."""
+        """Return the full path of sample ``i`` (``base_dir`` joined in front).
+
+        Parameters
+        ----------
+        i : int
+            The sample's position (negative counts from the end).
+
+        Returns
+        -------
+        str
+            The path the loader is called with for sample ``i``.
+        """
         name = str(self.paths[i])
         return name if self.base_dir is None else os.path.join(self.base_dir, name)
 

@@ -435,6 +435,12 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
         printed on stderr. ``fetch.or_raise(**kwargs)`` does the same work
         but raises that error instead (what the dataset classes use).
 
+    Raises
+    ------
+    TypeError
+        At the factory call, for a bad ``target_filename`` or a source that
+        is not an :class:`AbstractSourceFile`.
+
     Notes
     -----
     ``fetch`` returns the existing cache without acquiring anything. Otherwise
@@ -445,12 +451,6 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
     raises, the temporary output is deleted. Sources are cleaned up only
     after a successful conversion. Errors other than the four above (a full
     disk, Ctrl-C, two sources resolving to one file) propagate from both.
-
-    Raises
-    ------
-    TypeError
-        At the factory call, for a bad ``target_filename`` or a source that
-        is not an :class:`AbstractSourceFile`.
 
     Examples
     --------
