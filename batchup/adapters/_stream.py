@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from batchup import _rng
+from batchup._typing import PlannedSource, is_planned
 from batchup.adapters import _common
 from batchup.samplers.plan import BatchPlan, PlanOptions
 
@@ -165,9 +166,16 @@ class EpochStream:
             if cached_epoch != epoch:
                 key = None if self.seed is None else _rng.SeedKey(self.seed)
                 options = PlanOptions(key, self.drop_last, self.shard, epoch)
-                plan = self.source._plan(self.batch_size, options)
+                plan = self._planned()._plan(self.batch_size, options)
                 self._plan = (epoch, plan)
         return plan
+
+    def _planned(self) -> PlannedSource:
+        """Return the source as a random-access source (planned and fetched batch by batch)."""
+        source = self.source
+        if not is_planned(source):
+            raise TypeError(f"{type(source).__name__} is not random access: it has no plan to ask")
+        return source
 
     def _measure(self) -> int | None:
         if self.random_access:
@@ -208,7 +216,7 @@ class EpochStream:
             ``structure`` if one was given.
         """
         plan = self.plan(epoch)
-        batch = self.source.fetch_batch(plan.indices(index), plan.batch_number(index))
+        batch = self._planned().fetch_batch(plan.indices(index), plan.batch_number(index))
         return _common.apply_structure(batch, self.structure)
 
     def batches(self, epoch: int, worker: int = 0, num_workers: int = 1, start: int = 0) -> Iterator:
@@ -242,7 +250,7 @@ class EpochStream:
                 return
             its: Any = _common.strided(plan.iterator(), start + worker, num_workers)
             for k, indices in its:
-                batch = self.source.fetch_batch(indices, plan.batch_number(k))
+                batch = self._planned().fetch_batch(indices, plan.batch_number(k))
                 yield _common.apply_structure(batch, self.structure)
             return
         it = self.source.batch_iterator(self.batch_size, **self.options(epoch))

@@ -25,6 +25,7 @@ from typing import Any
 from batchup._checks import is_int, positive_int
 from batchup._iterator import WrappingIterator
 from batchup.adapters import _common
+from batchup.samplers.plan import BatchPlan
 
 __all__ = ["DevicePrefetchIterator", "local_batch_size", "prefetch_to_device", "process_shard"]
 
@@ -165,9 +166,9 @@ def _batch_split(sharding: Any, process_count: int) -> int:
 def _check_planned_sizes(batches: Any, split: int) -> None:
     """Before the first batch: check every batch size the wrapped iterator's plan will give divides by ``split``."""
     plan = getattr(batches, "plan", None)
-    bs = getattr(plan, "batch_size", None)
-    if split == 1 or not isinstance(bs, int):
+    if split == 1 or not isinstance(plan, BatchPlan) or not isinstance(plan.batch_size, int):
         return
+    bs = plan.batch_size
     n, samples = plan.num_batches, plan.num_samples
     sizes = {bs} if n else set()
     if n and isinstance(samples, int) and not plan.options.drop_last and samples - (n - 1) * bs != bs:

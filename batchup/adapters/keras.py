@@ -238,7 +238,10 @@ def _keras_batch(batch: Any, structured: bool) -> Any:
 def _make_py_dataset_class() -> type:
     keras = _common.require("keras", "keras", _ADAPTER)
 
-    class BatchPyDataset(keras.utils.PyDataset):
+    # Keras is imported here, at run time, so its base class is a value the type checker sees as Any.
+    base: Any = keras.utils.PyDataset
+
+    class BatchPyDataset(base):
         """A ``keras.utils.PyDataset`` whose items are the batches of an :class:`EpochBatches`.
 
         Built by :func:`as_py_dataset`; ``on_epoch_end`` moves it to the next epoch.

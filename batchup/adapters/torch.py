@@ -112,7 +112,10 @@ def _make_dataset_class() -> type:
 
     _refuse_collation(torch)
 
-    class BatchIterableDataset(torch.utils.data.IterableDataset):
+    # torch is imported here, at run time, so its base class is a value the type checker sees as Any.
+    base: Any = torch.utils.data.IterableDataset
+
+    class BatchIterableDataset(base):
         """An ``IterableDataset`` of whole batches; see :func:`as_iterable_dataset`.
 
         It is ``Stateful``: ``state_dict()`` is the epoch and the number of
@@ -210,7 +213,7 @@ def _make_dataset_class() -> type:
                 raise ValueError(
                     f"{where}: malformed state, epoch and position must be ints >= 0, got {epoch!r} and {position!r}"
                 )
-            self.set_epoch(epoch)
+            self.set_epoch(int(epoch))
             self._resume = self._position = int(position)
 
     BatchIterableDataset.__module__ = __name__

@@ -169,7 +169,7 @@ class FileArray:
         try:
             return np.stack([np.asarray(s) for s in samples])
         except ValueError as err:
-            shapes = {}
+            shapes: dict[tuple, int] = {}  # shape -> the first sample that has it
             for i, s in zip(items, samples):
                 shapes.setdefault(np.shape(s), i)
             detail = ", ".join(f"{shape} (sample {i}: {self.path(i)!r})" for shape, i in shapes.items())

@@ -517,6 +517,8 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
                 return None
 
         or_raise.__qualname__ = f"{convert.__qualname__}.or_raise"
+        # Function attributes: typeshed's function type declares neither or_raise (part of this
+        # decorator's API) nor __signature__ (which inspect.signature reads).
         fetch.or_raise = or_raise  # type: ignore[attr-defined]
         # what callers see is fetch(**kwargs), not the converter's (source_paths, target_path)
         fetch.__signature__ = inspect.Signature(  # type: ignore[attr-defined]

@@ -103,6 +103,7 @@ class SharedConstant:
     def __init__(self, value: Any, ref: Any = None) -> None:
         self.value = value
         self.ref = ref
+        self.pool: object = None  # the process pool core that staged the value (set by that pool)
 
     def __repr__(self) -> str:
         return f"SharedConstant({type(self.value).__name__})"
@@ -117,7 +118,8 @@ class Future:
         self.label = label
         self._event = threading.Event()
         self._value: Any = None
-        self._error: BaseException | None = None
+        # An exception, or a worker's report (payload, type name, message, traceback) not yet rebuilt.
+        self._error: BaseException | tuple | None = None
         self._decode: Any = None
         self.cancelled = False
         self._abandon: Any = None
@@ -140,7 +142,7 @@ class Future:
         Rebuilding unpickles, which may import a module: it happens in the
         consumer's thread, never in a pool's service thread.
         """
-        self._error = report  # type: ignore[assignment]
+        self._error = report
         self._event.set()
 
     def wait(self, timeout: float | None = None) -> bool:

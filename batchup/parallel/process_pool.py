@@ -170,7 +170,7 @@ class WorkerProcessPool(AbstractWorkerPool):
         self._check_open()
         key = self._core.add_constant(x)
         marker = SharedConstant(x, _worker.ConstRef(key))
-        marker.pool = self._core  # type: ignore[attr-defined]
+        marker.pool = self._core
         weakref.finalize(marker, self._core.drop_constant, key)
         return marker
 

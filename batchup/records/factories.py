@@ -88,7 +88,7 @@ def _target(target_encoder: Any, target_column: str | None, binary: bool) -> Any
     return check_encoder(target_encoder, "target_encoder")
 
 
-def _data_encoder(reader: Any, cls: type, settings: dict) -> Any:
+def _data_encoder(reader: Any, cls: type[FileDataEncoder] | type[UrlDataEncoder], settings: dict) -> Any:
     # Settings left as None keep the encoder's own (or the class default).
     given = {k: v for k, v in settings.items() if v is not None}
     if isinstance(reader, cls):

@@ -229,10 +229,11 @@ class BinaryTargetEncoder(LabelTargetEncoder):
         return self
 
     def _check_two(self) -> None:
-        if len(self.classes_) != 2:
+        classes = self._require_classes()
+        if len(classes) != 2:
             raise ValueError(
                 f"binary targets need exactly 2 classes in column {self.column!r}, got "
-                f"{len(self.classes_)}: {self.classes_.tolist()[:20]}"
+                f"{len(classes)}: {classes.tolist()[:20]}"
             )
 
     def transform_batch(self, records: Sequence[Any]) -> np.ndarray:

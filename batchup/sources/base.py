@@ -211,6 +211,7 @@ class AbstractDataSource:
             An int; ``np.inf`` for an endless source; ``None`` when unknown.
         """
         if self.is_random_access:
+            # A random-access source has plan(); AbstractDataSource itself does not declare it.
             return self.plan(batch_size, **kwargs).batch_count  # type: ignore[attr-defined]
         n = self.num_samples(**kwargs)
         if n is None or n == np.inf:
