@@ -7,9 +7,12 @@ reads well wherever it surfaces.
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # typing.TypeGuard is Python 3.10+; annotations are not evaluated at run time
+    from typing import TypeGuard
 
 __all__ = [
     "as_count",
@@ -20,7 +23,7 @@ __all__ = [
 ]
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int | np.integer]:
     """Return True for Python and NumPy integers, False for bools and all else."""
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 

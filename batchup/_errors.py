@@ -41,14 +41,47 @@ class DownloadError(OSError):
     """A file could not be fetched: HTTP error status, refused connection,
     timeout, truncated body or a redirect batchup will not follow.
 
-    ``status`` holds the HTTP status code when there was one, else ``None``.
+    Attributes
+    ----------
+    status : int or None
+        The HTTP status code when there was one.
+    retry_after : float or None
+        Seconds the server asked to wait (``Retry-After``) before another try.
+    retryable : bool or None
+        Whether another attempt may succeed; ``None`` lets the status decide.
+    detail : str or None
+        The reason without the URL, for a list of failed sources.
+    url : str or None
+        The URL that failed, once every attempt at it has.
+    attempts : int or None
+        How many attempts were made at ``url``.
     """
 
     status: int | None = None
+    retry_after: float | None = None
+    retryable: bool | None = None
+    detail: str | None = None
+    url: str | None = None
+    attempts: int | None = None
 
 
 class IntegrityError(ValueError):
-    """A file's SHA-256 digest differs from the expected one."""
+    """A file's SHA-256 digest differs from the expected one.
+
+    Attributes
+    ----------
+    detail : str or None
+        The two digests (and a hint when the server sent an HTML page),
+        without the file and URL, for a list of failed sources.
+    url : str or None
+        The URL the file came from, once every attempt at it has failed.
+    attempts : int or None
+        How many attempts were made at ``url``.
+    """
+
+    detail: str | None = None
+    url: str | None = None
+    attempts: int | None = None
 
 
 class ConfigError(ValueError):

@@ -175,7 +175,7 @@ def integrity_error(path: str, source: str, expected: str, actual: str, sample: 
         hint = " The server sent an HTML page instead of the file (an error or login page?)."
     err = IntegrityError(f"SHA-256 mismatch for {path} from {source}: expected {expected}, got {actual}. "
                          f"Mirror setting: {mirror}.{hint} If the source is right, delete the file and retry.")
-    err.detail = f"SHA-256 mismatch: expected {expected}, got {actual}.{hint}"  # type: ignore[attr-defined]
+    err.detail = f"SHA-256 mismatch: expected {expected}, got {actual}.{hint}"
     return err
 
 
@@ -258,8 +258,8 @@ def download_verified(path: str, source_url: str, sha256: str | None, *, downloa
             final = IntegrityError(f"{gave_up}: {last}")
         else:
             final = fail(f"{gave_up}: {last}. Mirror setting: {mirror}.", getattr(last, "status", None))
-        final.url, final.attempts = source_url, gave.attempts  # type: ignore[union-attr]
-        final.detail = (getattr(last, "detail", None) or str(last)) + note  # type: ignore[union-attr]
+        final.url, final.attempts = source_url, gave.attempts
+        final.detail = (getattr(last, "detail", None) or str(last)) + note
         raise final from last
     except (KeyboardInterrupt, SystemExit):
         keep_part = True  # interrupted by the user: the next call resumes from the partial bytes

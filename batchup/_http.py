@@ -67,10 +67,10 @@ def fail(message: str, status: int | None = None, *, retry_after: float | None =
     """
     err = DownloadError(message)
     err.status = status
-    err.retry_after = retry_after  # type: ignore[attr-defined]
-    err.detail = detail or message  # type: ignore[attr-defined]
+    err.retry_after = retry_after
+    err.detail = detail or message
     if retryable is not None:
-        err.retryable = retryable  # type: ignore[attr-defined]
+        err.retryable = retryable
     return err
 
 

@@ -41,7 +41,14 @@ class StatefulIterator:
         raise NotImplementedError
 
     def remaining(self) -> int | None:
-        """Return the number of batches still to come, or ``None`` if endless or unknown."""
+        """Return the number of batches still to come, or ``None`` if endless or unknown.
+
+        Returns
+        -------
+        int or None
+            Batches left (also ``len(iterator)``); ``None`` for an endless
+            iterator or one whose length cannot be known.
+        """
         return None
 
     def __len__(self) -> int:
@@ -51,11 +58,38 @@ class StatefulIterator:
         return left
 
     def state_dict(self) -> dict:
-        """Return the iterator's position as a small JSON-serialisable dict."""
+        """Return the iterator's position as a small JSON-serialisable dict.
+
+        Returns
+        -------
+        dict
+            The position (and the configuration it must be restored into), as
+            ints, floats, strings, bools, ``None``, lists and dicts.
+
+        Raises
+        ------
+        TypeError
+            If this iterator cannot be checkpointed (the base class's answer).
+        """
         raise TypeError(f"{type(self).__name__} cannot be checkpointed")
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Move this (fresh) iterator to the position recorded in ``state``."""
+        """Move this (fresh) iterator to the position recorded in ``state``.
+
+        Parameters
+        ----------
+        state : mapping
+            A dict returned by :meth:`state_dict` of an iterator built the same
+            way (same source, batch size and options), possibly after a JSON
+            round trip.
+
+        Raises
+        ------
+        TypeError
+            If this iterator cannot be restored (the base class's answer).
+        ValueError
+            If ``state`` is malformed or was taken from a differently built iterator.
+        """
         raise TypeError(f"{type(self).__name__} cannot be restored from a state")
 
 

@@ -113,6 +113,15 @@ def chart_name(doc: dict) -> str:
     return f"bench_{doc['benchmark']}.png"
 
 
+def alt_text(doc: dict) -> str:
+    """Return the chart's alternative text: plain words (an image's ``:alt:`` is not reStructuredText)."""
+    title = doc.get("title") or doc["benchmark"].replace("_", " ")
+    panels = ", one panel per workload" if len(doc["workloads"]) > 1 else ""
+    text = (f"{title[:1].upper()}{title[1:]} \N{EM DASH} bar chart of each contender's time divided by "
+            f"the reference's{panels} (log scale; lower is faster)")
+    return " ".join(text.split())
+
+
 def render_rst(docs: list[dict], with_charts: bool = True) -> str:
     """Return the generated reStructuredText for ``docs`` (one section per benchmark)."""
     out = [HEADER]
@@ -147,8 +156,7 @@ def render_rst(docs: list[dict], with_charts: bool = True) -> str:
                 out.append(f"   * - {cells[0]}\n     - {cells[1]}\n     - {cells[2]}\n     - {cells[3]}\n")
             out.append("\n")
         if with_charts:
-            out.append(f".. image:: /_static/{chart_name(doc)}\n   :alt: Ratios of the {rst_text(title)} "
-                       "contenders to the reference\n   :width: 100%\n\n")
+            out.append(f".. image:: /_static/{chart_name(doc)}\n   :alt: {alt_text(doc)}\n   :width: 100%\n\n")
     return "".join(out)
 
 

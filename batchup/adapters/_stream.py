@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from batchup import _checks, _rng
+from batchup._typing import PlannedSource, is_planned
 from batchup.adapters import _common
 from batchup.samplers.plan import BatchPlan, PlanOptions, SeedRequiredError
 
@@ -117,7 +118,14 @@ class EpochStream:
         self._lock = threading.Lock()
 
     def fingerprint(self) -> dict:
-        """Return what a checkpoint of this stream must match: seed, batch size, options, source."""
+        """Return what a checkpoint of this stream must match: seed, batch size, options, source.
+
+        Returns
+        -------
+        dict
+            ``seed``, ``batch_size``, ``drop_last``, ``shard`` (as JSON) and the
+            source's :meth:`~batchup.sources.AbstractDataSource.identity`.
+        """
         return {
             "seed": self.seed, "batch_size": self.batch_size, "drop_last": self.drop_last,
             "shard": None if self.shard is None else self.shard.to_json(), "source": self.source.identity(),
@@ -125,7 +133,19 @@ class EpochStream:
 
     # -- plans ----------------------------------------------------------------------------
     def options(self, epoch: int) -> dict:
-        """Return the keyword arguments of ``batch_iterator`` that give epoch ``epoch`` (only those set)."""
+        """Return the keyword arguments of ``batch_iterator`` that give epoch ``epoch`` (only those set).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch number.
+
+        Returns
+        -------
+        dict
+            Some of ``shuffle``, ``drop_last``, ``shard`` and ``epoch``: those
+            that differ from ``batch_iterator``'s defaults.
+        """
         kw: dict = {}
         if self.seed is not None:
             kw["shuffle"] = self.seed
@@ -138,7 +158,19 @@ class EpochStream:
         return kw
 
     def plan(self, epoch: int) -> BatchPlan:
-        """Return the plan of epoch ``epoch`` (random-access sources), computed once per epoch."""
+        """Return the plan of epoch ``epoch`` (random-access sources), computed once per epoch.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch number.
+
+        Returns
+        -------
+        BatchPlan
+            Which indices each batch of the epoch holds on this rank; the last
+            epoch's plan is cached, so the workers of one epoch share it.
+        """
         cached_epoch, plan = self._plan
         if cached_epoch == epoch:
             return plan
@@ -147,9 +179,16 @@ class EpochStream:
             if cached_epoch != epoch:
                 key = None if self.seed is None else _rng.SeedKey(self.seed)
                 options = PlanOptions(key, self.drop_last, self.shard, epoch)
-                plan = self.source._plan(self.batch_size, options)
+                plan = self._planned()._plan(self.batch_size, options)
                 self._plan = (epoch, plan)
         return plan
+
+    def _planned(self) -> PlannedSource:
+        """Return the source as a random-access source (planned and fetched batch by batch)."""
+        source = self.source
+        if not is_planned(source):
+            raise TypeError(f"{type(source).__name__} is not random access: it has no plan to ask")
+        return source
 
     def _measure(self) -> int | None:
         if self.random_access:
@@ -198,13 +237,45 @@ class EpochStream:
 
     # -- batches --------------------------------------------------------------------------
     def batch(self, epoch: int, index: int) -> Any:
-        """Return batch ``index`` of epoch ``epoch`` (random-access sources), arranged by ``structure``."""
+        """Return batch ``index`` of epoch ``epoch`` (random-access sources), arranged by ``structure``.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch number.
+        index : int
+            The batch's position in this rank's share of the epoch, from 0.
+
+        Returns
+        -------
+        tuple or nested structure of arrays
+            The batch as the source's ``fetch_batch`` returns it, rearranged by
+            ``structure`` if one was given.
+        """
         plan = self.plan(epoch)
-        batch = self.source.fetch_batch(plan.indices(index), plan.batch_number(index))
+        batch = self._planned().fetch_batch(plan.indices(index), plan.batch_number(index))
         return _common.apply_structure(batch, self.structure)
 
     def batches(self, epoch: int, worker: int = 0, num_workers: int = 1, start: int = 0) -> Iterator:
-        """Yield the batches of ``epoch`` at positions ``start + worker, start + worker + num_workers, ...``."""
+        """Yield the batches of ``epoch`` at positions ``start + worker, start + worker + num_workers, ...``.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch number.
+        worker : int, default 0
+            This worker's number, ``0 <= worker < num_workers``.
+        num_workers : int, default 1
+            How many workers share the epoch (every ``num_workers``-th batch is this worker's).
+        start : int, default 0
+            The first position of the epoch to consider (batches before it were
+            consumed before a checkpoint).
+
+        Yields
+        ------
+        tuple or nested structure of arrays
+            This worker's batches in order, arranged by ``structure``.
+        """
         if self.random_access:
             plan = self.plan(epoch)
             if plan.random_access:
@@ -216,7 +287,7 @@ class EpochStream:
                 return
             its: Any = _common.strided(plan.iterator(), start + worker, num_workers)
             for k, indices in its:
-                batch = self.source.fetch_batch(indices, plan.batch_number(k))
+                batch = self._planned().fetch_batch(indices, plan.batch_number(k))
                 yield _common.apply_structure(batch, self.structure)
             return
         it = self.source.batch_iterator(self.batch_size, **self.options(epoch))

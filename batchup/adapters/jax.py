@@ -25,6 +25,7 @@ from typing import Any
 from batchup._checks import is_int, positive_int
 from batchup._iterator import WrappingIterator
 from batchup.adapters import _common
+from batchup.samplers.plan import BatchPlan
 
 __all__ = ["DevicePrefetchIterator", "local_batch_size", "prefetch_to_device", "process_shard"]
 
@@ -43,6 +44,16 @@ class DevicePrefetchIterator(WrappingIterator):
     consumer, not of the prefetcher: restoring it replays nothing twice and
     skips nothing. ``last_padding`` is the padding mask of the batch handed
     out last (rank-sharded iterators).
+
+    Parameters
+    ----------
+    batches : iterable
+        Batches: arrays, or tuples, lists and dicts of arrays.
+    size : int, default 2
+        Batches kept on the devices ahead of the consumer.
+    sharding : jax.sharding.Sharding, optional
+        Where to put each array (``None``: the default device); required in a
+        multi-process run.
     """
 
     KIND = "device_prefetch"
@@ -155,9 +166,9 @@ def _batch_split(sharding: Any, process_count: int) -> int:
 def _check_planned_sizes(batches: Any, split: int) -> None:
     """Before the first batch: check every batch size the wrapped iterator's plan will give divides by ``split``."""
     plan = getattr(batches, "plan", None)
-    bs = getattr(plan, "batch_size", None)
-    if split == 1 or not isinstance(bs, int):
+    if split == 1 or not isinstance(plan, BatchPlan) or not isinstance(plan.batch_size, int):
         return
+    bs = plan.batch_size
     n, samples = plan.num_batches, plan.num_samples
     sizes = {bs} if n else set()
     if n and isinstance(samples, int) and not plan.options.drop_last and samples - (n - 1) * bs != bs:
@@ -240,6 +251,25 @@ def process_shard(process_index: int | None = None, process_count: int | None = 
     ``batch_iterator``: every process then gets disjoint samples and the
     same number of batches per epoch.
 
+    Parameters
+    ----------
+    process_index : int, optional
+        This process's number, ``0 <= process_index < process_count``
+        (default ``jax.process_index()``).
+    process_count : int, optional
+        The number of processes (default ``jax.process_count()``).
+
+    Returns
+    -------
+    tuple of (int, int) or None
+        ``(process_index, process_count)``, or ``None`` when there is one
+        process (no sharding needed).
+
+    Raises
+    ------
+    ValueError
+        If ``process_count < 1`` or ``process_index`` is outside ``[0, process_count)``.
+
     Examples
     --------
     >>> process_shard(1, 4)
@@ -261,6 +291,21 @@ def process_shard(process_index: int | None = None, process_count: int | None = 
 def local_batch_size(global_batch_size: int, process_count: int | None = None,
                      local_device_count: int | None = None) -> int:
     """Return this process's share of a global batch, checking that it divides evenly.
+
+    Parameters
+    ----------
+    global_batch_size : int
+        Samples per step over all processes.
+    process_count : int, optional
+        The number of processes (default ``jax.process_count()``).
+    local_device_count : int, optional
+        The devices of this process (default ``jax.local_device_count()``).
+
+    Returns
+    -------
+    int
+        ``global_batch_size // process_count``: the ``batch_size`` to pass to
+        this process's ``batch_iterator``.
 
     Raises
     ------

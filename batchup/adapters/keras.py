@@ -137,7 +137,14 @@ class EpochBatches:
         return self._epoch
 
     def set_epoch(self, epoch: int) -> None:
-        """Jump to ``epoch`` (for example the ``initial_epoch`` of a resumed ``fit``)."""
+        """Jump to ``epoch`` (for example the ``initial_epoch`` of a resumed ``fit``).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch (``>= 0``) whose order the next items come from; the
+            count of items served in the current pass starts again from 0.
+        """
         with self._lock:
             self._epoch = _epoch_value(epoch)
             self._served.reset()
@@ -234,8 +241,22 @@ def _keras_batch(batch: Any, structured: bool) -> Any:
 def _make_py_dataset_class() -> type:
     keras = _common.require("keras", "keras", _ADAPTER)
 
-    class BatchPyDataset(keras.utils.PyDataset):
-        """A ``keras.utils.PyDataset`` whose items are the batches of an :class:`EpochBatches`."""
+    # Keras is imported here, at run time, so its base class is a value the type checker sees as Any.
+    base: Any = keras.utils.PyDataset
+
+    class BatchPyDataset(base):
+        """A ``keras.utils.PyDataset`` whose items are the batches of an :class:`EpochBatches`.
+
+        Built by :func:`as_py_dataset`; ``on_epoch_end`` moves it to the next epoch.
+
+        Parameters
+        ----------
+        batches : EpochBatches
+            The batches of each epoch, by index.
+        **kwargs
+            Passed to ``keras.utils.PyDataset``: ``workers``,
+            ``use_multiprocessing`` and ``max_queue_size``.
+        """
 
         def __init__(self, batches: EpochBatches, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -255,9 +276,17 @@ def _make_py_dataset_class() -> type:
 
         @property
         def epoch(self) -> int:
+            """The epoch whose order items are taken from."""
             return self.batches.epoch
 
         def set_epoch(self, epoch: int) -> None:
+            """Jump to ``epoch`` (for example the ``initial_epoch`` of a resumed ``fit``).
+
+            Parameters
+            ----------
+            epoch : int
+                The epoch (``>= 0``) whose order the next items come from.
+            """
             self.batches.set_epoch(epoch)
 
     BatchPyDataset.__module__ = __name__
@@ -454,7 +483,7 @@ def as_generator(
     epochs: int | None = None,
     structure: Any = None,
 ) -> Iterator:
-    """Yield Keras batch tuples from any source, pass after pass; a real generator.
+    """Return a generator of Keras batch tuples from any source, pass after pass.
 
     Keras accepts a Python generator object (not an iterator class) and uses
     it once for the whole ``fit``; so this generator runs ``epochs`` passes
@@ -482,10 +511,12 @@ def as_generator(
     structure : nested tuple/dict of int, optional
         As for :func:`as_py_dataset`.
 
-    Yields
-    ------
-    tuple or dict
-        ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``, arranged by ``structure``.
+    Returns
+    -------
+    generator of tuple or dict
+        A real generator (what Keras asks for), yielding ``(x,)``, ``(x, y)``
+        or ``(x, y, sample_weight)``, arranged by ``structure``. The arguments
+        are checked at the call, not at the first ``next()``.
 
     Examples
     --------

@@ -48,6 +48,19 @@ def infer_signature(batch: Any, batch_size: int | None = None, *, others: Any = 
     nest of tf.TensorSpec
         One spec per array.
 
+    Parameters
+    ----------
+    batch : array or nested tuple/list/dict of arrays
+        A sample batch, such as the first batch of the source.
+    batch_size : int, optional
+        The static batch dimension; ``None`` (the default) leaves it unknown.
+
+    Returns
+    -------
+    tf.TensorSpec or nested tuple/dict of tf.TensorSpec
+        One spec per leaf, the ``output_signature`` of
+        ``tf.data.Dataset.from_generator``; string arrays become ``tf.string``.
+
     Raises
     ------
     TypeError

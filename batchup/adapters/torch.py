@@ -63,6 +63,17 @@ def to_tensors(batch: Any) -> Any:
     Tuples, lists, dicts and namedtuples keep their structure; read-only
     arrays are copied first; string and object arrays are left as they are.
 
+    Parameters
+    ----------
+    batch : array or nested tuple/list/dict of arrays
+        A batch as a batchup iterator yields it.
+
+    Returns
+    -------
+    torch.Tensor or nested tuple/list/dict
+        The same structure, with ``torch.Tensor`` leaves for numeric arrays
+        (bool, int, unsigned, float, complex) and NumPy scalars.
+
     Examples
     --------
     >>> import numpy as np
@@ -79,6 +90,12 @@ def distributed_shard() -> tuple | None:
     """Return ``(rank, world_size)`` of the initialised ``torch.distributed`` group, else ``None``.
 
     ``None`` is also returned for a world of one process.
+
+    Returns
+    -------
+    tuple of (int, int) or None
+        ``(rank, world_size)``, to pass as ``shard=``; ``None`` when
+        ``torch.distributed`` is unavailable, not initialised or has one process.
     """
     torch = _torch()
     dist = torch.distributed
@@ -95,13 +112,23 @@ def _make_dataset_class() -> type:
 
     _refuse_collation(torch)
 
-    class BatchIterableDataset(torch.utils.data.IterableDataset):
+    # torch is imported here, at run time, so its base class is a value the type checker sees as Any.
+    base: Any = torch.utils.data.IterableDataset
+
+    class BatchIterableDataset(base):
         """An ``IterableDataset`` of whole batches; see :func:`as_iterable_dataset`.
 
         It is ``Stateful``: ``state_dict()`` is the epoch and the number of
         batches this copy (one DataLoader worker, or the main process) has
         yielded in it, so torchdata's ``StatefulDataLoader`` resumes
         mid-epoch by computing the rest of the epoch, not by replaying it.
+
+        Parameters
+        ----------
+        stream : EpochStream
+            The batches of the source, epoch by epoch, on this rank.
+        epoch : int, default 0
+            The epoch the first pass iterates.
         """
 
         KIND = "torch_batches"
@@ -118,9 +145,23 @@ def _make_dataset_class() -> type:
 
         @property
         def epoch(self) -> int:
+            """The epoch the next pass iterates (shared with the DataLoader's workers)."""
             return int(self._epoch.item())
 
         def set_epoch(self, epoch: int) -> None:
+            """Make the next pass iterate ``epoch``, in this process and in its workers.
+
+            Parameters
+            ----------
+            epoch : int
+                The epoch, ``>= 0``; call it before each pass (as with a
+                ``DistributedSampler``) so every epoch has its own order.
+
+            Raises
+            ------
+            ValueError
+                If ``epoch`` is not an int ``>= 0``.
+            """
             if not is_int(epoch) or epoch < 0:
                 raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
             self._epoch.fill_(int(epoch))
@@ -138,14 +179,33 @@ def _make_dataset_class() -> type:
                 yield _whole(to_tensors(batch))
 
         def state_dict(self) -> dict:
-            """Return the epoch and the batches this copy yielded in it (JSON values)."""
+            """Return the epoch and the batches this copy yielded in it (JSON values).
+
+            Returns
+            -------
+            dict
+                ``kind``, ``stream`` (the stream's fingerprint), ``epoch`` and
+                ``position`` (batches this copy yielded in the current pass).
+            """
             return {
                 "kind": self.KIND, "stream": self.stream.fingerprint(), "epoch": self.epoch,
                 "position": self._position,
             }
 
         def load_state_dict(self, state: Mapping[str, Any]) -> None:
-            """Resume this copy: the next pass is ``epoch`` from this copy's batch ``position`` on."""
+            """Resume this copy: the next pass is ``epoch`` from this copy's batch ``position`` on.
+
+            Parameters
+            ----------
+            state : mapping
+                A dict from :meth:`state_dict` of a dataset over the same
+                stream (seed, batch size, options and source).
+
+            Raises
+            ------
+            ValueError
+                If ``state`` is malformed or belongs to another stream.
+            """
             where = type(self).__name__
             check_state(state, {"kind": self.KIND, "stream": self.stream.fingerprint()}, where)
             epoch, position = state.get("epoch"), state.get("position")
@@ -153,7 +213,7 @@ def _make_dataset_class() -> type:
                 raise ValueError(
                     f"{where}: malformed state, epoch and position must be ints >= 0, got {epoch!r} and {position!r}"
                 )
-            self.set_epoch(epoch)
+            self.set_epoch(int(epoch))
             self._resume = self._position = int(position)
 
     BatchIterableDataset.__module__ = __name__
@@ -306,7 +366,16 @@ def _accelerator_available(torch: Any) -> bool:
 class TensorBatchIterator(WrappingIterator):
     """Convert the batches of another iterator to tensors; keeps its length, padding and state.
 
-    See :func:`iter_tensors`.
+    See :func:`iter_tensors`, which builds it.
+
+    Parameters
+    ----------
+    batches : iterable of batches
+        Typically ``source.batch_iterator(...)``.
+    pin_memory : bool, default False
+        Pin each tensor (without an accelerator: warn and pin nothing).
+    device : str or torch.device, optional
+        Move each tensor there (``non_blocking`` when pinned).
     """
 
     KIND = "tensors"
@@ -355,6 +424,11 @@ def iter_tensors(batches: Any, *, pin_memory: bool = False, device: Any = None) 
         the DataLoader does.
     device : str or torch.device, optional
         Move each tensor there (``non_blocking`` when pinned).
+
+    Returns
+    -------
+    TensorBatchIterator
+        Yields the batches of ``batches`` with ``torch.Tensor`` leaves.
 
     Examples
     --------

@@ -106,7 +106,18 @@ class FileArray:
         return len(self.paths)
 
     def path(self, i: int) -> str:
-        """Return the full path of sample ``i`` (``base_dir`` joined in front)."""
+        """Return the full path of sample ``i`` (``base_dir`` joined in front).
+
+        Parameters
+        ----------
+        i : int
+            The sample's position (negative counts from the end).
+
+        Returns
+        -------
+        str
+            The path the loader is called with for sample ``i``.
+        """
         name = str(self.paths[i])
         return name if self.base_dir is None else os.path.join(self.base_dir, name)
 
@@ -158,7 +169,7 @@ class FileArray:
         try:
             return np.stack([np.asarray(s) for s in samples])
         except ValueError as err:
-            shapes = {}
+            shapes: dict[tuple, int] = {}  # shape -> the first sample that has it
             for i, s in zip(items, samples):
                 shapes.setdefault(np.shape(s), i)
             detail = ", ".join(f"{shape} (sample {i}: {self.path(i)!r})" for shape, i in shapes.items())

@@ -17,6 +17,17 @@ __all__ = ["read_image", "read_npy"]
 def read_npy(path: Any) -> np.ndarray:
     """Return the array stored in the ``.npy`` file at ``path`` (no pickles).
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by ``numpy.save``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The array, read in full (an object array is refused, as it would
+        need unpickling).
+
     Examples
     --------
     >>> import numpy as np, os, tempfile
@@ -40,6 +51,12 @@ def read_image(path: Any, *, mode: str | None = None, dtype: Any = None) -> np.n
         ``"RGB"``, ...), so every image of a dataset has the same channels.
     dtype : dtype, optional
         Keyword-only. Cast to this dtype (pixels keep their 0..255 range).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` for one channel, ``(H, W, C)`` otherwise; ``uint8`` for
+        8-bit images unless ``dtype`` says otherwise.
 
     Raises
     ------

@@ -61,10 +61,12 @@ class RowView:
 
     @property
     def shape(self) -> tuple:
+        """The shape of the wrapped array (its first entry is ``len()``)."""
         return tuple(self.array.shape)
 
     @property
     def dtype(self) -> Any:
+        """The dtype of the wrapped array, or ``None`` if it has none."""
         return getattr(self.array, "dtype", None)
 
     def __len__(self) -> int:

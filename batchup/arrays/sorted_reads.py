@@ -43,6 +43,20 @@ _PAGE_BYTES = mmap.PAGESIZE
 def wants_sorted_reads(d: Any) -> bool:
     """Return True if reads from ``d`` should be issued in increasing index order.
 
+    An object's own ``__batchup_sorted_reads__`` attribute decides when it
+    has one; otherwise memmaps and the arrays of the packages in
+    :data:`SORTED_READ_PACKAGES` (h5py and zarr) want sorted reads.
+
+    Parameters
+    ----------
+    d : array-like
+        An array or an object with ``__len__`` and ``__getitem__``.
+
+    Returns
+    -------
+    bool
+        Whether :func:`gather` reads ``d`` through :func:`sorted_gather`.
+
     Examples
     --------
     >>> import numpy as np
@@ -71,6 +85,19 @@ def gather(d: Any, indices: np.ndarray) -> Any:
     Plain ndarrays use ``np.take``; array-likes that want sorted reads use
     :func:`sorted_gather`; any other array-like is indexed as ``d[indices]``.
 
+    Parameters
+    ----------
+    d : array-like
+        An array or an object with ``__len__`` and ``__getitem__``.
+    indices : numpy.ndarray of int
+        The rows to read, 1-D, in the order wanted; duplicates allowed.
+
+    Returns
+    -------
+    array-like
+        ``len(indices)`` rows of ``d``; an ``ndarray`` for NumPy arrays and
+        sorted reads, whatever ``d[indices]`` returns otherwise.
+
     Examples
     --------
     >>> import numpy as np
@@ -96,6 +123,19 @@ def sorted_gather(d: Any, indices: np.ndarray) -> np.ndarray:
     the reordering copy: one value per page of every wanted row is read in
     increasing order (so storage is read in file order), then the rows are
     copied out in the order asked for from the now resident pages.
+
+    Parameters
+    ----------
+    d : array-like
+        An array or an object with ``__len__`` and ``__getitem__`` that
+        accepts an increasing integer array (or a slice).
+    indices : numpy.ndarray of int
+        The rows to read, 1-D, in the order wanted; duplicates allowed.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array of ``len(indices)`` rows, in the order of ``indices``.
 
     Examples
     --------

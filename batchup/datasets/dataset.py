@@ -435,6 +435,12 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
         printed on stderr. ``fetch.or_raise(**kwargs)`` does the same work
         but raises that error instead (what the dataset classes use).
 
+    Raises
+    ------
+    TypeError
+        At the factory call, for a bad ``target_filename`` or a source that
+        is not an :class:`AbstractSourceFile`.
+
     Notes
     -----
     ``fetch`` returns the existing cache without acquiring anything. Otherwise
@@ -445,12 +451,6 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
     raises, the temporary output is deleted. Sources are cleaned up only
     after a successful conversion. Errors other than the four above (a full
     disk, Ctrl-C, two sources resolving to one file) propagate from both.
-
-    Raises
-    ------
-    TypeError
-        At the factory call, for a bad ``target_filename`` or a source that
-        is not an :class:`AbstractSourceFile`.
 
     Examples
     --------
@@ -517,6 +517,8 @@ def fetch_and_convert_dataset(source_files: Sequence[AbstractSourceFile] | Calla
                 return None
 
         or_raise.__qualname__ = f"{convert.__qualname__}.or_raise"
+        # Function attributes: typeshed's function type declares neither or_raise (part of this
+        # decorator's API) nor __signature__ (which inspect.signature reads).
         fetch.or_raise = or_raise  # type: ignore[attr-defined]
         # what callers see is fetch(**kwargs), not the converter's (source_paths, target_path)
         fetch.__signature__ = inspect.Signature(  # type: ignore[attr-defined]

@@ -148,13 +148,7 @@ class STL(SplitDataset):
     tr_folds : list of numpy.ndarray
         The 10 folds of training indices (int32), as published.
     class_names : list of str
-
-    Notes
-    -----
-    The published folds overlap. The validation set is the union of the last
-    ``n_val_folds`` folds, each index once, in fold order; the training set
-    is every other training index in increasing order, so ``len(train) +
-    len(val) == 5000`` always holds (BatchUp 0.2 kept duplicates).
+        The 10 class names, in label order.
 
     Raises
     ------
@@ -162,6 +156,13 @@ class STL(SplitDataset):
         If the dataset cannot be fetched (a download, copy or checksum
         failed, or the archive is broken); the message says why and
         ``__cause__`` holds the underlying error.
+
+    Notes
+    -----
+    The published folds overlap. The validation set is the union of the last
+    ``n_val_folds`` folds, each index once, in fold order; the training set
+    is every other training index in increasing order, so ``len(train) +
+    len(val) == 5000`` always holds (BatchUp 0.2 kept duplicates).
 
     Examples
     --------

@@ -33,7 +33,7 @@ import pickle
 import tempfile
 import threading
 import weakref
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -495,7 +495,7 @@ class _ConstantPickler(pickle.Pickler):
         return _open_shared, (path, 0, arr.dtype, arr.shape, "C")
 
 
-def _order(arr: np.ndarray) -> str:
+def _order(arr: np.ndarray) -> Literal["C", "F", "A"]:
     return "C" if arr.flags.c_contiguous else "F" if arr.flags.f_contiguous else "A"
 
 
@@ -510,13 +510,13 @@ def _memmap_file(arr: Any) -> tuple | None:
     return arr.filename, int(arr.offset)
 
 
-def _open_shared(path: str, offset: int, dtype: Any, shape: tuple, order: str) -> np.ndarray:
+def _open_shared(path: str, offset: int, dtype: Any, shape: tuple, order: Literal["C", "F", "A"]) -> np.ndarray:
     if not path:
         return np.empty(shape, dtype=dtype)
     if int(np.prod(shape)) == 0:
         return np.empty(shape, dtype=dtype)
     # Copy-on-write: a worker may modify what it was given without touching the others.
-    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order=order)  # type: ignore[call-overload]
+    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order=order)
 
 
 def dump_constant(obj: Any, segments: list | None, folder: str | None = None) -> tuple:

@@ -87,6 +87,11 @@ class RemoteTraceback(Exception):
 
     Attached as ``__cause__`` of the re-raised exception; ``str()`` is the
     traceback text, which names the worker and the batch.
+
+    Parameters
+    ----------
+    text : str
+        The traceback as the worker formatted it (also kept as ``.text``).
     """
 
     def __init__(self, text: str) -> None:
@@ -98,7 +103,25 @@ class RemoteTraceback(Exception):
 
 
 def describe_exit(exitcode: int | None) -> str:
-    """Describe a process exit code: ``"killed by signal SIGKILL"`` or ``"exited with code 3"``."""
+    """Describe a process exit code for an error message about a worker.
+
+    Parameters
+    ----------
+    exitcode : int or None
+        ``multiprocessing.Process.exitcode``: ``None`` while running, ``-N``
+        after signal ``N``, the exit status otherwise.
+
+    Returns
+    -------
+    str
+        A predicate to follow "the worker": ``"is still running"``,
+        ``"was killed by signal SIGKILL"`` or ``"exited with code 3"``.
+
+    Examples
+    --------
+    >>> describe_exit(-9), describe_exit(3)
+    ('was killed by signal SIGKILL', 'exited with code 3')
+    """
     if exitcode is None:
         return "is still running"
     if exitcode < 0:
@@ -141,6 +164,24 @@ def rebuild_exception(payload: bytes | None, type_name: str, message: str, tb_te
     pickle it). If it unpickles, that exception is returned with
     :class:`RemoteTraceback` as its cause; otherwise a :class:`WorkerError`
     naming the original class and message.
+
+    Parameters
+    ----------
+    payload : bytes or None
+        The pickled exception, or ``None`` if it could not be pickled.
+    type_name : str
+        The exception's class name, for the fallback message.
+    message : str
+        ``str()`` of the exception, for the fallback message.
+    tb_text : str
+        The worker's formatted traceback.
+
+    Returns
+    -------
+    BaseException
+        The original exception (same type and arguments), or a
+        :class:`WorkerError`; either way with a :class:`RemoteTraceback` of
+        ``tb_text`` as ``__cause__``. The caller raises it.
     """
     cause = RemoteTraceback(tb_text)
     why = "it could not be pickled in the worker"

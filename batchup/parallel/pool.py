@@ -34,7 +34,32 @@ _pool_ids = itertools.count()
 
 
 def check_processes(value: Any, name: str = "processes") -> int:
-    """Return a worker count as an int; TypeError/ValueError otherwise, a warning when oversized."""
+    """Return a worker count as an int; TypeError/ValueError otherwise, a warning when oversized.
+
+    Parameters
+    ----------
+    value : int
+        The requested number of workers.
+    name : str, default "processes"
+        The argument's name, for the messages.
+
+    Returns
+    -------
+    int
+        ``value`` as a plain int.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an int (a bool is not).
+    ValueError
+        If ``value < 1``.
+
+    Warns
+    -----
+    UserWarning
+        If ``value`` is more than four times the number of CPUs.
+    """
     if not is_int(value):
         raise TypeError(f"{name} must be an int >= 1, got {value!r} of type {type(value).__name__}")
     if value < 1:
@@ -65,11 +90,20 @@ class SharedConstant:
 
     Pass it as a top-level positional argument of a task; the task function
     receives the plain value.
+
+    Parameters
+    ----------
+    value : object
+        The shared value (a process pool keeps it here too, for inline use).
+    ref : object, optional
+        How a process pool's workers find their copy (a shared-memory
+        reference); ``None`` for pools whose workers share the caller's memory.
     """
 
     def __init__(self, value: Any, ref: Any = None) -> None:
         self.value = value
         self.ref = ref
+        self.pool: object = None  # the process pool core that staged the value (set by that pool)
 
     def __repr__(self) -> str:
         return f"SharedConstant({type(self.value).__name__})"
@@ -84,7 +118,8 @@ class Future:
         self.label = label
         self._event = threading.Event()
         self._value: Any = None
-        self._error: BaseException | None = None
+        # An exception, or a worker's report (payload, type name, message, traceback) not yet rebuilt.
+        self._error: BaseException | tuple | None = None
         self._decode: Any = None
         self.cancelled = False
         self._abandon: Any = None
@@ -107,7 +142,7 @@ class Future:
         Rebuilding unpickles, which may import a module: it happens in the
         consumer's thread, never in a pool's service thread.
         """
-        self._error = report  # type: ignore[assignment]
+        self._error = report
         self._event.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -148,7 +183,27 @@ class AbstractWorkerPool:
     num_workers = 0
 
     def shared_constant(self, x: Any) -> Any:
-        """Share ``x`` with the workers once; pass the result as a task argument."""
+        """Share ``x`` with the workers once; pass the result as a task argument.
+
+        Thread and inline pools return ``x`` itself (nothing is copied);
+        a process pool copies it to shared memory once.
+
+        Parameters
+        ----------
+        x : object
+            The value, typically a large array every task reads.
+
+        Returns
+        -------
+        object
+            ``x``, or a :class:`SharedConstant` that the workers turn back into
+            the value; pass it as a top-level positional argument of tasks.
+
+        Raises
+        ------
+        PoolClosedError
+            If the pool is closed.
+        """
         raise NotImplementedError("shared_constant is abstract in AbstractWorkerPool")
 
     def _submit(self, fn: Any, args: tuple, kwargs: dict | None = None, *, label: str = "a task",
@@ -169,19 +224,54 @@ class AbstractWorkerPool:
             fut.cancelled = True
 
     def work_stream(self, task_generator: Any, task_buffer_size: int = 20, *, timeout: Any = None) -> Any:
-        """Return a :class:`~batchup.parallel.work_stream.WorkStream` running ``task_generator`` here."""
+        """Return a :class:`~batchup.parallel.work_stream.WorkStream` running ``task_generator`` here.
+
+        Parameters
+        ----------
+        task_generator : iterable of tuples
+            Yields ``(fn, args)`` tasks (BatchUp 0.2's form), submitted to
+            this pool in order.
+        task_buffer_size : int, default 20
+            How many tasks run ahead of the consumer.
+        timeout : float or None, default None
+            Keyword-only. Seconds to wait for each result before
+            :class:`BatchTimeoutError` (``None``: no limit).
+
+        Returns
+        -------
+        WorkStream
+            Its ``retrieve()`` returns the results in submission order.
+        """
         from batchup.parallel.work_stream import WorkStream
 
         return WorkStream(self, task_generator, task_buffer_size=task_buffer_size, timeout=timeout)
 
     def parallel_data_source(self, ds: Any, batch_buffer_size: int = 20, *, timeout: Any = None) -> Any:
-        """Return a :class:`~batchup.parallel.prefetch.ParallelDataSource` preparing ``ds``'s batches here."""
+        """Return a :class:`~batchup.parallel.prefetch.ParallelDataSource` preparing ``ds``'s batches here.
+
+        Parameters
+        ----------
+        ds : AbstractDataSource
+            The source whose batches the workers prepare.
+        batch_buffer_size : int, default 20
+            How many batches are prepared ahead of the consumer.
+        timeout : float or None, default None
+            Keyword-only. Seconds to wait for each batch before
+            :class:`BatchTimeoutError` (``None``: no limit).
+
+        Returns
+        -------
+        ParallelDataSource
+            A source with the ``batch_iterator`` of ``ds`` (same batches, same
+            order, same state) whose batches are prepared by this pool.
+        """
         from batchup.parallel.prefetch import ParallelDataSource
 
         return ParallelDataSource(ds, batch_buffer_size, self, timeout=timeout)
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called; a closed pool refuses new work."""
         return False
 
     def _check_open(self) -> None:

@@ -101,7 +101,23 @@ class ParallelDataSource(AbstractDataSource):
         return self.ds.identity()
 
     def plan(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> BatchPlan:
-        """Return the wrapped source's plan (the batches prepared are exactly its batches)."""
+        """Return the wrapped source's plan (the batches prepared are exactly its batches).
+
+        Parameters
+        ----------
+        batch_size : int or None
+            Samples per batch.
+        shuffle : bool, int, RandomState or Generator, optional
+            As for the wrapped source's ``batch_iterator``.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only, as for the
+            wrapped source's ``batch_iterator``.
+
+        Returns
+        -------
+        BatchPlan
+            ``ds.plan(batch_size, shuffle, **kwargs)``.
+        """
         return self.ds.plan(batch_size, shuffle, **kwargs)
 
     def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> ParallelBatchIterator:
@@ -110,6 +126,24 @@ class ParallelDataSource(AbstractDataSource):
         The workers start preparing batches at once. The arguments are those
         of the wrapped source's ``batch_iterator``; an unknown keyword
         argument raises ``TypeError``.
+
+        Parameters
+        ----------
+        batch_size : int or None
+            Samples per batch.
+        shuffle : bool, int, RandomState or Generator, optional
+            As for :meth:`batchup.sources.RandomAccessDataSource.batch_iterator`.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only, as for the
+            wrapped source's ``batch_iterator``.
+
+        Returns
+        -------
+        ParallelBatchIterator
+            The same batches in the same order as the serial iterator, with
+            ``len()``, ``remaining()`` and a state that restores into either.
+            Call ``close()`` (or use ``with``) to cancel batches prepared
+            ahead when stopping early.
         """
         plan = self.ds._plan(batch_size, plan_options("ParallelDataSource.batch_iterator", kwargs, shuffle))
         return ParallelBatchIterator(self, plan)
@@ -157,6 +191,13 @@ class ParallelBatchIterator(WrappingIterator):
     those the workers prepared ahead, in the same form as the serial
     iterator's state: a checkpoint taken here restores into
     ``ds.batch_iterator(...)`` and the other way round, with any worker count.
+
+    Parameters
+    ----------
+    source : ParallelDataSource
+        The source whose pool prepares the batches.
+    plan : BatchPlan
+        The plan of the wrapped source to walk.
     """
 
     KIND = "batches"
@@ -241,6 +282,36 @@ def prefetch(ds: Any, num_workers: int = 2, *, buffer_size: int | None = None, k
 
     This is what ``ds.prefetch(...)`` calls; see
     :meth:`batchup.sources.AbstractDataSource.prefetch`.
+
+    Parameters
+    ----------
+    ds : RandomAccessDataSource
+        The source whose batches are prepared.
+    num_workers : int, default 2
+        Worker processes (or threads); ``0`` runs every batch in the calling
+        thread (an :class:`~batchup.parallel.InlinePool`).
+    buffer_size : int, optional
+        Keyword-only: batches prepared ahead (default ``max(4, 2 * num_workers)``).
+    kind : {'process', 'thread'}, default 'process'
+        Keyword-only: the kind of workers.
+    start_method : {'fork', 'forkserver', 'spawn'}, optional
+        Keyword-only: how worker processes start (checked for every ``kind``).
+    timeout : float, optional
+        Keyword-only: seconds to wait for one batch before
+        :class:`~batchup.parallel.BatchTimeoutError`.
+
+    Returns
+    -------
+    ParallelDataSource
+        It owns its pool: call ``close()`` or use it in a ``with`` block.
+
+    Raises
+    ------
+    TypeError
+        If ``ds`` is not a random-access source, or ``num_workers`` is not an int.
+    ValueError
+        For a negative ``num_workers``, a ``buffer_size < 1``, an unknown
+        ``kind`` or ``start_method``.
     """
     if kind not in ("process", "thread"):
         raise ValueError(f"kind must be 'process' or 'thread', got {kind!r}")

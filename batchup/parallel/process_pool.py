@@ -133,7 +133,13 @@ class WorkerProcessPool(AbstractWorkerPool):
         return self._core.closed
 
     def worker_pids(self) -> list:
-        """Return the pids of the current workers (a crashed worker's replacement included)."""
+        """Return the pids of the current workers (a crashed worker's replacement included).
+
+        Returns
+        -------
+        list of int
+            One process id per worker, ``processes`` in all.
+        """
         return self._core.pids()
 
     def shared_constant(self, x: Any) -> SharedConstant:
@@ -141,6 +147,20 @@ class WorkerProcessPool(AbstractWorkerPool):
 
         Workers see ``x`` as it is now (a snapshot), whatever the caller
         changes in it later.
+
+        Parameters
+        ----------
+        x : object
+            The value, typically a large array every task reads. Large NumPy
+            arrays in it are staged in shared memory (or inherited, under
+            ``fork``); the rest is pickled once.
+
+        Returns
+        -------
+        SharedConstant
+            The marker to pass as a top-level positional task argument; the
+            task function receives the value. The copy is freed when the
+            marker is garbage-collected.
 
         Raises
         ------
@@ -150,7 +170,7 @@ class WorkerProcessPool(AbstractWorkerPool):
         self._check_open()
         key = self._core.add_constant(x)
         marker = SharedConstant(x, _worker.ConstRef(key))
-        marker.pool = self._core  # type: ignore[attr-defined]
+        marker.pool = self._core
         weakref.finalize(marker, self._core.drop_constant, key)
         return marker
 

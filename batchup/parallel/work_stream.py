@@ -18,6 +18,27 @@ __all__ = ["WorkStream", "check_buffer_size"]
 
 
 def check_buffer_size(value: Any, name: str) -> int:
+    """Return a buffer size as an int, or raise naming the argument.
+
+    Parameters
+    ----------
+    value : int
+        The requested number of tasks or batches kept outstanding.
+    name : str
+        The argument's name, for the messages.
+
+    Returns
+    -------
+    int
+        ``value`` as a plain int.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an int (a bool is not).
+    ValueError
+        If ``value < 1``.
+    """
     if not is_int(value):
         raise TypeError(f"{name} must be an int >= 1, got {value!r} of type {type(value).__name__}")
     if value < 1:
@@ -121,6 +142,7 @@ class WorkStream:
 
     @property
     def closed(self) -> bool:
+        """Whether the stream has ended or was closed (nothing outstanding any more)."""
         return not self._finalizer.alive
 
     def _next(self) -> Any:
@@ -143,14 +165,35 @@ class WorkStream:
         return value
 
     def retrieve(self) -> Any:
-        """Return the oldest task's result (re-raising its exception), or ``None`` when done."""
+        """Return the oldest task's result (re-raising its exception), or ``None`` when done.
+
+        Returns
+        -------
+        object
+            The oldest outstanding task's return value (then the next task is
+            submitted), or ``None`` when every task has been retrieved.
+
+        Raises
+        ------
+        Exception
+            The task's own exception, re-raised with the worker's traceback as
+            ``__cause__``; the stream is closed.
+        BatchTimeoutError
+            If the result was not ready within ``timeout``.
+        """
         try:
             return self._next()
         except StopIteration:
             return None
 
     def retrieve_iter(self) -> Iterator[Any]:
-        """Yield the results in submission order until nothing is outstanding."""
+        """Yield the results in submission order until nothing is outstanding.
+
+        Yields
+        ------
+        object
+            Each task's return value, in the order the tasks were generated.
+        """
         while True:
             try:
                 value = self._next()

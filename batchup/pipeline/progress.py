@@ -26,6 +26,12 @@ def wrap_progress(batches: Iterable, total: Any, progress_iter_func: Any = None,
     progress : bool or str, default False
         ``True`` shows a tqdm bar with unit "batch"; a string also sets its
         description.
+
+    Returns
+    -------
+    iterable
+        ``batches`` itself when no bar was asked for, otherwise the progress
+        wrapper, which yields the same batches.
     """
     if progress_iter_func is not None:
         return progress_iter_func(batches, total=total, leave=False)

@@ -41,6 +41,13 @@ class Record(dict):
     Reading a field it does not have raises a ``KeyError`` that names the
     row and lists the fields it has.
 
+    Parameters
+    ----------
+    fields : mapping or iterable of (key, value) pairs, optional
+        The fields, as for ``dict(fields)``.
+    index : int, optional
+        The record's row in its inventory (kept as ``.index``).
+
     Examples
     --------
     >>> r = Record({"file_name": "a.txt", "label": "cat"}, index=3)
@@ -66,12 +73,37 @@ class Record(dict):
 
 
 def missing_value(value: Any) -> bool:
-    """Return True for ``None`` and float NaN (how pandas marks an empty cell)."""
+    """Return True for ``None`` and float NaN (how pandas marks an empty cell).
+
+    Parameters
+    ----------
+    value : object
+        A field's value.
+
+    Returns
+    -------
+    bool
+        Whether the value counts as missing.
+    """
     return value is None or (isinstance(value, float) and value != value)
 
 
 def record_value(record: Any, field: str, where: str = "encoder") -> Any:
     """Return ``record[field]``, raising a clear error if it is absent or empty.
+
+    Parameters
+    ----------
+    record : Record or mapping
+        The record to read.
+    field : str
+        The field's name.
+    where : str, default "encoder"
+        Who reads it, for the message.
+
+    Returns
+    -------
+    object
+        The field's value (never ``None`` or NaN).
 
     Raises
     ------
@@ -91,14 +123,41 @@ def record_value(record: Any, field: str, where: str = "encoder") -> Any:
 class RecordEncoderProtocol(Protocol):
     """Per-record encoder: ``transform(record)`` (``fit`` and ``finalize_batch`` optional)."""
 
-    def transform(self, record: Any) -> Any: ...
+    def transform(self, record: Any) -> Any:
+        """Return the sample (an array or a scalar) for one record.
+
+        Parameters
+        ----------
+        record : Record
+            One row of the inventory.
+
+        Returns
+        -------
+        object
+            The sample; the samples of a batch are stacked (or passed to
+            ``finalize_batch``).
+        """
+        ...
 
 
 @runtime_checkable
 class BatchEncoderProtocol(Protocol):
     """Per-batch encoder: ``transform_batch(records)`` (``fit`` optional)."""
 
-    def transform_batch(self, records: Sequence[Any]) -> Any: ...
+    def transform_batch(self, records: Sequence[Any]) -> Any:
+        """Return the encoded batch for a list of records.
+
+        Parameters
+        ----------
+        records : sequence of Record
+            The records of one batch, in batch order.
+
+        Returns
+        -------
+        numpy.ndarray or tuple of numpy.ndarray
+            One row per record (a tuple for several outputs).
+        """
+        ...
 
 
 class DataEncoder:
@@ -114,18 +173,70 @@ class DataEncoder:
     """
 
     def fit(self, inventory: Any) -> DataEncoder:
-        """Learn from the whole inventory (nothing by default); return ``self``."""
+        """Learn from the whole inventory (nothing by default); return ``self``.
+
+        Parameters
+        ----------
+        inventory : pandas.DataFrame, dict of columns or list of dicts
+            The inventory as it was given to the source (every record it will
+            draw from); called once, before the first batch.
+
+        Returns
+        -------
+        DataEncoder
+            ``self``, so that ``Encoder().fit(inventory)`` can be passed on.
+        """
         return self
 
     def transform(self, record: Any) -> Any:
-        """Return the sample for one record."""
+        """Return the sample for one record.
+
+        Parameters
+        ----------
+        record : Record
+            One row of the inventory.
+
+        Returns
+        -------
+        object
+            The sample (an array or a scalar); the samples of a batch are
+            combined by :meth:`finalize_batch`.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement transform(record)")
 
     def __call__(self, record: Any) -> Any:
+        """Return ``self.transform(record)``, so an encoder can be used as a function.
+
+        Parameters
+        ----------
+        record : Record
+            One row of the inventory.
+
+        Returns
+        -------
+        object
+            The sample for ``record``.
+        """
         return self.transform(record)
 
     def finalize_batch(self, items: list) -> Any:
-        """Combine the samples of a batch (stacked along a new first axis by default)."""
+        """Combine the samples of a batch (stacked along a new first axis by default).
+
+        Parameters
+        ----------
+        items : list
+            What :meth:`transform` returned for each record of the batch.
+
+        Returns
+        -------
+        numpy.ndarray or tuple of numpy.ndarray
+            One row per record (a tuple for several outputs).
+
+        Raises
+        ------
+        ValueError
+            If the samples have different shapes (naming them).
+        """
         return _stack(items)
 
 
@@ -133,16 +244,58 @@ class BatchDataEncoder:
     """Optional base class of per-batch encoders: write :meth:`transform_batch`."""
 
     def fit(self, inventory: Any) -> BatchDataEncoder:
-        """Learn from the whole inventory (nothing by default); return ``self``."""
+        """Learn from the whole inventory (nothing by default); return ``self``.
+
+        Parameters
+        ----------
+        inventory : pandas.DataFrame, dict of columns or list of dicts
+            The inventory as it was given to the source (every record it will
+            draw from); called once, before the first batch.
+
+        Returns
+        -------
+        BatchDataEncoder
+            ``self``, so that ``Encoder().fit(inventory)`` can be passed on.
+        """
         return self
 
     def transform_batch(self, records: Sequence[Any]) -> Any:
-        """Return the encoded batch for a list of records."""
+        """Return the encoded batch for a list of records.
+
+        Parameters
+        ----------
+        records : sequence of Record
+            The records of one batch, in batch order.
+
+        Returns
+        -------
+        numpy.ndarray or tuple of numpy.ndarray
+            One row per record (a tuple for several outputs).
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement transform_batch(records)")
 
 
 def check_encoder(encoder: Any, name: str) -> Any:
-    """Return ``encoder`` if it follows one of the protocols, else raise TypeError."""
+    """Return ``encoder`` if it follows one of the protocols, else raise TypeError.
+
+    Parameters
+    ----------
+    encoder : object
+        An object with ``transform_batch(records)`` or ``transform(record)``,
+        or a plain callable of one record.
+    name : str
+        The argument's name, for the message.
+
+    Returns
+    -------
+    object
+        ``encoder`` itself.
+
+    Raises
+    ------
+    TypeError
+        If ``encoder`` has neither method and is not callable.
+    """
     if callable(getattr(encoder, "transform_batch", None)) or callable(getattr(encoder, "transform", None)):
         return encoder
     if callable(encoder):
@@ -155,8 +308,25 @@ def check_encoder(encoder: Any, name: str) -> Any:
 def encode_records(encoder: Any, records: Sequence[Any], where: str = "encoder") -> Any:
     """Encode a batch of records with a per-record or per-batch encoder.
 
-    Returns an ndarray, or a tuple of ndarrays when the encoder returns a
-    tuple (several outputs), each with one row per record.
+    ``transform_batch`` is preferred when the encoder has it; otherwise
+    ``transform`` (or the encoder itself, if it is a plain callable) is
+    called per record and the samples are combined by ``finalize_batch`` or
+    stacked. An error raised for a record gets a note naming its row.
+
+    Parameters
+    ----------
+    encoder : object
+        A per-record or per-batch encoder (see :func:`check_encoder`).
+    records : sequence of Record
+        The records of one batch.
+    where : str, default "encoder"
+        Which encoder this is, for the messages.
+
+    Returns
+    -------
+    numpy.ndarray or tuple of numpy.ndarray
+        An array, or a tuple of arrays when the encoder returns a tuple
+        (several outputs), each with one row per record.
 
     Raises
     ------

@@ -37,6 +37,11 @@ def read_inventory(inventory: Any, *, id_column: str, target_column: str | None 
     target_column : str, optional
         Keyword-only. The column of labels, if any.
 
+    Returns
+    -------
+    pandas.DataFrame
+        The inventory (the DataFrame itself when one was passed).
+
     Raises
     ------
     ValueError
@@ -83,7 +88,7 @@ def _target(target_encoder: Any, target_column: str | None, binary: bool) -> Any
     return check_encoder(target_encoder, "target_encoder")
 
 
-def _data_encoder(reader: Any, cls: type, settings: dict) -> Any:
+def _data_encoder(reader: Any, cls: type[FileDataEncoder] | type[UrlDataEncoder], settings: dict) -> Any:
     # Settings left as None keep the encoder's own (or the class default).
     given = {k: v for k, v in settings.items() if v is not None}
     if isinstance(reader, cls):
@@ -121,8 +126,10 @@ def files_source(
         The folder of the data files.
     reader : callable or FileDataEncoder
         ``reader(fh) -> array`` for one open file, or a
-        :class:`~batchup.records.FileDataEncoder` (subclass) whose folder,
-        id column and id mapper are set from the arguments here (on a copy).
+        :class:`~batchup.records.FileDataEncoder` (subclass), which is
+        copied: ``data_dir`` and ``id_column`` replace its folder and
+        column; ``id_mapper``, ``mode`` and ``max_workers`` replace its own
+        unless they are left as ``None``.
     target_encoder : {"label", "onehot", "binary"} or encoder, optional
         How to encode ``target_column``; default ``"label"`` (int codes).
     id_mapper : callable, optional
@@ -137,13 +144,27 @@ def files_source(
     mode : {"rb", "r"}, optional
         Keyword-only. Open files in binary (the default) or text mode.
     max_workers : int, optional
-        Keyword-only. Read a batch's files with this many threads.
-
-    Settings left as ``None`` keep those of a ``FileDataEncoder`` passed as
-    ``reader``; ``data_dir`` and ``id_column`` always apply.
+        Keyword-only. Read a batch's files with this many threads (the
+        default reads them one after the other).
     **source_kwargs
         ``indices``, ``repeats``, ``sampler``, ``include_indices``, ``fit``
         for :class:`~batchup.records.InventorySource`.
+
+    Returns
+    -------
+    InventorySource
+        Batches ``(x, y)``, or ``(x,)`` without a target column: ``x``
+        stacks what ``reader`` returned for each row's file, ``y`` the
+        encoded labels.
+
+    Raises
+    ------
+    ValueError
+        If the id or target column is absent or has empty cells, or for
+        conflicting target options (``binary=True`` with another encoder, an
+        encoder without a target column).
+    TypeError
+        If ``reader`` is neither callable nor a ``FileDataEncoder``.
 
     Examples
     --------
@@ -183,12 +204,55 @@ def urls_source(
 ) -> InventorySource:
     """Return a source that fetches each inventory row's URL and encodes its label.
 
-    The arguments are those of :func:`files_source`, with ``base_url``
-    (joined in front of each mapped id; ``None`` if the ids are full URLs)
-    instead of ``data_dir``, a :class:`~batchup.records.UrlDataEncoder` (or
-    a ``reader(fh) -> array`` for the response body) as ``reader``, and
-    ``timeout`` / ``retries`` for fetching (see
-    :func:`~batchup.records.urls.fetch_url`).
+    The counterpart of :func:`files_source` for data served over HTTP(S).
+
+    Parameters
+    ----------
+    inventory : str, os.PathLike or pandas.DataFrame
+        The inventory CSV (or a DataFrame already read).
+    base_url : str or None
+        Joined in front of each mapped id (end it with ``/``); ``None`` if
+        the ids are full URLs.
+    reader : callable or UrlDataEncoder
+        ``reader(fh) -> array`` for one response body (a binary file-like
+        object), or a :class:`~batchup.records.UrlDataEncoder` (subclass),
+        which is copied: ``base_url`` and ``id_column`` replace its own;
+        ``id_mapper``, ``timeout``, ``retries`` and ``max_workers`` replace
+        its own unless they are left as ``None``.
+    target_encoder : {"label", "onehot", "binary"} or encoder, optional
+        How to encode ``target_column``; default ``"label"`` (int codes).
+    id_mapper : callable, optional
+        Keyword-only. Maps an id to a URL path, e.g. ``lambda i: i + ".png"``.
+    id_column : str, default "file_name"
+        Keyword-only. The column of URL ids.
+    target_column : str or None, default "label"
+        Keyword-only. The column of labels; ``None`` for batches ``(x,)``.
+    binary : bool, default False
+        Keyword-only. Two-class targets as 0/1 floats (same as
+        ``target_encoder="binary"``).
+    timeout : float, optional
+        Keyword-only. Seconds per attempt (the encoder's default is 10).
+    retries : int, optional
+        Keyword-only. Further attempts after a failed one (the encoder's
+        default is 2); see :func:`~batchup.records.fetch_url`.
+    max_workers : int, optional
+        Keyword-only. Fetch a batch's URLs with this many threads.
+    **source_kwargs
+        ``indices``, ``repeats``, ``sampler``, ``include_indices``, ``fit``
+        for :class:`~batchup.records.InventorySource`.
+
+    Returns
+    -------
+    InventorySource
+        Batches ``(x, y)``, or ``(x,)`` without a target column.
+
+    Raises
+    ------
+    ValueError
+        If the id or target column is absent or has empty cells, or for
+        conflicting target options.
+    TypeError
+        If ``reader`` is neither callable nor a ``UrlDataEncoder``.
     """
     frame = read_inventory(inventory, id_column=id_column, target_column=target_column)
     settings = {

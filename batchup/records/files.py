@@ -82,7 +82,23 @@ class FileDataEncoder(DataEncoder):
         self.max_workers = None if max_workers is None else positive_int("max_workers", max_workers)
 
     def read(self, fh: IO) -> Any:
-        """Return the sample read from the open file ``fh`` (override, or pass ``reader``)."""
+        """Return the sample read from the open file ``fh`` (override, or pass ``reader``).
+
+        Parameters
+        ----------
+        fh : file object
+            The record's file, open in ``mode`` (binary by default).
+
+        Returns
+        -------
+        object
+            The sample, usually an array; ``reader(fh)`` by default.
+
+        Raises
+        ------
+        NotImplementedError
+            If no ``reader`` was given and the subclass does not override this.
+        """
         if self.reader is None:
             raise NotImplementedError(
                 f"{type(self).__name__} needs a reader: pass reader=<file handle -> array> or override read(fh)"
@@ -90,7 +106,25 @@ class FileDataEncoder(DataEncoder):
         return self.reader(fh)
 
     def path_for(self, record: Any) -> str:
-        """Return the path of ``record``'s file."""
+        """Return the path of ``record``'s file.
+
+        Parameters
+        ----------
+        record : Record or mapping
+            The record; its ``column`` field holds the file's id.
+
+        Returns
+        -------
+        str
+            ``id_mapper(id)`` (or the id itself), joined to ``data_dir`` if set.
+
+        Raises
+        ------
+        KeyError
+            If the record has no ``column`` field.
+        ValueError
+            If that field is empty.
+        """
         rid = record_value(record, self.column, type(self).__name__)
         name = self.id_mapper(rid) if self.id_mapper is not None else rid
         name = os.fspath(name) if isinstance(name, os.PathLike) else str(name)
@@ -116,7 +150,19 @@ class FileDataEncoder(DataEncoder):
                 raise
 
     def transform_batch(self, records: Sequence[Any]) -> Any:
-        """Read every record's file (in threads with ``max_workers``) and stack the samples."""
+        """Read every record's file (in threads with ``max_workers``) and stack the samples.
+
+        Parameters
+        ----------
+        records : sequence of Record
+            The batch's records.
+
+        Returns
+        -------
+        numpy.ndarray or tuple of numpy.ndarray
+            What :meth:`finalize_batch` makes of the samples, one row per record
+            in the order of ``records``.
+        """
         if self.max_workers is None or self.max_workers == 1 or len(records) <= 1:
             items = [self.transform(r) for r in records]
         else:

@@ -95,7 +95,18 @@ class InventorySource(RandomAccessDataSource):
         return list(self._columns)
 
     def records(self, indices: Any) -> list:
-        """Return the records at absolute ``indices`` as :class:`Record` dicts."""
+        """Return the records at absolute ``indices`` as :class:`Record` dicts.
+
+        Parameters
+        ----------
+        indices : array-like of int
+            Inventory rows, in the order wanted.
+
+        Returns
+        -------
+        list of Record
+            One record per index, each knowing its row (``.index``).
+        """
         idx = np.asarray(indices, dtype=np.intp).reshape(-1)
         if self._rows is not None:
             return [Record(self._rows[i], index=i) for i in idx.tolist()]
@@ -104,7 +115,19 @@ class InventorySource(RandomAccessDataSource):
         return [Record(zip(names, vals), index=i) for i, vals in zip(idx.tolist(), zip(*cols))]
 
     def samples_by_indices_nomapping(self, indices: Any) -> tuple:
-        """Return ``(x, y)`` (or ``(x,)``) for the records at absolute ``indices``."""
+        """Return ``(x, y)`` (or ``(x,)``) for the records at absolute ``indices``.
+
+        Parameters
+        ----------
+        indices : array-like of int or slice
+            Inventory rows, in the order wanted.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            The data encoder's batch, then the target encoder's (if any); the
+            indices first with ``include_indices``.
+        """
         if isinstance(indices, slice):
             indices = np.arange(*indices.indices(self._length))
         else:
@@ -141,6 +164,18 @@ def _normalise(inventory: Any) -> tuple:
 
 def inventory_column(inventory: Any, name: str) -> list:
     """Return the values of field ``name`` over the whole inventory, as a list.
+
+    Parameters
+    ----------
+    inventory : pandas.DataFrame, dict of columns or list of dicts
+        The inventory, as given to :class:`InventorySource`.
+    name : str
+        The column (field) to read.
+
+    Returns
+    -------
+    list
+        The field's value for every row, in row order.
 
     Raises
     ------

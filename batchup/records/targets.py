@@ -53,7 +53,25 @@ class LabelTargetEncoder(BatchDataEncoder):
         return len(self._require_classes())
 
     def fit(self, inventory: Any) -> LabelTargetEncoder:
-        """Learn the classes from the inventory's ``column`` unless they were given."""
+        """Learn the classes from the inventory's ``column`` unless they were given.
+
+        Parameters
+        ----------
+        inventory : pandas.DataFrame, dict of columns or list of dicts
+            The inventory as given to the source.
+
+        Returns
+        -------
+        LabelTargetEncoder
+            ``self``, with ``classes_`` set to the sorted distinct labels.
+
+        Raises
+        ------
+        KeyError
+            If the inventory has no ``column``.
+        ValueError
+            If the column is empty or has missing values.
+        """
         if self.classes_ is None:
             values = inventory_column(inventory, self.column)
             self.classes_ = _classes(values, f"the inventory column {self.column!r}")
@@ -66,7 +84,24 @@ class LabelTargetEncoder(BatchDataEncoder):
         return self.classes_
 
     def codes(self, records: Sequence[Any]) -> np.ndarray:
-        """Return the int64 class position of every record's label."""
+        """Return the int64 class position of every record's label.
+
+        Parameters
+        ----------
+        records : sequence of Record
+            The batch's records.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 codes, ``0 <= code < n_classes``, one per record.
+
+        Raises
+        ------
+        ValueError
+            For a label outside the classes or a missing label (naming the
+            row), or if the encoder was never fitted.
+        """
         classes = self._require_classes()
         lookup = self._lookup
         if lookup is None or len(lookup) != len(classes):
@@ -86,7 +121,18 @@ class LabelTargetEncoder(BatchDataEncoder):
         return out
 
     def transform_batch(self, records: Sequence[Any]) -> np.ndarray:
-        """Return the int64 class position of every record's label."""
+        """Return the int64 class position of every record's label.
+
+        Parameters
+        ----------
+        records : sequence of Record
+            The batch's records.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 codes, one per record (see :meth:`codes`).
+        """
         return self.codes(records)
 
 
@@ -112,6 +158,19 @@ class OneHotTargetEncoder(LabelTargetEncoder):
         self.dtype = np.dtype(dtype)
 
     def transform_batch(self, records: Sequence[Any]) -> np.ndarray:
+        """Return a one-hot row for every record's label.
+
+        Parameters
+        ----------
+        records : sequence of Record
+            The batch's records.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(len(records), n_classes)`` of ``dtype``, with a 1 at the
+            label's class position.
+        """
         codes = self.codes(records)
         out = np.zeros((len(codes), self.n_classes), dtype=self.dtype)
         out[np.arange(len(codes)), codes] = 1
@@ -148,18 +207,48 @@ class BinaryTargetEncoder(LabelTargetEncoder):
             self._check_two()
 
     def fit(self, inventory: Any) -> BinaryTargetEncoder:
+        """Learn the two classes from the inventory's ``column`` unless they were given.
+
+        Parameters
+        ----------
+        inventory : pandas.DataFrame, dict of columns or list of dicts
+            The inventory as given to the source.
+
+        Returns
+        -------
+        BinaryTargetEncoder
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            If there are not exactly two classes.
+        """
         super().fit(inventory)
         self._check_two()
         return self
 
     def _check_two(self) -> None:
-        if len(self.classes_) != 2:
+        classes = self._require_classes()
+        if len(classes) != 2:
             raise ValueError(
                 f"binary targets need exactly 2 classes in column {self.column!r}, got "
-                f"{len(self.classes_)}: {self.classes_.tolist()[:20]}"
+                f"{len(classes)}: {classes.tolist()[:20]}"
             )
 
     def transform_batch(self, records: Sequence[Any]) -> np.ndarray:
+        """Return 0 or 1 for every record's label (1 for the second sorted class).
+
+        Parameters
+        ----------
+        records : sequence of Record
+            The batch's records.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(len(records),)`` of ``dtype``.
+        """
         return self.codes(records).astype(self.dtype)
 
 

@@ -65,17 +65,17 @@ def fetch_url(url: str, *, timeout: float = 10.0, retries: int = 2, backoff: flo
         (at most 60 s). A ``Retry-After`` header makes the wait longer; one
         asking for more than 60 s ends the retries.
 
+    Returns
+    -------
+    bytes
+        The body.
+
     Raises
     ------
     ValueError
         If the scheme is not http or https.
     UrlFetchError
         If the URL fails with a non-transient error, or all attempts fail.
-
-    Returns
-    -------
-    bytes
-        The body.
 
     Examples
     --------

@@ -169,9 +169,28 @@ class BalancedSampler(PlannedSampler):
     ) -> FlatPlan:
         """Return the plan of one run; without ``shuffle`` the sampler's own seed drives it.
 
-        ``batch_size`` must be ``classes_per_batch * samples_per_class`` (or
-        ``None``); ``drop_last`` has no effect (batches are always full);
         ``shard`` deals out whole batches of each epoch's plan.
+
+        Parameters
+        ----------
+        batch_size : int or None
+            Samples per batch: ``classes_per_batch * samples_per_class``, or ``None``
+            for the sampler's own.
+        shuffle : None, bool, int, SeedKey, RandomState or Generator
+            An int seed or an RNG object for the epochs' draws; ``None`` uses the
+            sampler's own ``seed``.
+        drop_last : bool, default False
+            Keyword-only. No effect: batches are always full.
+        shard : None, (rank, num_shards) or ShardSpec
+            Keyword-only. This rank's part of every epoch.
+        epoch : int, default 0
+            Keyword-only. Which pass over the data (see
+            :class:`~batchup.samplers.plan.PlanOptions`).
+
+        Returns
+        -------
+        FlatPlan
+            ``batches_per_epoch`` full batches per epoch, ``repeats`` epochs.
         """
         if batch_size is not None:
             bs = positive_int("batch_size", batch_size)
@@ -195,7 +214,18 @@ class BalancedSampler(PlannedSampler):
     def epoch_plan(self, rng: Any) -> np.ndarray:
         """Return one epoch as an array of shape ``(batches_per_epoch, batch_size)``.
 
-        ``rng`` is a ``Generator`` or ``RandomState``; it is drawn from.
+        Parameters
+        ----------
+        rng : numpy.random.Generator or numpy.random.RandomState
+            Drawn from: which classes share each batch, and which members of
+            each class.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 sample indices; row ``b`` is batch ``b``, whose
+            ``classes_per_batch`` groups of ``samples_per_class`` indices
+            each come from one class.
         """
         n, m = self.classes_per_batch, self.samples_per_class
         n_classes = len(self._members)
@@ -279,6 +309,12 @@ def to_categorical(y: Any, num_classes: Any, dtype: Any = np.float32) -> np.ndar
         (for example :attr:`BalancedSampler.classes`): column ``j`` is then
         the class ``num_classes[j]``.
     dtype : dtype, default float32
+        The dtype of the rows.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``y.shape + (K,)``, with a 1 in the column of each label.
 
     Raises
     ------
@@ -329,6 +365,7 @@ class OneHotLabels:
     position : int, default -1
         Which element of the batch holds the labels.
     dtype : dtype, default float32
+        The dtype of the one-hot rows.
 
     Examples
     --------
@@ -345,6 +382,18 @@ class OneHotLabels:
         self.dtype = dtype
 
     def __call__(self, *batch: Any) -> tuple:
+        """Return the batch with the labels at ``position`` one-hot encoded.
+
+        Parameters
+        ----------
+        *batch : array
+            The batch's arrays, as a map function receives them.
+
+        Returns
+        -------
+        tuple of arrays
+            The same arrays, the labels replaced by :func:`to_categorical` rows.
+        """
         out = list(batch)
         out[self.position] = to_categorical(out[self.position], self.num_classes, self.dtype)
         return tuple(out)

@@ -21,6 +21,18 @@ __all__ = ["AbstractSampler", "num_batches"]
 def num_batches(n: int, batch_size: int) -> int:
     """Return the number of batches needed to cover ``n`` samples.
 
+    Parameters
+    ----------
+    n : int
+        The number of samples, ``>= 0``.
+    batch_size : int
+        Samples per batch, ``>= 1``.
+
+    Returns
+    -------
+    int
+        ``ceil(n / batch_size)``: the last batch may be short.
+
     Examples
     --------
     >>> num_batches(10, 3)
@@ -47,11 +59,31 @@ class AbstractSampler:
     """
 
     def num_indices_generated(self) -> Any:
-        """Return how many indices one run yields: an int, ``np.inf`` or ``None``."""
+        """Return how many indices one run yields: an int, ``np.inf`` or ``None``.
+
+        Returns
+        -------
+        int, float or None
+            The count over all ``repeats`` epochs; ``np.inf`` when endless
+            (``repeats=-1``, a weighted stream); ``None`` when unknown.
+        """
         raise NotImplementedError("num_indices_generated is abstract in AbstractSampler")
 
     def map_indices(self, indices: Any) -> Any:
-        """Map positions in the sampler's index space to absolute indices."""
+        """Map positions in the sampler's index space to absolute indices.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int
+            Positions in the sampler's index space (for a subset sampler,
+            positions within the subset).
+
+        Returns
+        -------
+        numpy.ndarray of int
+            The absolute sample indices; the base class returns ``indices``
+            unchanged.
+        """
         return indices
 
     def plan(
@@ -84,11 +116,47 @@ class AbstractSampler:
         return IteratorPlan(self, batch_size, PlanOptions.make(shuffle, drop_last, shard, epoch))
 
     def in_order_indices_batch_iterator(self, batch_size: int, **kwargs: Any) -> Any:
-        """Return an iterator of index batches in order."""
+        """Return an iterator of index batches in order.
+
+        BatchUp 0.2's protocol; batchup's samplers return their plan's
+        iterator (see :class:`PlannedSampler`).
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch.
+        **kwargs
+            Keyword-only options: ``drop_last``, ``shard`` and ``epoch``, as
+            for :meth:`plan`.
+
+        Returns
+        -------
+        iterator of numpy.ndarray
+            Yields 1-D int arrays of absolute sample indices.
+        """
         raise NotImplementedError("in_order_indices_batch_iterator is abstract in AbstractSampler")
 
     def shuffled_indices_batch_iterator(self, batch_size: int, shuffle_rng: Any, **kwargs: Any) -> Any:
-        """Return an iterator of index batches in an order drawn from ``shuffle_rng``."""
+        """Return an iterator of index batches in an order drawn from ``shuffle_rng``.
+
+        BatchUp 0.2's protocol; batchup's samplers return their plan's
+        iterator (see :class:`PlannedSampler`).
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch.
+        shuffle_rng : int, SeedKey, RandomState or Generator
+            An int seed, or an RNG object that is drawn from.
+        **kwargs
+            Keyword-only options: ``drop_last``, ``shard`` and ``epoch``, as
+            for :meth:`plan`.
+
+        Returns
+        -------
+        iterator of numpy.ndarray
+            Yields 1-D int arrays of absolute sample indices.
+        """
         raise NotImplementedError("shuffled_indices_batch_iterator is abstract in AbstractSampler")
 
 

@@ -39,6 +39,30 @@ __all__ = ["ElasticFlatPlan", "remaining_positions"]
 def remaining_positions(n_items: int, num_shards: int, split: str, remainder: str, offset: int) -> np.ndarray:
     """Return the positions of an epoch's ``n_items`` not consumed after every rank took ``offset`` items.
 
+    Parameters
+    ----------
+    n_items : int
+        Items in the epoch's global order.
+    num_shards : int
+        The number of ranks that consumed it.
+    split : {'strided', 'contiguous'}
+        How those ranks split the epoch (:attr:`ShardSpec.split`).
+    remainder : {'pad', 'drop'}
+        How they evened out their counts (:attr:`ShardSpec.remainder`).
+    offset : int
+        Items every rank had consumed of its share.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 positions in the epoch's global order, increasing: the
+        remainder that the resumed run splits between its ranks.
+
+    Raises
+    ------
+    ValueError
+        If ``offset`` is more than a rank's share.
+
     Examples
     --------
     >>> remaining_positions(10, 3, "strided", "pad", 2).tolist()   # ranks took 0..5; 10, 11 were padding
@@ -81,6 +105,24 @@ class ElasticFlatPlan(FlatPlan):
     run (after ``cuts``), split with this plan's shard; the epochs after it
     are the original run's epochs ``start + 1 ...``, split normally. Batch
     numbers continue from ``consumed``.
+
+    Parameters
+    ----------
+    draw, items, batch_size, repeats, options, unit, identity, legacy_surplus
+        As for :class:`FlatPlan`; ``options.shard`` is the new shard.
+    start : int
+        Keyword-only. The original run's epoch in which the checkpoint lies.
+    cuts : list
+        Keyword-only. The resumes within that epoch so far, each
+        ``[num_shards, split, remainder, offset]``, oldest first.
+    consumed : int
+        Keyword-only. Batches the original run had handed out (batch numbers
+        continue from it).
+
+    Raises
+    ------
+    ValueError
+        If ``start``, ``cuts`` or ``consumed`` are malformed.
     """
 
     def __init__(
@@ -155,6 +197,18 @@ class ElasticFlatPlan(FlatPlan):
         return self._first_pad if e == 0 else super()._pad_of(e)
 
     def batch_number(self, b: int) -> int:
+        """Return the number a seeded ``map`` derives batch ``b``'s generator from.
+
+        Parameters
+        ----------
+        b : int
+            The batch's position in the resumed run.
+
+        Returns
+        -------
+        int
+            ``consumed + b``: the numbering of the original run continues.
+        """
         return self._consumed + b
 
     def _geometry(self) -> dict:

@@ -57,6 +57,9 @@ class FlatPlan(BatchPlan):
     legacy_surplus : bool, default False
         Draw one extra permutation at the end of a multi-epoch run from an
         RNG object, as BatchUp 0.2 does (standard and subset samplers).
+    allow_empty : bool, default False
+        Accept a finite run that gives this rank no batch (by default that is
+        a ``ValueError``, as it usually means too many ranks).
 
     Raises
     ------
@@ -138,7 +141,19 @@ class FlatPlan(BatchPlan):
 
     # -- one epoch -----------------------------------------------------------------------
     def epoch_order(self, rng: Any) -> np.ndarray:
-        """Return this rank's order of one epoch drawn from ``rng`` (``None``: natural order)."""
+        """Return this rank's order of one epoch drawn from ``rng`` (``None``: natural order).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator, RNG object or None
+            Passed to ``draw``.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 sample indices of the epoch on this rank (this shard's
+            share of the global order, padded by wrap-around), flattened.
+        """
         order = np.asarray(self._draw(rng))
         shard = self.options.shard
         if shard is not None:
@@ -146,7 +161,20 @@ class FlatPlan(BatchPlan):
         return order.reshape(-1).astype(np.int64, copy=False)
 
     def global_order(self, e: int) -> np.ndarray:
-        """Return the global order of epoch ``e`` of this run (relative), before sharding."""
+        """Return the global order of epoch ``e`` of this run (relative), before sharding.
+
+        Parameters
+        ----------
+        e : int
+            The epoch within this run, from 0 (the run's first epoch is
+            ``first_epoch`` of the sampler).
+
+        Returns
+        -------
+        numpy.ndarray
+            What ``draw`` returns for that epoch: sample indices, or rows of
+            ``unit`` samples.
+        """
         key = self.options.shuffle
         return np.asarray(self._draw(None if key is None else key.generator(self.first_epoch + e)))
 
@@ -254,6 +282,26 @@ class FlatPlan(BatchPlan):
         When the checkpoint differs from this plan only in its shard (and in
         earlier resumes), the rest of its epoch is split between this plan's
         ranks (see :mod:`batchup.samplers.elastic`); otherwise it must match.
+
+        Parameters
+        ----------
+        fingerprint : dict
+            The ``"plan"`` field of the state.
+        position : int
+            The ``"position"`` field of the state.
+        where : str
+            The restoring iterator's name, for the messages.
+
+        Returns
+        -------
+        tuple of (BatchPlan, int)
+            The plan to walk from now on (an ``ElasticFlatPlan`` after a change
+            of ranks) and the position in it.
+
+        Raises
+        ------
+        ValueError
+            If the state belongs to another plan or the position does not fit.
         """
         if self.random_access and isinstance(fingerprint, Mapping):
             mine = self.fingerprint()

@@ -84,6 +84,22 @@ class PlanOptions:
     def make(cls, shuffle: Any = None, drop_last: Any = False, shard: Any = None, epoch: Any = 0) -> PlanOptions:
         """Validate and resolve public spellings (int seeds, ``(rank, n)`` pairs, ...).
 
+        Parameters
+        ----------
+        shuffle : None, bool, int, SeedKey, RandomState or Generator
+            As ``batch_iterator`` takes it.
+        drop_last : bool, default False
+            Leave out a final short batch.
+        shard : None, (rank, num_shards) or ShardSpec
+            This rank's part of every epoch.
+        epoch : int, default 0
+            Which pass over the data, ``>= 0``.
+
+        Returns
+        -------
+        PlanOptions
+            The validated options.
+
         Raises
         ------
         TypeError
@@ -118,6 +134,11 @@ def plan_options(where: str, kwargs: Mapping[str, Any], shuffle: Any = None) -> 
     shuffle : optional
         The ``shuffle`` argument when it was passed positionally.
 
+    Returns
+    -------
+    PlanOptions
+        The validated options.
+
     Raises
     ------
     TypeError
@@ -148,7 +169,18 @@ def plan_options(where: str, kwargs: Mapping[str, Any], shuffle: Any = None) -> 
 
 
 def shuffle_fingerprint(shuffle: Any) -> dict:
-    """Return the state fields that identify how a plan shuffles."""
+    """Return the state fields that identify how a plan shuffles.
+
+    Parameters
+    ----------
+    shuffle : None, SeedKey or RNG object
+        A resolved ``shuffle`` option (:attr:`PlanOptions.shuffle`).
+
+    Returns
+    -------
+    dict
+        ``{"shuffle": "in_order" | "seed" | "rng", "seed": the seed as JSON or None}``.
+    """
     if shuffle is None:
         return {"shuffle": "in_order", "seed": None}
     if isinstance(shuffle, _rng.SeedKey):
@@ -225,20 +257,58 @@ class BatchPlan:
         return np.inf if self.num_samples == np.inf else None
 
     def indices(self, b: int) -> Any:
-        """Return the indices of batch ``b`` (a fresh array, or a tuple of them for composites)."""
+        """Return the indices of batch ``b`` (a fresh array, or a tuple of them for composites).
+
+        Parameters
+        ----------
+        b : int
+            The batch's position in the run, ``0 <= b < num_batches``.
+
+        Returns
+        -------
+        numpy.ndarray or tuple of numpy.ndarray
+            1-D ``intp`` absolute sample indices.
+
+        Raises
+        ------
+        TypeError
+            For a plan that can only be walked in order (the base class's answer).
+        """
         raise TypeError(
             f"{type(self).__name__} draws from an RNG object and can only be walked in order; "
             "pass an int seed (shuffle=<int>) for random access"
         )
 
     def padding(self, b: int) -> Any:
-        """Return the padding mask of batch ``b`` (True for wrap-around duplicates), or ``None``."""
+        """Return the padding mask of batch ``b`` (True for wrap-around duplicates), or ``None``.
+
+        Parameters
+        ----------
+        b : int
+            The batch's position in the run.
+
+        Returns
+        -------
+        numpy.ndarray of bool or None
+            One flag per sample of the batch for rank-sharded plans that pad
+            by wrapping around; ``None`` when no sample is padding.
+        """
         return None
 
     def batch_number(self, b: int) -> int:
         """Return the number a seeded ``map`` derives batch ``b``'s generator from.
 
         Unique over all passes of a finite run: ``epoch * num_batches + b``.
+
+        Parameters
+        ----------
+        b : int
+            The batch's position in the run.
+
+        Returns
+        -------
+        int
+            The batch number.
         """
         return self._first_number + b
 
@@ -248,11 +318,43 @@ class BatchPlan:
         Plans whose :attr:`spans` is True hand out several consecutive
         batches that lie in one epoch as one array, so a gatherer can fetch
         them with one NumPy call; ``j`` is at least 2.
+
+        Parameters
+        ----------
+        b : int
+            The position of the first batch.
+        k : int
+            The most batches wanted.
+
+        Returns
+        -------
+        tuple of (numpy.ndarray, int) or None
+            The concatenated indices and the number of batches ``j`` they
+            hold; ``None`` when fewer than two can be taken (the base class
+            always says ``None``).
         """
         return None
 
     def check_position(self, b: Any, field: str = "position") -> int:
-        """Return ``b`` as an int if it is a position in this plan (``0 .. num_batches``)."""
+        """Return ``b`` as an int if it is a position in this plan (``0 .. num_batches``).
+
+        Parameters
+        ----------
+        b : int
+            A position read from a state.
+        field : str, default "position"
+            The state field it came from, for the message.
+
+        Returns
+        -------
+        int
+            ``b``.
+
+        Raises
+        ------
+        ValueError
+            If ``b`` is not an int or lies outside ``0 .. num_batches``.
+        """
         if not is_int(b):
             raise ValueError(f"malformed state: {field} must be an int, got {b!r}")
         top = self.num_batches
@@ -269,6 +371,25 @@ class BatchPlan:
         ``ValueError`` names the first field that differs); plans that can
         continue another run (elastic resume on another number of ranks)
         return a plan of their own.
+
+        Parameters
+        ----------
+        fingerprint : dict
+            The ``"plan"`` field of the state.
+        position : int
+            The ``"position"`` field of the state.
+        where : str
+            The restoring iterator's name, for the messages.
+
+        Returns
+        -------
+        tuple of (BatchPlan, int)
+            The plan to walk from now on and the position in it.
+
+        Raises
+        ------
+        ValueError
+            If the state belongs to another plan or the position does not fit.
         """
         mine = self.fingerprint()
         if isinstance(fingerprint, Mapping):
@@ -283,7 +404,15 @@ class BatchPlan:
         return self, self.check_position(position)
 
     def fingerprint(self) -> dict:
-        """Return the fields a state must match to belong to this plan (JSON values)."""
+        """Return the fields a state must match to belong to this plan (JSON values).
+
+        Returns
+        -------
+        dict
+            ``kind``, the sampler's identity, the shuffle fields of
+            :func:`shuffle_fingerprint`, ``batch_size``, ``drop_last``,
+            ``shard``, ``epoch`` and how the run is cut.
+        """
         o = self.options
         fp: dict[str, Any] = {"kind": self.KIND}
         fp.update(self._identity())
@@ -311,6 +440,16 @@ class BatchPlan:
         A sampler given no seed draws one where it is built; a checkpoint of
         it carries that seed, and restoring into a freshly built sampler
         takes the checkpoint's seed, so unseeded runs can resume.
+
+        Parameters
+        ----------
+        fingerprint : dict
+            The ``"plan"`` field of a state.
+
+        Returns
+        -------
+        BatchPlan
+            ``self``, or the same plan on the checkpoint's seed.
         """
         key = self.options.shuffle
         if isinstance(key, _rng.SeedKey) and key.drawn and isinstance(fingerprint, Mapping):
@@ -321,16 +460,44 @@ class BatchPlan:
         return self
 
     def reseeded(self, key: _rng.SeedKey) -> BatchPlan:
-        """Return the same plan on another seed (used by :meth:`adopt`)."""
+        """Return the same plan on another seed (used by :meth:`adopt`).
+
+        Parameters
+        ----------
+        key : SeedKey
+            The seed to use instead.
+
+        Returns
+        -------
+        BatchPlan
+            A new plan, otherwise equal to this one.
+
+        Raises
+        ------
+        TypeError
+            If the plan cannot change its seed (the base class's answer).
+        """
         raise TypeError(f"{type(self).__name__} cannot change its seed")
 
     def iterator(self) -> Any:
-        """Return a fresh cursor at position 0 (an :class:`IndexBatchIterator` for random-access plans)."""
+        """Return a fresh cursor at position 0 (an :class:`IndexBatchIterator` for random-access plans).
+
+        Returns
+        -------
+        iterator
+            Yields the batches' index arrays in order, with ``state_dict()``
+            and ``load_state_dict()``.
+        """
         return IndexBatchIterator(self)
 
 
 class IndexBatchIterator(StatefulIterator):
     """Walk a random-access :class:`BatchPlan` batch by batch; the state is one position.
+
+    Parameters
+    ----------
+    plan : BatchPlan
+        A random-access plan to walk from its first batch.
 
     Attributes
     ----------
@@ -364,6 +531,18 @@ class IndexBatchIterator(StatefulIterator):
 
         Used by gatherers that fetch several batches with one NumPy call;
         :meth:`state_dict` takes the number not yet handed out.
+
+        Parameters
+        ----------
+        max_batches : int
+            The most batches to take.
+
+        Returns
+        -------
+        tuple of (numpy.ndarray, int) or None
+            The concatenated indices and the number of batches taken (the
+            position moves past them); ``None`` when fewer than two can be
+            taken, leaving the position where it was.
         """
         plan = self.plan
         if not plan.spans or max_batches < 2:
@@ -385,7 +564,19 @@ class IndexBatchIterator(StatefulIterator):
         return None if n is None else n - self.position
 
     def state_dict(self, pending: int = 0) -> dict:
-        """Return ``{"kind", "plan": fingerprint, "position"}``; ``pending`` batches are not yet consumed."""
+        """Return ``{"kind", "plan": fingerprint, "position"}``; ``pending`` batches are not yet consumed.
+
+        Parameters
+        ----------
+        pending : int, default 0
+            Batches taken from this cursor but not yet handed to the consumer
+            (held by a prefetcher); the saved position leaves them out.
+
+        Returns
+        -------
+        dict
+            ``kind``, ``plan`` (the plan's fingerprint) and ``position``.
+        """
         return {"kind": self.KIND, "plan": self.plan.fingerprint(), "position": self.position - pending}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

@@ -27,6 +27,16 @@ __all__ = ["IteratorPlan"]
 class IteratorPlan(BatchPlan):
     """Walk a sampler's own index iterator; see the module docstring.
 
+    Parameters
+    ----------
+    sampler : AbstractSampler
+        A sampler with BatchUp 0.2's ``in_order_indices_batch_iterator`` and
+        ``shuffled_indices_batch_iterator`` (and ``num_indices_generated``).
+    batch_size : int
+        Samples per batch.
+    options : PlanOptions
+        The validated options; ``shard`` may only be a single rank.
+
     Raises
     ------
     ValueError
@@ -55,7 +65,16 @@ class IteratorPlan(BatchPlan):
         self.random_access = False
 
     def make_inner(self) -> Any:
-        """Return a fresh iterator of the sampler's index batches for this plan."""
+        """Return a fresh iterator of the sampler's index batches for this plan.
+
+        Returns
+        -------
+        iterator of numpy.ndarray
+            ``sampler.in_order_indices_batch_iterator(batch_size)`` in order,
+            else ``sampler.shuffled_indices_batch_iterator(batch_size, rng)``
+            with the RNG object, or a ``Generator`` derived from
+            ``(seed, epoch)`` for an int seed.
+        """
         key = self.options.shuffle
         bs = self.batch_size
         if key is None:

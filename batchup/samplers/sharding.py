@@ -70,35 +70,99 @@ class ShardSpec:
             raise ValueError(f"split must be 'strided' or 'contiguous', got {self.split!r}")
 
     def per_rank(self, n: int) -> int:
-        """Return how many of ``n`` samples per epoch each rank gets."""
+        """Return how many of ``n`` samples per epoch each rank gets.
+
+        Parameters
+        ----------
+        n : int
+            Samples (or items) in the epoch's global order.
+
+        Returns
+        -------
+        int
+            ``ceil(n / num_shards)`` with ``"pad"``, ``n // num_shards`` with
+            ``"drop"``; the same for every rank.
+        """
         if self.remainder == "pad":
             return -(-n // self.num_shards)
         return n // self.num_shards
 
     def positions(self, n: int) -> np.ndarray:
-        """Return the positions in the padded global order that this rank takes."""
+        """Return the positions in the padded global order that this rank takes.
+
+        Parameters
+        ----------
+        n : int
+            Samples (or items) in the epoch's global order.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``per_rank(n)`` int64 positions; those ``>= n`` wrap around to the
+            start of the order (padding).
+        """
         m = self.per_rank(n)
         if self.split == "strided":
             return self.rank + self.num_shards * np.arange(m, dtype=np.int64)
         return self.rank * m + np.arange(m, dtype=np.int64)
 
     def select(self, order: np.ndarray) -> np.ndarray:
-        """Return this rank's part of one epoch's global ``order``."""
+        """Return this rank's part of one epoch's global ``order``.
+
+        Parameters
+        ----------
+        order : numpy.ndarray
+            The epoch's global order (sample indices, or rows of them).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``per_rank(len(order))`` entries of ``order``.
+        """
         n = len(order)
         if n == 0:
             return order[:0]
         return order[self.positions(n) % n]
 
     def padding(self, n: int) -> np.ndarray:
-        """Return a mask over this rank's samples: True where a sample is a wrap-around duplicate."""
+        """Return a mask over this rank's samples: True where a sample is a wrap-around duplicate.
+
+        Parameters
+        ----------
+        n : int
+            Samples (or items) in the epoch's global order.
+
+        Returns
+        -------
+        numpy.ndarray of bool
+            ``per_rank(n)`` flags, aligned with :meth:`select`.
+        """
         return self.positions(n) >= n
 
     def to_json(self) -> list:
+        """Return the spec as a JSON list, the form checkpoints store.
+
+        Returns
+        -------
+        list
+            ``[rank, num_shards, remainder, split]``; ``ShardSpec(*that)``
+            rebuilds the spec.
+        """
         return [self.rank, self.num_shards, self.remainder, self.split]
 
 
 def as_shard(shard: Any) -> ShardSpec | None:
     """Accept ``None``, a ``ShardSpec`` or a ``(rank, num_shards)`` pair.
+
+    Parameters
+    ----------
+    shard : None, ShardSpec or (int, int)
+        The ``shard`` option as a user passes it.
+
+    Returns
+    -------
+    ShardSpec or None
+        The spec (a pair becomes ``ShardSpec(rank, num_shards)``), or ``None``.
 
     Raises
     ------

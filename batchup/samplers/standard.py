@@ -64,7 +64,28 @@ class StandardSampler(PlannedSampler):
     def plan(
         self, batch_size: Any, shuffle: Any = None, *, drop_last: bool = False, shard: Any = None, epoch: int = 0
     ) -> FlatPlan:
-        """Return the plan of one run (see :meth:`AbstractSampler.plan`)."""
+        """Return the plan of one run (see :meth:`AbstractSampler.plan`).
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch.
+        shuffle : None, bool, int, SeedKey, RandomState or Generator
+            ``None``/``False`` in order; an int seed (epoch ``e`` of the run is a permutation drawn from ``(seed, e)``); an RNG object to draw from (BatchUp 0.2's order).
+        drop_last : bool, default False
+            Keyword-only. Leave out a final short batch.
+        shard : None, (rank, num_shards) or ShardSpec
+            Keyword-only. This rank's part of every epoch.
+        epoch : int, default 0
+            Keyword-only. Which pass over the data (see
+            :class:`~batchup.samplers.plan.PlanOptions`).
+
+        Returns
+        -------
+        FlatPlan
+            Every index ``0 .. length-1`` once per epoch, ``repeats`` epochs;
+            random access (``plan.indices(b)``) in order or with an int seed.
+        """
         options = PlanOptions.make(shuffle, drop_last, shard, epoch)
         return FlatPlan(
             self._draw, self.length, batch_size, self._repeats, options,

@@ -77,7 +77,18 @@ class StreamPlan(BatchPlan):
         self.random_access = isinstance(key, _rng.SeedKey)
 
     def draw(self, uniform: np.ndarray) -> np.ndarray:
-        """Turn uniform draws into indices (``cdf.searchsorted``, mapped through a subset)."""
+        """Turn uniform draws into indices (``cdf.searchsorted``, mapped through a subset).
+
+        Parameters
+        ----------
+        uniform : numpy.ndarray
+            Draws from ``[0, 1)``, one per index wanted.
+
+        Returns
+        -------
+        numpy.ndarray
+            Absolute sample indices, index ``i`` with probability ``p[i]``.
+        """
         idx = self._cdf.searchsorted(uniform, side="right")
         return idx if self._base is None else self._base[idx]
 
@@ -96,6 +107,25 @@ class StreamPlan(BatchPlan):
         Draws with replacement have no epoch to finish: rank ``r`` of the new
         job goes on with stream ``r`` from the checkpoint's position (ranks
         the old job did not have start their streams at that position).
+
+        Parameters
+        ----------
+        fingerprint : dict
+            The ``"plan"`` field of the state.
+        position : int
+            The ``"position"`` field of the state.
+        where : str
+            The restoring iterator's name, for the messages.
+
+        Returns
+        -------
+        tuple of (BatchPlan, int)
+            This plan and the position to continue from.
+
+        Raises
+        ------
+        ValueError
+            If the state belongs to another stream.
         """
         if self.random_access and isinstance(fingerprint, Mapping):
             mine = self.fingerprint()

@@ -53,6 +53,19 @@ def class_balancing_weights(y: Any, n_classes: Any = None) -> np.ndarray:
     the number of distinct labels in ``y``; the weights sum to 1. ``n_classes``
     only sets the minimum length of the label count.
 
+    Parameters
+    ----------
+    y : 1-D array-like of int
+        Class labels, ``>= 0``.
+    n_classes : int, optional
+        The number of classes (at least ``max(y) + 1``); classes absent from
+        ``y`` get no weight either way.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 weights, one per sample of ``y``, summing to 1.
+
     Raises
     ------
     ValueError
@@ -165,20 +178,71 @@ class WeightedSampler(PlannedSampler):
     def plan(
         self, batch_size: Any, shuffle: Any = None, *, drop_last: bool = False, shard: Any = None, epoch: int = 0
     ) -> BatchPlan:
-        """Return the endless stream's plan, or the finite epochs' plan when ``num_samples`` is set."""
+        """Return the endless stream's plan, or the finite epochs' plan when ``num_samples`` is set.
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch.
+        shuffle : None, bool, int, SeedKey, RandomState or Generator
+            An int seed (the draws of batch ``b``, or of epoch ``e`` with
+            ``num_samples``, depend only on the seed and that number), ``True``
+            or an RNG object to draw from. ``None`` raises
+            ``NotImplementedError``: weighted samplers cannot go in order.
+        drop_last : bool, default False
+            Keyword-only. Leave out a final short batch (finite epochs only).
+        shard : None, (rank, num_shards) or ShardSpec
+            Keyword-only. This rank's part of every epoch.
+        epoch : int, default 0
+            Keyword-only. Which pass over the data (see
+            :class:`~batchup.samplers.plan.PlanOptions`).
+
+        Returns
+        -------
+        BatchPlan
+            A :class:`~batchup.samplers.StreamPlan` (endless) or, with ``num_samples``,
+            a :class:`~batchup.samplers.FlatPlan` of ``repeats`` drawn epochs.
+        """
         return _plan(self.weights, self._raw, self._cdf, None, self._epochs, batch_size,
                      PlanOptions.make(shuffle, drop_last, shard, epoch), "weighted")
 
     @staticmethod
     def class_balancing_sample_weights(y: Any, n_classes: Any = None) -> np.ndarray:
-        """Return class-balancing weights for labels ``y`` (see :func:`class_balancing_weights`)."""
+        """Return class-balancing weights for labels ``y`` (see :func:`class_balancing_weights`).
+
+        Parameters
+        ----------
+        y : 1-D array-like of int
+            Class labels, ``>= 0``.
+        n_classes : int, optional
+            The number of classes (at least ``max(y) + 1``).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 weights, one per sample, summing to 1.
+        """
         return class_balancing_weights(y, n_classes)
 
     @staticmethod
     def class_balancing_sampler(y: Any, n_classes: Any = None, **epochs: Any) -> WeightedSampler:
         """Return a ``WeightedSampler`` that balances the classes in ``y``.
 
-        Keyword arguments (``num_samples``, ``replace``, ``repeats``) go to the sampler.
+        Parameters
+        ----------
+        y : 1-D array-like of int
+            Class labels, ``>= 0``.
+        n_classes : int, optional
+            The number of classes (at least ``max(y) + 1``).
+        **epochs
+            ``num_samples``, ``replace`` and ``repeats``, keyword-only, as for
+            :class:`WeightedSampler`; without them the stream is endless.
+
+        Returns
+        -------
+        WeightedSampler
+            Weighted by :func:`class_balancing_weights`: every class present
+            is drawn equally often on average.
         """
         return WeightedSampler(class_balancing_weights(y, n_classes), **epochs)
 
@@ -248,7 +312,32 @@ class WeightedSubsetSampler(PlannedSampler):
     def plan(
         self, batch_size: Any, shuffle: Any = None, *, drop_last: bool = False, shard: Any = None, epoch: int = 0
     ) -> BatchPlan:
-        """Return the endless stream's plan, or the finite epochs' plan when ``num_samples`` is set."""
+        """Return the endless stream's plan, or the finite epochs' plan when ``num_samples`` is set.
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch.
+        shuffle : None, bool, int, SeedKey, RandomState or Generator
+            An int seed (the draws of batch ``b``, or of epoch ``e`` with
+            ``num_samples``, depend only on the seed and that number), ``True``
+            or an RNG object to draw from. ``None`` raises
+            ``NotImplementedError``: weighted samplers cannot go in order.
+        drop_last : bool, default False
+            Keyword-only. Leave out a final short batch (finite epochs only).
+        shard : None, (rank, num_shards) or ShardSpec
+            Keyword-only. This rank's part of every epoch.
+        epoch : int, default 0
+            Keyword-only. Which pass over the data (see
+            :class:`~batchup.samplers.plan.PlanOptions`).
+
+        Returns
+        -------
+        BatchPlan
+            A :class:`~batchup.samplers.StreamPlan` (endless) or, with ``num_samples``,
+            a :class:`~batchup.samplers.FlatPlan` of ``repeats`` drawn epochs; the indices
+            are absolute (members of ``indices``).
+        """
         return _plan(self.sub_weights, self._raw, self._cdf, self._base, self._epochs, batch_size,
                      PlanOptions.make(shuffle, drop_last, shard, epoch), "weighted_subset")
 
@@ -256,7 +345,20 @@ class WeightedSubsetSampler(PlannedSampler):
     def class_balancing_sampler(y: Any, indices: Any, **epochs: Any) -> WeightedSubsetSampler:
         """Return a sampler over ``indices`` that balances the classes of ``y[indices]``.
 
-        Keyword arguments (``num_samples``, ``replace``, ``repeats``) go to the sampler.
+        Parameters
+        ----------
+        y : 1-D array-like of int
+            Class labels of the whole data set, ``>= 0``.
+        indices : 1-D array-like of int
+            The subset to draw from; only ``y[indices]`` is balanced.
+        **epochs
+            ``num_samples``, ``replace`` and ``repeats``, keyword-only, as for
+            :class:`WeightedSubsetSampler`.
+
+        Returns
+        -------
+        WeightedSubsetSampler
+            Every class present in ``y[indices]`` gets the same total weight.
         """
         indices = index_array("indices", indices, len(y))
         return WeightedSubsetSampler(class_balancing_weights(np.asarray(y)[indices]), indices=indices, **epochs)

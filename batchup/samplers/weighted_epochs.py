@@ -19,7 +19,29 @@ __all__ = ["EpochOptions", "draw_epoch"]
 
 
 class EpochOptions:
-    """The finite-epoch options shared by both weighted samplers, validated."""
+    """The finite-epoch options shared by both weighted samplers, validated.
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        The sampler's weights (only which are positive matters here).
+    num_samples : int or None
+        Indices per epoch; ``None`` with ``replace=True`` is the endless
+        stream, with ``replace=False`` it means every positive weight once.
+    replace : bool
+        Draw with replacement.
+    repeats : int
+        Epochs per iteration (``-1``: forever); only with finite epochs.
+
+    Raises
+    ------
+    TypeError
+        If ``replace`` is not a bool or ``num_samples`` not an int.
+    ValueError
+        If ``num_samples`` is not positive or, without replacement, exceeds
+        the positive weights; if ``repeats`` is invalid or given for the
+        endless stream.
+    """
 
     def __init__(self, p: np.ndarray, num_samples: Any, replace: Any, repeats: Any) -> None:
         if not isinstance(replace, (bool, np.bool_)):
@@ -44,10 +66,17 @@ class EpochOptions:
             )
 
     def count(self) -> Any:
+        """Return how many indices one iteration draws.
+
+        Returns
+        -------
+        int or float
+            ``num_samples * repeats``, or ``np.inf`` for the endless stream
+            and ``repeats=-1``.
+        """
         if self.num_samples is None or self.repeats is None:
             return np.inf
         return self.num_samples * self.repeats
-
 
 
 def draw_epoch(gen: Any, p: np.ndarray, cdf: np.ndarray, k: int, replace: bool) -> np.ndarray:
@@ -56,6 +85,26 @@ def draw_epoch(gen: Any, p: np.ndarray, cdf: np.ndarray, k: int, replace: bool) 
     ``p`` are the weights as given (any positive scale: without replacement
     only their ratios matter, and unnormalised weights keep tiny positive
     ones from underflowing to 0); ``cdf`` is their normalised running sum.
+
+    Parameters
+    ----------
+    gen : numpy.random.Generator or RandomState
+        Drawn from (``gen.random``).
+    p : numpy.ndarray
+        The weights, non-negative, any positive scale.
+    cdf : numpy.ndarray
+        The normalised cumulative sum of ``p`` (used with replacement).
+    k : int
+        Positions to draw; without replacement at most the number of
+        positive weights.
+    replace : bool
+        Draw with replacement (independent draws) or without (a weighted
+        random ordering, Efraimidis-Spirakis).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``k`` int64 positions in ``range(len(p))``, never one of weight 0.
     """
     if replace:
         return cdf.searchsorted(gen.random(k), side="right").astype(np.int64)

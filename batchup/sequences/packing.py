@@ -32,7 +32,10 @@ _TOO_LONG = ("error", "truncate", "drop")
 class PackedBatch:
     """The result of :func:`pack_sequences`: packed rows plus where every sample went.
 
-    Attributes
+    :func:`pack_sequences` builds it; each parameter is kept as the
+    attribute of the same name (the object is frozen).
+
+    Parameters
     ----------
     tokens : ndarray, shape ``(R, length, *features)``
         The packed entries; padding holds ``pad_value``.
@@ -70,6 +73,19 @@ class PackedBatch:
         For companion arrays of the same lengths: the targets of a language
         model, per-token weights, a second feature stream.
 
+        Parameters
+        ----------
+        other : RaggedArray or list of arrays
+            One sample per packed sample, each of the same length as the
+            packed one (truncated and dropped alike).
+        pad_value : scalar, default 0
+            The value of padding entries.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(R, length, *features of other)``, laid out as :attr:`tokens`.
+
         Raises
         ------
         ValueError
@@ -99,6 +115,22 @@ class PackedBatch:
         ``packed`` is any array whose first two axes are ``(R, length)``,
         for example a model's per-token outputs. Dropped samples come back
         empty and truncated ones shortened, as :attr:`lengths` says.
+
+        Parameters
+        ----------
+        packed : array-like, optional
+            An array of shape ``(R, length, ...)``; default :attr:`tokens`.
+
+        Returns
+        -------
+        RaggedArray
+            One sample per input sample, in input order.
+
+        Raises
+        ------
+        ValueError
+            If ``packed`` does not have the shape ``(R, length)`` in its first
+            two axes.
         """
         arr = self.tokens if packed is None else np.asarray(packed)
         shape = self.tokens.shape[:2]
@@ -239,6 +271,25 @@ class PackSequences:
         self.pad_value = pad_value
 
     def __call__(self, *batch: Any) -> tuple:
+        """Pack the elements of one batch with the layout of the first.
+
+        Parameters
+        ----------
+        *batch : RaggedArray or list of arrays
+            The batch's ragged elements, all with the same sample lengths.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(first_packed, *others_packed, segment_ids, positions)``.
+
+        Raises
+        ------
+        TypeError
+            If an element is not ragged (a per-sample array).
+        ValueError
+            If the batch is empty, or an element's lengths differ from the first's.
+        """
         if not batch:
             raise ValueError("PackSequences got an empty batch (no elements)")
         for i, element in enumerate(batch):

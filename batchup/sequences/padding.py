@@ -169,6 +169,24 @@ class PadBatch:
         self.truncate = bool(truncate)
 
     def __call__(self, *batch: Any) -> tuple:
+        """Return the batch with element ``position`` replaced by its padded form.
+
+        Parameters
+        ----------
+        *batch : array or RaggedArray
+            The batch's elements; the one at ``position`` is ragged.
+
+        Returns
+        -------
+        tuple
+            The other elements unchanged around ``padded, lengths`` (and
+            ``mask`` with ``return_mask=True``), as :func:`pad_batch` returns them.
+
+        Raises
+        ------
+        IndexError
+            If the batch has no element ``position``.
+        """
         n = len(batch)
         if not -n <= self.position < n:
             raise IndexError(f"PadBatch(position={self.position}) got a batch of {n} elements")

@@ -132,6 +132,11 @@ class RaggedArray:
             Keyword-only. The dtype of ``values`` (default: NumPy's result
             type of the samples; float64 for an empty list).
 
+        Returns
+        -------
+        RaggedArray
+            The samples concatenated into one ``values`` array (a copy).
+
         Raises
         ------
         ValueError
@@ -170,6 +175,12 @@ class RaggedArray:
             As in the constructor (not copied if it is an ``ndarray``).
         lengths : 1-D array-like of int
             One non-negative length per sample, summing to ``len(values)``.
+
+        Returns
+        -------
+        RaggedArray
+            ``len(lengths)`` samples; sample ``i`` is the next ``lengths[i]``
+            entries of ``values``.
 
         Raises
         ------
@@ -286,7 +297,13 @@ class RaggedArray:
     # -- conversions -------------------------------------------------------------------------
 
     def to_list(self) -> list:
-        """Return the samples as a list of arrays that do not alias :attr:`values`."""
+        """Return the samples as a list of arrays that do not alias :attr:`values`.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            One array per sample, of shape ``(length, *feature_shape)``.
+        """
         if len(self) == 0:
             return []
         return np.split(np.array(self._values), self._offsets[1:-1])
@@ -311,6 +328,18 @@ class RaggedArray:
 
 def as_ragged(batch: Any, name: str = "batch") -> RaggedArray:
     """Return ``batch`` as a RaggedArray: itself, or a copy of a list/tuple/array of samples.
+
+    Parameters
+    ----------
+    batch : RaggedArray, or list, tuple or array of samples
+        A ragged batch in any of the forms batchup's sequence tools accept.
+    name : str, default "batch"
+        The argument's name, for the message.
+
+    Returns
+    -------
+    RaggedArray
+        ``batch`` itself, or a new one built with :meth:`RaggedArray.from_list`.
 
     Raises
     ------

@@ -115,7 +115,17 @@ class ArrayDataSource(RandomAccessDataSource):
     def samples_by_indices_nomapping(self, indices: Any) -> tuple:
         """Return ``tuple(d[indices] for d in data)`` (with the indices first if asked).
 
-        ``indices`` is a 1-D integer array of absolute indices, or a slice.
+        Parameters
+        ----------
+        indices : 1-D array-like of int, or slice
+            Absolute sample indices, in the order wanted.
+
+        Returns
+        -------
+        tuple of arrays
+            One array per array of ``data`` (``np.take`` for ndarrays, sorted
+            reads for memmap, h5py and zarr arrays), each with a row per index;
+            ``indices`` first with ``include_indices``.
         """
         if isinstance(indices, slice):
             indices = np.arange(*indices.indices(self._length))
@@ -127,7 +137,19 @@ class ArrayDataSource(RandomAccessDataSource):
         return batch
 
     def span_batches(self, batch_size: int | None) -> int:
-        """Return how many batches one grouped ``np.take`` gathers (plain ndarrays only)."""
+        """Return how many batches one grouped ``np.take`` gathers (plain ndarrays only).
+
+        Parameters
+        ----------
+        batch_size : int or None
+            The batch size being iterated.
+
+        Returns
+        -------
+        int
+            Up to :data:`CHUNK_BATCHES`, fewer when the gathered block would
+            exceed :data:`CHUNK_BYTES`; 1 unless every array is a plain ndarray.
+        """
         if not batch_size or not all(type(d) is np.ndarray for d in self.data):
             return 1
         row_bytes = sum(d.itemsize * (d.size // max(len(d), 1)) for d in self.data) + 8
@@ -139,6 +161,20 @@ class ArrayDataSource(RandomAccessDataSource):
         Each batch is a slice of a freshly gathered block, so it is still
         independent of the source arrays and of the other batches' memory
         as far as the user can tell (it never aliases ``data``).
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int
+            The absolute indices of ``count`` consecutive batches of equal size.
+        count : int
+            The number of batches.
+        first_number : int
+            The batch number of the first (unused: an array source is not seeded).
+
+        Returns
+        -------
+        list of tuple
+            ``count`` batches, each a tuple of arrays as :meth:`batch_iterator` yields.
         """
         cols = [np.take(d, indices, axis=0) for d in self.data]
         if self.include_indices:
@@ -158,15 +194,18 @@ class ArrayDataSource(RandomAccessDataSource):
             NumPy RNG. An int in ``[0, 2**32)``: shuffled reproducibly, epoch
             ``e`` from ``(seed, e)``. A ``RandomState``/``Generator``: drawn
             from, as BatchUp 0.2 does.
-        drop_last : bool, default False
-            Keyword-only: drop a final short batch.
+        **kwargs
+            Keyword-only iteration options:
 
-        shard : (rank, num_shards) or ShardSpec, optional
-            Keyword-only: this rank's part of every epoch (see
-            :meth:`~batchup.sources.RandomAccessDataSource.batch_indices_iterator`).
-        epoch : int, default 0
-            Keyword-only: which pass over the data; with an int seed pass
-            ``e`` has its own order.
+            drop_last : bool, default False
+                Drop a final short batch.
+            shard : (rank, num_shards) or ShardSpec, optional
+                This rank's part of every epoch; every rank gets the same
+                number of batches (see
+                :meth:`~batchup.sources.RandomAccessDataSource.batch_iterator`).
+            epoch : int, default 0
+                Which pass over the data; with an int seed pass ``e`` has its
+                own order.
 
         Returns
         -------

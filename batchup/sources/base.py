@@ -40,19 +40,86 @@ class AbstractDataSource:
         return False
 
     def num_samples(self, **kwargs: Any) -> Any:
-        """Return the number of samples one iteration yields: int, ``np.inf`` or ``None``."""
+        """Return the number of samples one iteration yields: int, ``np.inf`` or ``None``.
+
+        Parameters
+        ----------
+        **kwargs
+            The iteration options of :meth:`batch_iterator` (other than the
+            batch size) that change the count, such as ``shard``.
+
+        Returns
+        -------
+        int, float or None
+            An int; ``np.inf`` for an endless source (``repeats=-1``, a
+            weighted stream); ``None`` when the source cannot know (an
+            iterator or a callable without a length).
+        """
         raise NotImplementedError("num_samples is abstract in AbstractDataSource")
 
     def identity(self) -> dict:
-        """Return what identifies this source in checkpoints (JSON values)."""
+        """Return what identifies this source in checkpoints (JSON values).
+
+        A checkpoint restores only into an iterator whose source has the same
+        identity, so a state is never applied to different data.
+
+        Returns
+        -------
+        dict
+            The class name here; subclasses add what tells two instances
+            apart (lengths, seeds, the identities of wrapped sources).
+        """
         return {"source": type(self).__name__}
 
     def batch_iterator(self, batch_size: int, **kwargs: Any) -> Any:
-        """Return an iterator over mini-batches."""
+        """Return an iterator over mini-batches.
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch.
+        **kwargs
+            The subclass's iteration options; random-access sources take
+            ``shuffle``, ``drop_last``, ``shard`` and ``epoch`` (see
+            :meth:`RandomAccessDataSource.batch_iterator`). Unknown keywords
+            raise ``TypeError``.
+
+        Returns
+        -------
+        iterator
+            Yields batches (usually a tuple of arrays, one per array of the
+            source); most iterators also have ``len()``, ``remaining()`` and
+            ``state_dict()`` / ``load_state_dict()``.
+        """
         raise NotImplementedError("batch_iterator is abstract in AbstractDataSource")
 
     def map(self, fn: Callable, *, seed: Any = None) -> Any:
-        """Return a source whose batches are ``fn(*batch)`` (see :class:`MapDataSource`)."""
+        """Return a source whose batches are ``fn(*batch)`` (see :class:`MapDataSource`).
+
+        Parameters
+        ----------
+        fn : callable
+            Called with each batch's arrays as positional arguments; what it
+            returns is the new batch.
+        seed : int, optional
+            Keyword-only. When given, ``fn`` also receives ``rng=``, a
+            ``numpy.random.Generator`` derived from ``(seed, batch number)``,
+            so random augmentation is reproducible in any worker or adapter.
+
+        Returns
+        -------
+        MapDataSource
+            Random access when this source is, so it can be shuffled,
+            sharded and prefetched like it.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from batchup.sources import ArrayDataSource
+        >>> doubled = ArrayDataSource([np.arange(4)]).map(lambda x: (x * 2,))
+        >>> [b[0].tolist() for b in doubled.batch_iterator(3)]
+        [[0, 2, 4], [6]]
+        """
         # Imported here: mapped.py builds on this module (grain's pattern).
         from batchup.sources.mapped import MapDataSource
 
@@ -131,6 +198,20 @@ class AbstractDataSource:
         cannot go in order, is counted without a ``shuffle``, as its count
         does not depend on the seed); others count from
         ``num_samples(**kwargs)``.
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch.
+        **kwargs
+            The iteration options of :meth:`batch_iterator` (``shuffle``,
+            ``drop_last``, ``shard``, ``epoch``), so the count is that of the
+            same iteration.
+
+        Returns
+        -------
+        int, float or None
+            An int; ``np.inf`` for an endless source; ``None`` when unknown.
         """
         if self.is_random_access:
             options = plan_options(f"{type(self).__name__}.num_batches", kwargs)
@@ -166,8 +247,38 @@ class AbstractDataSource:
     ) -> Any:
         """Apply ``func`` to every batch and concatenate the results per output.
 
-        See :func:`batchup.pipeline.batch_map_concat`; ``kwargs`` (``shuffle``,
-        ...) go to both ``num_samples`` and ``batch_iterator``.
+        The method form of :func:`batchup.pipeline.batch_map_concat` (BatchUp
+        0.2's API): it iterates ``batch_iterator(batch_size, **kwargs)``.
+
+        Parameters
+        ----------
+        func : callable
+            Called as ``func(*prepend_args, *batch)``; returns ``None``
+            (skipped), an array or a tuple of arrays with one row per sample.
+        batch_size : int
+            Samples per batch.
+        progress_iter_func : callable, optional
+            A tqdm-like progress wrapper, called as ``f(it, total=..., leave=False)``.
+        n_batches : int, optional
+            Process at most this many batches; required for an endless source.
+        prepend_args : tuple, optional
+            Arguments passed before the batch's arrays.
+        progress : bool or str, default False
+            Keyword-only: show a tqdm bar counting batches.
+        **kwargs
+            Iteration options for :meth:`batch_iterator` and
+            :meth:`num_batches` (``shuffle``, ``drop_last``, ...).
+
+        Returns
+        -------
+        tuple of numpy.ndarray or None
+            One concatenated array per output of ``func``; ``None`` if no
+            batch produced a result.
+
+        Raises
+        ------
+        ValueError
+            For an endless source without ``n_batches``.
         """
         # Imported here: pipeline consumes sources and may not be imported by them.
         from batchup.pipeline.batch_map import batch_map_concat
@@ -192,7 +303,42 @@ class AbstractDataSource:
     ) -> Any:
         """Apply ``func`` to every batch and return the per-sample mean of its results.
 
-        See :func:`batchup.pipeline.batch_map_mean`.
+        The method form of :func:`batchup.pipeline.batch_map_mean` (BatchUp
+        0.2's API): it iterates ``batch_iterator(batch_size, **kwargs)``.
+
+        Parameters
+        ----------
+        func : callable
+            Called as ``func(*prepend_args, *batch)``; returns ``None``, a
+            number, an array or a tuple/list of them: sums over the batch,
+            unless ``sum_axis`` is given.
+        batch_size : int
+            Samples per batch.
+        progress_iter_func : callable, optional
+            A tqdm-like progress wrapper.
+        sum_axis : int or tuple of int, optional
+            Sum each returned array over these axes first, so ``func`` may
+            return per-sample values.
+        n_batches : int, optional
+            Process at most this many batches; required for an endless source.
+        prepend_args : tuple, optional
+            Arguments passed before the batch's arrays.
+        progress : bool or str, default False
+            Keyword-only: show a tqdm bar counting batches.
+        **kwargs
+            Iteration options for :meth:`batch_iterator` and
+            :meth:`num_batches` (``shuffle``, ``drop_last``, ...).
+
+        Returns
+        -------
+        tuple or None
+            ``float64`` means (scalars or arrays), one per output of ``func``;
+            ``None`` if no batch produced a result.
+
+        Raises
+        ------
+        ValueError
+            For an endless source without ``n_batches``.
         """
         from batchup.pipeline.batch_map import batch_map_mean
 
@@ -281,9 +427,10 @@ class RandomAccessDataSource(AbstractDataSource):
         batch_size : int or None
             Samples per batch (``None`` when the sampler sets it).
         shuffle : bool, int, RandomState or Generator, optional
-            As for :meth:`batch_indices_iterator`.
-        drop_last, shard, epoch
-            Keyword-only, as for :meth:`batch_indices_iterator`.
+            As for :meth:`batch_iterator`.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only, as for
+            :meth:`batch_iterator`.
 
         Returns
         -------
@@ -305,11 +452,38 @@ class RandomAccessDataSource(AbstractDataSource):
 
     # -- fetching ---------------------------------------------------------------------
     def samples_by_indices_nomapping(self, indices: Any) -> Any:
-        """Return the samples at absolute ``indices`` (abstract here)."""
+        """Return the samples at absolute ``indices`` (abstract here).
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int
+            Sample positions in the source's own arrays (not mapped through
+            the sampler), 1-D, in the order wanted.
+
+        Returns
+        -------
+        tuple of arrays
+            One array per array of the source, each with ``len(indices)``
+            rows (the absolute indices first with ``include_indices``).
+        """
         raise NotImplementedError("samples_by_indices_nomapping is abstract in RandomAccessDataSource")
 
     def samples_by_indices(self, indices: Any) -> Any:
-        """Return the samples at ``indices`` given as positions in the sampler's index space."""
+        """Return the samples at ``indices`` given as positions in the sampler's index space.
+
+        For a subset source, position ``i`` is the ``i``-th index of the
+        subset; for a plain source it is sample ``i``.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int
+            Positions in the sampler's index space, 1-D.
+
+        Returns
+        -------
+        tuple of arrays
+            As :meth:`samples_by_indices_nomapping` returns for the mapped indices.
+        """
         return self.samples_by_indices_nomapping(self.sampler.map_indices(indices))
 
     def fetch_batch(self, indices: Any, batch_number: int) -> Any:
@@ -319,11 +493,36 @@ class RandomAccessDataSource(AbstractDataSource):
         sources pass ``batch_number`` on; a seeded ``map`` derives its
         generator from it, so a batch is the same whichever thread, process
         or framework makes it. The default ignores the number.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int
+            Absolute sample indices, as the plan gives them.
+        batch_number : int
+            The batch's number in its plan (``epoch * len(plan) + b`` for
+            batch ``b`` of pass ``epoch``).
+
+        Returns
+        -------
+        tuple of arrays
+            The batch, as :meth:`batch_iterator` yields it.
         """
         return self.samples_by_indices_nomapping(indices)
 
     def span_batches(self, batch_size: int | None) -> int:
-        """Return how many consecutive batches :meth:`fetch_span` should gather at once (1: one at a time)."""
+        """Return how many consecutive batches :meth:`fetch_span` should gather at once (1: one at a time).
+
+        Parameters
+        ----------
+        batch_size : int or None
+            The batch size being iterated.
+
+        Returns
+        -------
+        int
+            ``1`` here; sources for which one large gather is cheaper than
+            several small ones return more.
+        """
         return 1
 
     def fetch_span(self, indices: Any, count: int, first_number: int) -> list:
@@ -331,6 +530,21 @@ class RandomAccessDataSource(AbstractDataSource):
 
         The default fetches them one by one; array sources gather them with
         one NumPy call.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int
+            The absolute indices of ``count`` consecutive batches of equal
+            size, one after the other.
+        count : int
+            The number of batches.
+        first_number : int
+            The batch number of the first of them (the others follow on).
+
+        Returns
+        -------
+        list
+            ``count`` batches, equal to ``fetch_batch`` of each part.
         """
         size = len(indices) // count
         return [
@@ -341,8 +555,23 @@ class RandomAccessDataSource(AbstractDataSource):
     def num_samples(self, **kwargs: Any) -> Any:
         """Return the number of samples one iteration yields: an int, ``np.inf`` or ``None``.
 
-        Takes the keyword arguments of :meth:`batch_iterator` (except the
-        batch size); with ``shard`` it is this rank's count.
+        Parameters
+        ----------
+        **kwargs
+            The iteration options of :meth:`batch_iterator` (``shuffle``,
+            ``drop_last``, ``shard``, ``epoch``); with ``shard`` the count is
+            this rank's.
+
+        Returns
+        -------
+        int, float or None
+            An int; ``np.inf`` with ``repeats=-1`` or an endless weighted
+            sampler; ``None`` when the sampler cannot say.
+
+        Raises
+        ------
+        TypeError
+            For an unknown keyword argument.
         """
         options = plan_options(f"{type(self).__name__}.num_samples", kwargs)
         n = self.sampler.num_indices_generated()
@@ -355,26 +584,24 @@ class RandomAccessDataSource(AbstractDataSource):
     def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
         """Return an iterator of absolute index batches (1-D int arrays).
 
+        The indices :meth:`batch_iterator` fetches, for code that fetches
+        samples itself.
+
         Parameters
         ----------
-        batch_size : int
+        batch_size : int or None
             Samples per batch (``None`` only for samplers that set it).
         shuffle : bool, int, RandomState or Generator, optional
-            ``None``/``False`` in order; ``True`` the global NumPy RNG; an
-            int seeds a reproducible, resumable order (epoch ``e`` from
-            ``(seed, e)``); an RNG object is drawn from, as BatchUp 0.2 does.
-        drop_last : bool, default False
-            Keyword-only: drop a final short batch.
-        shard : (rank, num_shards) or ShardSpec, optional
-            Keyword-only: take only this rank's disjoint part of every epoch;
-            every rank gets the same number of batches. Shuffling must then use
-            an int seed that all ranks share. See
-            :class:`~batchup.samplers.ShardSpec`.
-        epoch : int, default 0
-            Keyword-only: which pass over the data. With an int seed, pass
-            ``e`` has its own order (with ``repeats=1``, epoch ``e`` is drawn
-            from ``(seed, e)``), and a seeded ``map`` numbers its batches on
-            from the earlier passes.
+            As for :meth:`batch_iterator`.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only, as for
+            :meth:`batch_iterator`.
+
+        Returns
+        -------
+        IndexBatchIterator
+            Yields 1-D ``intp`` arrays of absolute sample indices; resumable
+            with ``state_dict()`` / ``load_state_dict()``.
 
         Raises
         ------
@@ -384,7 +611,45 @@ class RandomAccessDataSource(AbstractDataSource):
         return self.plan(batch_size, shuffle, **kwargs).iterator()
 
     def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> BatchIterator:
-        """Return an iterator over batches; see :meth:`batch_indices_iterator` for the arguments."""
+        """Return an iterator over mini-batches of the source's samples.
+
+        Parameters
+        ----------
+        batch_size : int or None
+            Samples per batch (``None`` only for samplers that set it, such as
+            :class:`~batchup.samplers.BalancedSampler`).
+        shuffle : bool, int, RandomState or Generator, optional
+            ``None``/``False`` in order; ``True`` the global NumPy RNG; an
+            int seeds a reproducible, resumable order (epoch ``e`` from
+            ``(seed, e)``); an RNG object is drawn from, as BatchUp 0.2 does.
+        **kwargs
+            Keyword-only iteration options:
+
+            drop_last : bool, default False
+                Drop a final short batch.
+            shard : (rank, num_shards) or ShardSpec, optional
+                Take only this rank's disjoint part of every epoch; every rank
+                gets the same number of batches. Shuffling must then use an
+                int seed that all ranks share. See
+                :class:`~batchup.samplers.ShardSpec`.
+            epoch : int, default 0
+                Which pass over the data. With an int seed, pass ``e`` has its
+                own order (with ``repeats=1``, epoch ``e`` is drawn from
+                ``(seed, e)``), and a seeded ``map`` numbers its batches on
+                from the earlier passes.
+
+        Returns
+        -------
+        BatchIterator
+            Yields a tuple of arrays per batch (the sample indices first with
+            ``include_indices``); has ``len()``, ``remaining()`` and
+            ``state_dict()`` / ``load_state_dict()``.
+
+        Raises
+        ------
+        TypeError
+            For an unknown keyword argument or a ``drop_last`` that is not a bool.
+        """
         plan = self._plan(batch_size, plan_options(f"{type(self).__name__}.batch_iterator", kwargs, shuffle))
         return BatchIterator(self, plan)
 
@@ -417,6 +682,13 @@ class BatchIterator(WrappingIterator):
 
     The state is ``{"kind", "source": source.identity(), "inner": the plan
     cursor's state}``, so a checkpoint restores only into the same pipeline.
+
+    Parameters
+    ----------
+    source : RandomAccessDataSource
+        The source whose ``fetch_batch`` (or ``fetch_span``) makes the batches.
+    plan : BatchPlan
+        The plan to walk, from ``source.plan(...)``.
     """
 
     KIND = "batches"

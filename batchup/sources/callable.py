@@ -46,16 +46,53 @@ class CallableDataSource(AbstractDataSource):
         self.num_samples_fn = as_count("num_samples_fn", num_samples_fn)
 
     def num_samples(self, **kwargs: Any) -> Any:
+        """Return the sample count: ``num_samples_fn(**kwargs)``, or the number given.
+
+        Parameters
+        ----------
+        **kwargs
+            Passed to ``num_samples_fn`` when it is a function.
+
+        Returns
+        -------
+        int, float or None
+            An int, ``np.inf`` (endless) or ``None`` (unknown).
+        """
         if callable(self.num_samples_fn):
             return self.num_samples_fn(**kwargs)
         return self.num_samples_fn
 
     def batch_iterator(self, batch_size: int, **kwargs: Any) -> CallableBatchIterator:
+        """Return an iterator over ``batch_iterator_fn(batch_size, **kwargs)``.
+
+        Parameters
+        ----------
+        batch_size : int
+            Passed to ``batch_iterator_fn``.
+        **kwargs
+            Passed to ``batch_iterator_fn`` as they are (``shuffle``,
+            ``epoch`` or options of your own).
+
+        Returns
+        -------
+        CallableBatchIterator
+            Yields the function's batches; resumable (see the Notes above).
+        """
         return CallableBatchIterator(self, batch_size, kwargs)
 
 
 class CallableBatchIterator(WrappingIterator):
-    """Wrap the user's iterator, counting batches so the position can be restored."""
+    """Wrap the user's iterator, counting batches so the position can be restored.
+
+    Parameters
+    ----------
+    source : CallableDataSource
+        The source whose function makes the iterator (again, on restore).
+    batch_size : int
+        Passed to the function.
+    kwargs : dict
+        Passed to the function as keyword arguments.
+    """
 
     KIND = "callable"
 

@@ -24,11 +24,33 @@ from batchup.sources.base import AbstractDataSource, BatchIterator
 __all__ = ["ChoiceBatch", "ChoiceBatchIterator", "ChoiceDataSource", "ChoicePlan", "stratified_schedule"]
 
 ChoiceBatch = collections.namedtuple("ChoiceBatch", ["sample_indices", "ds_index"])
-ChoiceBatch.__doc__ = "Index batch of a ChoiceDataSource: ``sample_indices`` drawn from member ``ds_index``."
+ChoiceBatch.__doc__ = """Index batch of a ChoiceDataSource: ``sample_indices`` drawn from member ``ds_index``.
+
+A named tuple; :meth:`ChoiceDataSource.batch_indices_iterator` yields them
+and :meth:`ChoiceDataSource.fetch_batch` takes them.
+
+Parameters
+----------
+sample_indices : numpy.ndarray of int
+    The member's absolute sample indices for this batch.
+ds_index : int
+    The member's position in ``datasets``.
+"""
 
 
 def stratified_schedule(counts: Any) -> np.ndarray:
     """Return member numbers, member ``i`` appearing ``counts[i]`` times, evenly spread.
+
+    Parameters
+    ----------
+    counts : sequence of int
+        The number of batches of each member.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``sum(counts)`` member numbers: the stratified schedule of an
+        unshuffled :class:`ChoiceDataSource`.
 
     Examples
     --------
@@ -116,6 +138,20 @@ class ChoiceDataSource(AbstractDataSource):
         return self._random_access
 
     def num_samples(self, **kwargs: Any) -> Any:
+        """Return the members' sample counts added up (those that know theirs).
+
+        Parameters
+        ----------
+        **kwargs
+            Iteration options, passed to every member (an int ``shuffle``
+            seed as a child seed per member).
+
+        Returns
+        -------
+        int or float
+            The sum over members; ``np.inf`` if one is endless. A member that
+            cannot say (``None``) counts as 0.
+        """
         total: Any = 0
         for d, kw in zip(self.datasets, member_kwargs(kwargs, len(self.datasets))):
             n = d.num_samples(**kw)
@@ -135,7 +171,28 @@ class ChoiceDataSource(AbstractDataSource):
 
     # -- plans ----------------------------------------------------------------------------
     def plan(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> ChoicePlan:
-        """Return the plan: the schedule of members and each member's plan (see :class:`ChoicePlan`)."""
+        """Return the plan: the schedule of members and each member's plan (see :class:`ChoicePlan`).
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch, for every member.
+        shuffle : bool, int, RandomState or Generator, optional
+            As for :meth:`batch_iterator`.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only, passed to
+            every member's plan.
+
+        Returns
+        -------
+        ChoicePlan
+            Step ``s`` names its member and that member's batch.
+
+        Raises
+        ------
+        TypeError
+            If a member is not random access, or for an unknown keyword argument.
+        """
         self._require_random_access()
         return self._plan(batch_size, plan_options("ChoiceDataSource.plan", kwargs, shuffle))
 
@@ -152,11 +209,52 @@ class ChoiceDataSource(AbstractDataSource):
         return ChoicePlan(plans, options, stratified=self.stratified, offsets=offsets)
 
     def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
-        """Yield ``ChoiceBatch(sample_indices, ds_index)`` for every batch."""
+        """Return an iterator of ``ChoiceBatch(sample_indices, ds_index)``, one per batch.
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch, for every member.
+        shuffle : bool, int, RandomState or Generator, optional
+            As for :meth:`batch_iterator`.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only.
+
+        Returns
+        -------
+        iterator of ChoiceBatch
+            The plan's cursor, with ``state_dict()`` / ``load_state_dict()``.
+
+        Raises
+        ------
+        TypeError
+            If a member is not random access.
+        """
         self._require_random_access()
         return self._plan(batch_size, plan_options("ChoiceDataSource.batch_indices_iterator", kwargs, shuffle)).iterator()
 
     def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
+        """Return an iterator over batches, each taken whole from one member.
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch, for every member.
+        shuffle : bool, int, RandomState or Generator, optional
+            ``None``/``False``: members in turn, each in order. An int seed:
+            each member shuffled with its own child seed, and the order of
+            the members in each round (or the stratified schedule) drawn
+            from the seed too. An RNG object: drawn from, as BatchUp 0.2 does.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only, passed to
+            every member.
+
+        Returns
+        -------
+        iterator
+            Yields the members' batches (tuples of arrays); resumable with
+            ``state_dict()`` / ``load_state_dict()`` when the members are.
+        """
         if self._random_access:
             plan = self._plan(batch_size, plan_options("ChoiceDataSource.batch_iterator", kwargs, shuffle))
             return BatchIterator(self, plan)
@@ -181,13 +279,55 @@ class ChoiceDataSource(AbstractDataSource):
         return self.datasets[cb.ds_index]
 
     def fetch_batch(self, indices: Any, batch_number: int) -> Any:
-        """Fetch the batch from the member it names, with the choice source's batch number."""
+        """Fetch the batch from the member it names, with the choice source's batch number.
+
+        Parameters
+        ----------
+        indices : ChoiceBatch
+            The member's sample indices and the member's number.
+        batch_number : int
+            The batch's number in the choice source's plan.
+
+        Returns
+        -------
+        tuple of arrays
+            The member's batch.
+
+        Raises
+        ------
+        TypeError
+            If ``indices`` is not a :class:`ChoiceBatch`.
+        """
         return self._member(indices).fetch_batch(indices.sample_indices, batch_number)
 
     def samples_by_indices_nomapping(self, indices: Any) -> Any:
+        """Return the samples of the member named by ``indices``, at its absolute indices.
+
+        Parameters
+        ----------
+        indices : ChoiceBatch
+            The member's absolute sample indices and the member's number.
+
+        Returns
+        -------
+        tuple of arrays
+            ``datasets[ds_index].samples_by_indices_nomapping(sample_indices)``.
+        """
         return self._member(indices).samples_by_indices_nomapping(indices.sample_indices)
 
     def samples_by_indices(self, indices: Any) -> Any:
+        """Return the samples of the member named by ``indices``, at positions of its sampler.
+
+        Parameters
+        ----------
+        indices : ChoiceBatch
+            Positions in the member's sampler and the member's number.
+
+        Returns
+        -------
+        tuple of arrays
+            ``datasets[ds_index].samples_by_indices(sample_indices)``.
+        """
         return self._member(indices).samples_by_indices(indices.sample_indices)
 
 
@@ -199,6 +339,15 @@ class ChoicePlan(BatchPlan):
     member has no batch left. Stratified (every member finite), a schedule
     lists each member once per batch it has. The index batch of a step is
     ``ChoiceBatch(member indices, i)``.
+
+    Parameters
+    ----------
+    plans : list of BatchPlan
+        The members' plans, in member order.
+    options : PlanOptions
+        The choice source's options (its seed orders the members).
+    stratified : bool
+        Keyword-only. Follow a stratified schedule when every member is finite.
     """
 
     KIND = "choice"
@@ -324,6 +473,21 @@ class ChoiceBatchIterator(StatefulIterator):
     round (BatchUp 0.2), or the seeded order of :class:`ChoicePlan`.
     Stratified: a schedule computed once (shuffled with ``rng.shuffle`` at
     the first step).
+
+    Parameters
+    ----------
+    members : list of iterator
+        The members' batch (or index batch) iterators.
+    rng : None, SeedKey or RNG object
+        What orders the members: ``None`` in turn, a seed, or an RNG object
+        drawn from.
+    counts : list of int or None
+        Batches per member for a stratified schedule; ``None`` takes turns.
+    wrap : bool
+        Yield ``ChoiceBatch(batch, member)`` (index iterators) instead of the
+        batch itself.
+    epoch : int, default 0
+        The pass, for seeded orders.
     """
 
     KIND = "choice"

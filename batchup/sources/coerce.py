@@ -19,6 +19,18 @@ def coerce_data_source(x: Any) -> AbstractDataSource:
     an :class:`ArrayDataSource`; an iterator an :class:`IteratorDataSource`;
     a callable a :class:`CallableDataSource`.
 
+    Parameters
+    ----------
+    x : AbstractDataSource, list or tuple of array-likes, iterator or callable
+        What to make a source of (array-likes need ``__len__`` and
+        ``__getitem__``; a callable is ``fn(batch_size, **kwargs)`` returning
+        an iterator of batches).
+
+    Returns
+    -------
+    AbstractDataSource
+        ``x`` itself, or a new source wrapping it.
+
     Raises
     ------
     ValueError

@@ -73,6 +73,20 @@ class CompositeDataSource(AbstractDataSource):
         return self._random_access
 
     def num_samples(self, **kwargs: Any) -> Any:
+        """Return the smallest member's sample count (iteration stops with it).
+
+        Parameters
+        ----------
+        **kwargs
+            Iteration options, passed to every member (an int ``shuffle``
+            seed as a child seed per member).
+
+        Returns
+        -------
+        int, float or None
+            The minimum over the members that know their count; ``None`` if
+            none does.
+        """
         counts = [d.num_samples(**kw) for d, kw in zip(self.datasets, member_kwargs(kwargs, len(self.datasets)))]
         known = [c for c in counts if c is not None]
         return min(known) if known else None
@@ -89,7 +103,28 @@ class CompositeDataSource(AbstractDataSource):
 
     # -- plans ----------------------------------------------------------------------------
     def plan(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> ZipPlan:
-        """Return the zip of the members' plans (see :class:`ZipPlan`)."""
+        """Return the zip of the members' plans (see :class:`ZipPlan`).
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch, for every member.
+        shuffle : bool, int, RandomState or Generator, optional
+            As for :meth:`batch_iterator`.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only, passed to
+            every member's plan.
+
+        Returns
+        -------
+        ZipPlan
+            Batch ``b`` is every member's batch ``b``.
+
+        Raises
+        ------
+        TypeError
+            If a member is not random access, or for an unknown keyword argument.
+        """
         self._require_random_access()
         return self._plan(batch_size, plan_options("CompositeDataSource.plan", kwargs, shuffle))
 
@@ -110,12 +145,53 @@ class CompositeDataSource(AbstractDataSource):
         return min(known) if known else 0
 
     def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
-        """Zip the members' index iterators; always trims, never flattens (as BatchUp 0.2)."""
+        """Zip the members' index iterators; always trims, never flattens (as BatchUp 0.2).
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch, for every member.
+        shuffle : bool, int, RandomState or Generator, optional
+            As for :meth:`batch_iterator`.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only.
+
+        Returns
+        -------
+        iterator of tuple
+            Yields one index array per member for every batch.
+
+        Raises
+        ------
+        TypeError
+            If a member is not random access.
+        """
         self._require_random_access()
         options = plan_options("CompositeDataSource.batch_indices_iterator", kwargs, shuffle)
         return self._plan(batch_size, options, trim=True).iterator()
 
     def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
+        """Return an iterator over the combined batches of the members.
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch, for every member.
+        shuffle : bool, int, RandomState or Generator, optional
+            ``None``/``False`` in order; an int seed shuffles every member with
+            its own child seed; an RNG object is shared and drawn from in
+            member order (BatchUp 0.2).
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only, passed to
+            every member.
+
+        Returns
+        -------
+        iterator
+            Yields one tuple per batch: the members' arrays joined (``flatten``)
+            or the members' batch tuples; resumable with ``state_dict()`` /
+            ``load_state_dict()`` when the members are.
+        """
         if self._random_access:
             plan = self._plan(batch_size, plan_options("CompositeDataSource.batch_iterator", kwargs, shuffle))
             return BatchIterator(self, plan)
@@ -137,7 +213,25 @@ class CompositeDataSource(AbstractDataSource):
             )
 
     def fetch_batch(self, indices: Any, batch_number: int) -> tuple:
-        """Fetch every member's batch with the composite's batch number and combine them."""
+        """Fetch every member's batch with the composite's batch number and combine them.
+
+        Parameters
+        ----------
+        indices : sequence of numpy.ndarray
+            One index array per member.
+        batch_number : int
+            The batch's number in the composite's plan.
+
+        Returns
+        -------
+        tuple
+            The members' batches, trimmed and flattened as configured.
+
+        Raises
+        ------
+        ValueError
+            If ``indices`` does not hold one entry per member.
+        """
         self._check_indices(indices)
         batches = [d.fetch_batch(ix, batch_number) for d, ix in zip(self.datasets, indices)]
         return prepare(batches, self.trim, self.flatten)
@@ -148,9 +242,33 @@ class CompositeDataSource(AbstractDataSource):
         return prepare(batches, self.trim, self.flatten)
 
     def samples_by_indices_nomapping(self, indices: Any) -> tuple:
+        """Return every member's samples at its absolute indices, combined.
+
+        Parameters
+        ----------
+        indices : sequence of numpy.ndarray
+            One array of absolute indices per member.
+
+        Returns
+        -------
+        tuple
+            The members' samples, trimmed and flattened as configured.
+        """
         return self._by_indices(indices, "samples_by_indices_nomapping")
 
     def samples_by_indices(self, indices: Any) -> tuple:
+        """Return every member's samples at positions of its sampler, combined.
+
+        Parameters
+        ----------
+        indices : sequence of numpy.ndarray
+            One array of sampler positions per member.
+
+        Returns
+        -------
+        tuple
+            The members' samples, trimmed and flattened as configured.
+        """
         return self._by_indices(indices, "samples_by_indices")
 
 
@@ -162,6 +280,18 @@ class ZipPlan(BatchPlan):
     members) is a tuple with one mask per member, or ``None``. ``offsets``
     shift members that never end: in pass ``e`` of a finite composite an
     endless member continues where pass ``e - 1`` left it.
+
+    Parameters
+    ----------
+    plans : list of BatchPlan
+        The members' plans, in member order.
+    options : PlanOptions
+        The composite's options.
+    trim : bool, default True
+        Keyword-only. Cut every index batch to the shortest member's length.
+    offsets : list of int, optional
+        Keyword-only. Per member, the position its batch 0 is taken from
+        (non-zero only for endless members in later passes).
     """
 
     KIND = "zip"
@@ -209,7 +339,28 @@ class ZipPlan(BatchPlan):
         return ZipPlan(plans, self.options, trim=self._trim, offsets=self._offsets)
 
     def restore(self, fingerprint: Any, position: Any, where: str) -> tuple:
-        """Restore every member (members may resume on another number of ranks, all alike)."""
+        """Restore every member (members may resume on another number of ranks, all alike).
+
+        Parameters
+        ----------
+        fingerprint : dict
+            The ``"plan"`` field of the state, with one fingerprint per member.
+        position : int
+            The ``"position"`` field of the state.
+        where : str
+            The restoring iterator's name, for the messages.
+
+        Returns
+        -------
+        tuple of (BatchPlan, int)
+            The plan to walk from now on and the position in it.
+
+        Raises
+        ------
+        ValueError
+            If the state belongs to another composite or the members cannot
+            resume at one position.
+        """
         mine = self.fingerprint()
         if not isinstance(fingerprint, Mapping) or not isinstance(fingerprint.get("members"), list):
             return super().restore(fingerprint, position, where)
@@ -282,7 +433,17 @@ class ZipCursor(StatefulIterator):
 
 
 class CompositeBatchIterator(WrappingIterator):
-    """Advance member batch iterators together (members that are not random access); stop when any stops."""
+    """Advance member batch iterators together (members that are not random access); stop when any stops.
+
+    Parameters
+    ----------
+    members : list of iterator
+        The members' batch iterators.
+    trim : bool
+        Cut every member's batch to the shortest one's length.
+    flatten : bool
+        Join the members' batch tuples into one tuple.
+    """
 
     KIND = "composite"
     INNER_KEY = "members"

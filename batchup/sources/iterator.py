@@ -42,7 +42,33 @@ class IteratorDataSource(AbstractDataSource):
         self.n_samples = as_count("n_samples", n_samples)
 
     def num_samples(self, **kwargs: Any) -> Any:
+        """Return the ``n_samples`` given at construction.
+
+        Parameters
+        ----------
+        **kwargs
+            Ignored.
+
+        Returns
+        -------
+        int, float or None
+            ``n_samples``: an int, ``np.inf`` or ``None`` (unknown).
+        """
         return self.n_samples
 
     def batch_iterator(self, batch_size: int, **kwargs: Any) -> Any:
+        """Return the wrapped iterator itself (BatchUp 0.2's behaviour).
+
+        Parameters
+        ----------
+        batch_size : int
+            Ignored: the wrapped iterator's batches are what they are.
+        **kwargs
+            Ignored.
+
+        Returns
+        -------
+        iterator
+            ``batch_iter``, already advanced by any earlier use.
+        """
         return self.batch_iter

@@ -70,10 +70,41 @@ class MapDataSource(AbstractDataSource):
         return self._random_access
 
     def num_samples(self, **kwargs: Any) -> Any:
+        """Return the wrapped source's sample count (a map keeps every sample).
+
+        Parameters
+        ----------
+        **kwargs
+            Iteration options, passed to ``source.num_samples``.
+
+        Returns
+        -------
+        int, float or None
+            An int, ``np.inf`` or ``None`` (unknown).
+        """
         return self.source.num_samples(**kwargs)
 
     def apply(self, batch: Any, batch_number: int | None = None) -> Any:
-        """Apply the function to one batch (``batch_number`` selects its generator)."""
+        """Apply the function to one batch (``batch_number`` selects its generator).
+
+        Parameters
+        ----------
+        batch : tuple of arrays
+            A batch of the wrapped source, passed to ``fn`` unpacked.
+        batch_number : int, optional
+            The batch's number in its plan; required for a seeded map, which
+            passes ``rng=seed.generator(batch_number)`` to ``fn``.
+
+        Returns
+        -------
+        object
+            What ``fn`` returns: the mapped batch.
+
+        Raises
+        ------
+        ValueError
+            For a seeded map without ``batch_number``.
+        """
         if self.seed is None:
             return self.fn(*batch)
         if batch_number is None:
@@ -81,7 +112,14 @@ class MapDataSource(AbstractDataSource):
         return self.fn(*batch, rng=self.seed.generator(batch_number))
 
     def identity(self) -> dict:
-        """Return what identifies this map in checkpoints: its seed and its source."""
+        """Return what identifies this map in checkpoints: its seed and its source.
+
+        Returns
+        -------
+        dict
+            ``source`` (the class name), ``map_seed`` and ``inner``, the
+            wrapped source's identity. The function itself is not part of it.
+        """
         return {"source": "MapDataSource", "map_seed": None if self.seed is None else self.seed.to_json(),
                 "inner": self.source.identity()}
 
@@ -91,7 +129,27 @@ class MapDataSource(AbstractDataSource):
             raise TypeError("this MapDataSource wraps a source that is not random access")
 
     def plan(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> BatchPlan:
-        """Return the plan of the wrapped source (a map does not change which samples form a batch)."""
+        """Return the plan of the wrapped source (a map does not change which samples form a batch).
+
+        Parameters
+        ----------
+        batch_size : int or None
+            Samples per batch.
+        shuffle : bool, int, RandomState or Generator, optional
+            As for the wrapped source's ``batch_iterator``.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only.
+
+        Returns
+        -------
+        BatchPlan
+            The wrapped source's plan.
+
+        Raises
+        ------
+        TypeError
+            If the wrapped source is not random access.
+        """
         self._require_random_access()
         return self._plan(batch_size, plan_options("MapDataSource.plan", kwargs, shuffle))
 
@@ -99,33 +157,154 @@ class MapDataSource(AbstractDataSource):
         return self.source._plan(batch_size, options)
 
     def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
+        """Return the wrapped source's index iterator (a map keeps the indices).
+
+        Parameters
+        ----------
+        batch_size : int or None
+            Samples per batch.
+        shuffle : bool, int, RandomState or Generator, optional
+            As for the wrapped source's ``batch_iterator``.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only.
+
+        Returns
+        -------
+        iterator of numpy.ndarray
+            ``source.batch_indices_iterator(batch_size, shuffle, **kwargs)``.
+
+        Raises
+        ------
+        TypeError
+            If the wrapped source is not random access.
+        """
         self._require_random_access()
         return self.source.batch_indices_iterator(batch_size, shuffle, **kwargs)
 
     def fetch_batch(self, indices: Any, batch_number: int) -> Any:
-        """Fetch from the wrapped source (passing the batch number on) and apply the function."""
+        """Fetch from the wrapped source (passing the batch number on) and apply the function.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int
+            Absolute sample indices, as the plan gives them.
+        batch_number : int
+            The batch's number in its plan (selects a seeded map's generator).
+
+        Returns
+        -------
+        object
+            ``fn`` applied to the wrapped source's batch.
+        """
         return self.apply(self.source.fetch_batch(indices, batch_number), batch_number)
 
     def span_batches(self, batch_size: int | None) -> int:
+        """Return how many batches the wrapped source gathers at once (1 if it is not random access).
+
+        Parameters
+        ----------
+        batch_size : int or None
+            The batch size being iterated.
+
+        Returns
+        -------
+        int
+            The wrapped source's :meth:`~batchup.sources.RandomAccessDataSource.span_batches`.
+        """
         return self.source.span_batches(batch_size) if self._random_access else 1
 
     def fetch_span(self, indices: Any, count: int, first_number: int) -> list:
+        """Fetch ``count`` batches from the wrapped source at once, then map each.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int
+            The absolute indices of ``count`` consecutive batches of equal size.
+        count : int
+            The number of batches.
+        first_number : int
+            The batch number of the first (the others follow on).
+
+        Returns
+        -------
+        list
+            ``count`` mapped batches, each with its own batch number.
+        """
         batches = self.source.fetch_span(indices, count, first_number)
         return [self.apply(batch, first_number + i) for i, batch in enumerate(batches)]
 
     def samples_by_indices_nomapping(self, indices: Any, batch_number: int | None = None) -> Any:
-        """Return ``fn(*source.samples_by_indices_nomapping(indices))``; a seeded map needs ``batch_number``."""
+        """Return ``fn(*source.samples_by_indices_nomapping(indices))``; a seeded map needs ``batch_number``.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int
+            Absolute sample indices.
+        batch_number : int, optional
+            The batch number a seeded map derives its generator from.
+
+        Returns
+        -------
+        object
+            The mapped samples.
+
+        Raises
+        ------
+        TypeError
+            If the wrapped source is not random access.
+        ValueError
+            For a seeded map without ``batch_number``.
+        """
         self._require_random_access()
         if batch_number is not None:
             return self.fetch_batch(indices, batch_number)
         return self.apply(self.source.samples_by_indices_nomapping(indices), batch_number)
 
     def samples_by_indices(self, indices: Any, batch_number: int | None = None) -> Any:
+        """Return ``fn(*source.samples_by_indices(indices))``; a seeded map needs ``batch_number``.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int
+            Positions in the wrapped source's sampler.
+        batch_number : int, optional
+            The batch number a seeded map derives its generator from.
+
+        Returns
+        -------
+        object
+            The mapped samples.
+
+        Raises
+        ------
+        TypeError
+            If the wrapped source is not random access.
+        ValueError
+            For a seeded map without ``batch_number``.
+        """
         self._require_random_access()
         return self.apply(self.source.samples_by_indices(indices), batch_number)
 
     def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
-        """Return an iterator over the mapped batches; the arguments are those of the wrapped source."""
+        """Return an iterator over the mapped batches; the arguments are those of the wrapped source.
+
+        Parameters
+        ----------
+        batch_size : int or None
+            Samples per batch.
+        shuffle : bool, int, RandomState or Generator, optional
+            As for the wrapped source's ``batch_iterator``.
+        **kwargs
+            The wrapped source's other iteration options (``drop_last``,
+            ``shard``, ``epoch`` for random-access sources).
+
+        Returns
+        -------
+        iterator
+            Yields ``fn(*batch)`` for every batch of the wrapped source, with
+            ``len()`` and ``state_dict()`` / ``load_state_dict()`` when the
+            wrapped iterator has them.
+        """
         if self._random_access:
             plan = self._plan(batch_size, plan_options("MapDataSource.batch_iterator", kwargs, shuffle))
             return BatchIterator(self, plan)
@@ -139,7 +318,17 @@ def _bad_seed(seed: Any) -> Any:
 
 
 class MapBatchIterator(WrappingIterator):
-    """Apply a :class:`MapDataSource`'s function to each batch of a source that is not random access."""
+    """Apply a :class:`MapDataSource`'s function to each batch of a source that is not random access.
+
+    Batches are numbered from 0 for a seeded map.
+
+    Parameters
+    ----------
+    source : MapDataSource
+        The map whose function is applied.
+    inner : iterator
+        The wrapped source's batch iterator.
+    """
 
     KIND = "map"
 

@@ -29,6 +29,22 @@ __all__ = ["encode_leaf", "n_classes_of"]
 def encode_leaf(leaf: Leaf, columns: Mapping[Any, np.ndarray], n: int) -> np.ndarray:
     """Return the encoded batch of ``leaf``; ``columns`` holds this batch's rows.
 
+    Parameters
+    ----------
+    leaf : Leaf
+        The output to make: its columns and encoder.
+    columns : mapping of column name to numpy.ndarray
+        The batch's rows of every column the structure reads.
+    n : int
+        The number of rows in the batch.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n`` rows: the raw column (or the columns side by side for a list
+        leaf) without an encoder, else ``encoder.transform`` of them, made
+        dense.
+
     Raises
     ------
     ValueError
@@ -77,6 +93,18 @@ def n_classes_of(encoder: Any) -> Any:
     ``len(classes_)`` (``LabelEncoder``, ``LabelBinarizer``), or for
     ``categories_`` (``OneHotEncoder``, ``OrdinalEncoder``) the count of the
     single feature, or a tuple with one count per feature.
+
+    Parameters
+    ----------
+    encoder : object or None
+        A pre-fitted encoder (scikit-learn's or your own), or ``None``.
+
+    Returns
+    -------
+    int, tuple of int or None
+        The number of categories (one per feature for a multi-feature
+        ``categories_``), or ``None`` for ``None`` and encoders that are not
+        categorical.
 
     Examples
     --------

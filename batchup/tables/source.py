@@ -124,7 +124,20 @@ class DataFrameSource(RandomAccessDataSource):
         return tuple(self._columns)
 
     def samples_by_indices_nomapping(self, indices: Any) -> tuple:
-        """Return ``(x, y)`` (or ``(x,)``) for the rows at absolute ``indices``."""
+        """Return ``(x, y)`` (or ``(x,)``) for the rows at absolute ``indices``.
+
+        Parameters
+        ----------
+        indices : 1-D array-like of int, or slice
+            DataFrame rows (positions, not index labels), in the order wanted.
+
+        Returns
+        -------
+        tuple
+            ``x`` and ``y`` shaped like ``x_structure`` and ``y_structure``
+            (an array per leaf, in the declared tuples and lists); the
+            indices first with ``include_indices``.
+        """
         if isinstance(indices, slice):
             indices = np.arange(*indices.indices(self._length))
         else:

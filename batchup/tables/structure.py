@@ -29,8 +29,20 @@ __all__ = ["Leaf", "leaves", "map_structure", "parse_structure"]
 class Leaf:
     """One output of a batch: ``columns`` fed to ``encoder``.
 
-    ``multi`` is True when the columns were given as a list (the encoder
-    receives a 2-D input even for a single column).
+    :func:`parse_structure` builds it; each parameter is kept as the
+    attribute of the same name (the object is frozen).
+
+    Parameters
+    ----------
+    columns : tuple
+        The column names (or positions) the leaf reads.
+    encoder : object or None
+        A pre-fitted encoder with ``transform``, or ``None`` for the raw values.
+    multi : bool
+        True when the columns were given as a list: the encoder receives a
+        2-D input even for a single column.
+    where : str
+        Where in the structure the leaf sits (``x_structure[1]``), for messages.
     """
 
     columns: tuple
@@ -54,6 +66,18 @@ def _is_names(x: Any) -> bool:
 
 def parse_structure(spec: Any, where: str = "x_structure") -> Any:
     """Return ``spec`` with every leaf replaced by a :class:`Leaf`.
+
+    Parameters
+    ----------
+    spec : str, int, tuple or list
+        A structure in the spellings of the module docstring.
+    where : str, default "x_structure"
+        The argument's name, for messages (nested leaves add ``[i]``).
+
+    Returns
+    -------
+    Leaf, tuple or list
+        The same nesting, with :class:`Leaf` objects as leaves.
 
     Raises
     ------
@@ -101,7 +125,21 @@ def _check_encoder(enc: Any, cols: str, where: str) -> Any:
 
 
 def map_structure(fn: Callable[[Leaf], Any], parsed: Any) -> Any:
-    """Apply ``fn`` to every leaf, keeping tuples and lists as they are."""
+    """Apply ``fn`` to every leaf, keeping tuples and lists as they are.
+
+    Parameters
+    ----------
+    fn : callable
+        Called with each :class:`Leaf`.
+    parsed : Leaf, tuple or list
+        A structure from :func:`parse_structure`.
+
+    Returns
+    -------
+    object
+        ``fn(leaf)`` for a leaf, else the same nesting of tuples and lists
+        holding ``fn``'s results.
+    """
     if isinstance(parsed, Leaf):
         return fn(parsed)
     out = [map_structure(fn, p) for p in parsed]
@@ -109,7 +147,18 @@ def map_structure(fn: Callable[[Leaf], Any], parsed: Any) -> Any:
 
 
 def leaves(parsed: Any) -> list:
-    """Return the leaves of a parsed structure, depth first."""
+    """Return the leaves of a parsed structure, depth first.
+
+    Parameters
+    ----------
+    parsed : Leaf, tuple or list
+        A structure from :func:`parse_structure`.
+
+    Returns
+    -------
+    list of Leaf
+        Every leaf, in the order the outputs appear.
+    """
     if isinstance(parsed, Leaf):
         return [parsed]
     return [leaf for p in parsed for leaf in leaves(p)]
