@@ -6,8 +6,16 @@ backend cannot stream (it refuses ``return_as="generator"``) and starts a pool
 of Ray actors for every ``Parallel`` call, so this module talks to Ray
 directly: a shared constant (the data source) goes into the object store once
 (``ray.put``), each task is a ``ray.remote`` call whose result comes back
-through ``ObjectRef.future()``, the stream's buffer bounds the tasks in
-flight, and cancelled tasks are ``ray.cancel``-ed.
+through ``ObjectRef.future()``, and the stream's buffer bounds the tasks in
+flight.
+
+The pool never calls ``ray.cancel``: in Ray 2.60 a cancel that meets the
+task's completion aborts the calling process (``RAY_CHECK`` "Tried to
+complete task that was not pending", seen in this module's tests; Ray
+fixed one path of that race in ray-project/ray#54798, not this one). A
+cancelled task (its stream closed early, its batch timed out, the pool
+closed) therefore runs to its end on the cluster and its result is dropped:
+at most a stream's buffer of tasks outlives the stream.
 
 A task returns its value pickled, so the consumer unpickles it in its own
 thread and gets writable arrays (Ray hands out zero-copy, read-only views of
@@ -118,7 +126,6 @@ class RayImpl:
                 self.live[id(fut)] = ref
                 self.futures.add(fut)
         if closed:  # close() ran while the task was being submitted
-            _cancel_quietly(self.ray, ref)
             raise PoolClosedError("JoblibWorkerPool is closed; create a new pool")
         ref.future().add_done_callback(functools.partial(self._done, fut))
         return fut
@@ -131,7 +138,7 @@ class RayImpl:
             return
         try:
             outcome = rfut.result()
-        except BaseException as err:  # noqa: BLE001 - a dead worker or node, a lost object, a cancellation
+        except BaseException as err:  # noqa: BLE001 - a dead worker or node, a lost object
             fut.set_exception(WorkerCrashedError(f"{fut.label} failed on the Ray cluster: {_describe(err)}"))
             return
         if outcome[0] == "ok":
@@ -140,52 +147,29 @@ class RayImpl:
             fut.set_remote_exception(outcome[1:])
 
     def _abandon(self, fut: Future) -> None:
-        # A batch that timed out: stop its worker too (Ray starts another), as the process pool does.
-        with self.lock:
-            fut.cancelled = True
-            ref = self.live.pop(id(fut), None)
-        if ref is not None:
-            _cancel_quietly(self.ray, ref, force=True)
+        self.cancel([fut])
 
     def cancel(self, futures: list) -> None:
-        refs = []
+        """Forget ``futures``: their tasks run to their end and the results are dropped (no ray.cancel)."""
         with self.lock:
             for fut in futures:
                 fut.cancelled = True
-                ref = self.live.pop(id(fut), None)
-                if ref is not None:
-                    refs.append(ref)
-        for ref in refs:
-            _cancel_quietly(self.ray, ref)
+                self.live.pop(id(fut), None)
 
     def shutdown(self) -> None:
         with self.lock:
             if self.closed:
                 return
             self.closed = True
-            refs = list(self.live.values())
-            self.live.clear()
+            self.live.clear()  # the tasks run to their end; their results are dropped with the refs
             futures = list(self.futures)
             self.futures.clear()
             shared, self.shared = self.shared, []
         for fut in futures:
             if not fut.done():
                 fut.set_exception(PoolClosedError(f"the pool was closed before {fut.label} finished"))
-        for ref in refs:
-            _cancel_quietly(self.ray, ref)
         for constant in shared:
             constant.ref = None  # drop the ObjectRef: Ray frees the object when no task needs it
-
-
-def _cancel_quietly(ray: Any, ref: Any, force: bool = False) -> None:
-    # force=False drops a queued task and interrupts a running one at its next Python line;
-    # force=True also ends the worker process, for a task stuck in native code.
-    if not ray.is_initialized():
-        return
-    try:
-        ray.cancel(ref, force=force)
-    except Exception:  # noqa: BLE001 - finished already, or Ray is disconnected: nothing to stop
-        pass
 
 
 def _describe(err: BaseException) -> str:

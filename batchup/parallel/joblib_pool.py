@@ -69,8 +69,10 @@ class JoblibWorkerPool(AbstractWorkerPool):
     dies (:class:`~batchup.parallel.WorkerCrashedError` instead); the
     backend's ``ray_remote_args`` override both
     (``parallel_config(backend="ray", ray_remote_args={"max_retries": 3})``).
-    A batch that exceeds the stream's ``timeout`` is cancelled together with
-    its worker process, as in the process pool.
+    Tasks whose results nobody will read (a stream closed early, a batch
+    past the stream's ``timeout``, ``close()``) are forgotten, not stopped:
+    they run to their end on the cluster (``ray.cancel`` can abort the
+    calling process in Ray 2.60; see :mod:`batchup.parallel._ray`).
 
     Examples
     --------
