@@ -2,16 +2,19 @@
 
 ``with joblib.parallel_config(backend="dask"):`` (with a
 ``dask.distributed.Client``) moves the work onto a Dask cluster with no
-other change; ``"loky"`` (joblib's default) uses local processes and
-``"threading"`` threads. The backend is the one active when the pool is
-created.
+other change, and ``backend="ray"`` (after ``ray.init()`` and
+``ray.util.joblib.register_ray()``) onto a Ray cluster; ``"loky"`` (joblib's
+default) uses local processes and ``"threading"`` threads. The backend is the
+one active when the pool is created.
 
 joblib's own generator keeps pulling tasks whether or not anyone reads the
 results, so it cannot give a stream its bounded buffer. This pool therefore
 keeps the bound itself: with Dask it submits each task to the client (the
 stream's buffer is the window of futures, and shared constants are
-scattered to every worker once); with other backends a background thread
-runs joblib's ``Parallel`` over windows of at most ``window`` waiting tasks.
+scattered to every worker once); with Ray it does the same through Ray's API
+(:mod:`batchup.parallel._ray`: one ``ray.remote`` task per batch, shared
+constants ``ray.put`` once); with other backends a background thread runs
+joblib's ``Parallel`` over windows of at most ``window`` waiting tasks.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import threading
 import weakref
 from typing import Any
 
-from batchup.parallel import _worker
+from batchup.parallel import _ray, _worker
 from batchup.parallel.errors import PoolClosedError, WorkerCrashedError, rebuild_exception
 from batchup.parallel.pool import AbstractWorkerPool, Future, SharedConstant
 
@@ -38,17 +41,38 @@ class JoblibWorkerPool(AbstractWorkerPool):
     n_jobs : int, optional
         Workers to use; default: the ``n_jobs`` of the active
         ``joblib.parallel_config``, else every core the backend offers.
+        Not used with Dask and Ray, where ``num_workers`` is the cluster's
+        CPU count and the stream's buffer bounds the tasks in flight.
     window : int, optional
-        Keyword-only. For non-Dask backends, the most tasks handed to one
-        ``joblib.Parallel`` call (default ``2 * n_jobs``).
+        Keyword-only. For backends other than Dask and Ray, the most tasks
+        handed to one ``joblib.Parallel`` call (default ``2 * n_jobs``).
+
+    Raises
+    ------
+    RuntimeError
+        Under the ``"ray"`` backend, if this process is not connected to a
+        Ray (``ray.init`` was not called).
+    TypeError
+        Under the ``"ray"`` backend, if its ``ray_remote_args`` is not a dict.
 
     Notes
     -----
     Tasks and their arguments must be picklable by the backend (cloudpickle
-    for loky and Dask). Under Dask, :meth:`shared_constant` scatters the
-    value to every worker once (``client.scatter(x, broadcast=True)``), so a
-    data source is not shipped with every batch; the cluster's workers need
-    batchup installed. The pool never closes a client it did not create.
+    for loky, Dask and Ray). Under Dask, :meth:`shared_constant` scatters the
+    value to every worker once (``client.scatter(x, broadcast=True)``); under
+    Ray it puts the value in the object store once (``ray.put``); so a data
+    source is not shipped with every batch. The cluster's workers need
+    batchup installed. The pool never closes a Dask client, or disconnects a
+    Ray, that it did not create.
+
+    Under Ray each task asks for one CPU and is not re-run when its worker
+    dies (:class:`~batchup.parallel.WorkerCrashedError` instead); the
+    backend's ``ray_remote_args`` override both
+    (``parallel_config(backend="ray", ray_remote_args={"max_retries": 3})``).
+    Tasks whose results nobody will read (a stream closed early, a batch
+    past the stream's ``timeout``, ``close()``) are forgotten, not stopped:
+    they run to their end on the cluster (``ray.cancel`` can abort the
+    calling process in Ray 2.60; see :mod:`batchup.parallel._ray`).
 
     Examples
     --------
@@ -70,6 +94,9 @@ class JoblibWorkerPool(AbstractWorkerPool):
         if client is not None:
             self._impl: Any = _DaskImpl(client)
             self.num_workers = max(1, sum(client.ncores().values()))
+        elif _ray.is_ray_backend(backend):
+            self._impl = _ray.RayImpl(backend)
+            self.num_workers = max(1, self._impl.num_cpus())
         else:
             effective = backend.effective_n_jobs(jobs if jobs is not None else -1)
             self.num_workers = max(1, int(effective))
