@@ -22,7 +22,7 @@ from pathlib import Path
 #: Why a block may be left out of a page's run, and what that means.
 SKIP_REASONS = {
     "internet": "downloads from the internet",
-    "cluster": "needs a Dask cluster",
+    "cluster": "needs a Dask or Ray cluster",
     "launcher": "needs several processes started together (torchrun, or one process per rank)",
     "tensorflow": "needs TensorFlow, which the test extras leave out",
 }
