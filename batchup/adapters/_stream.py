@@ -211,6 +211,18 @@ class EpochStream:
         It can differ between epochs: a non-stratified choice source ends
         at the first member that runs out, which depends on the epoch's order.
 
+        Parameters
+        ----------
+        epoch : int
+            The epoch number. For a source that is not random access the
+            count of epoch 0 is returned for every epoch (it is not planned).
+
+        Returns
+        -------
+        int
+            How many batches this rank gets in that epoch (after sharding and
+            ``drop_last``); for epoch 0 this is ``len(stream)``.
+
         Raises
         ------
         TypeError

@@ -33,27 +33,18 @@ def infer_signature(batch: Any, batch_size: int | None = None, *, others: Any = 
 
     Parameters
     ----------
-    batch : nest of arrays
-        A batch: tuples and lists become tuples, dicts stay dicts.
-    batch_size : int, optional
-        The batch dimension when every batch has that many samples (as with
-        ``drop_last=True``); ``None`` leaves it unknown.
-    others : iterable of batches, optional
-        More batches of the same structure: an axis whose size differs
-        between them and ``batch`` is left unknown (``None``), as the padded
-        length of variable-length samples is.
-
-    Returns
-    -------
-    nest of tf.TensorSpec
-        One spec per array.
-
-    Parameters
-    ----------
     batch : array or nested tuple/list/dict of arrays
-        A sample batch, such as the first batch of the source.
+        A sample batch, such as the first batch of the source: tuples and
+        lists become tuples, dicts stay dicts. A 0-d leaf gets the spec of a
+        scalar (shape ``()``).
     batch_size : int, optional
-        The static batch dimension; ``None`` (the default) leaves it unknown.
+        The static batch dimension when every batch has that many samples (as
+        with ``drop_last=True``); ``None`` (the default) leaves it unknown.
+    others : iterable of batches, default ()
+        More batches of the same structure (keyword only): an axis after the
+        batch axis whose size differs between them and ``batch`` is left
+        unknown (``None``), as the padded length of variable-length samples
+        is. Empty by default, so every other axis is taken from ``batch``.
 
     Returns
     -------

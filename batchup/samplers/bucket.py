@@ -265,6 +265,38 @@ class BucketSampler(PlannedSampler):
         ``shuffle=None`` uses the sampler's ``seed`` (in order without one);
         an RNG object is drawn from once for an int seed.
 
+        Parameters
+        ----------
+        batch_size : None or int
+            ``None`` (the sampler sets every bucket's batch size); an int is
+            accepted only when it equals the sampler's ``batch_size``
+            (``batch_size`` given without ``max_tokens``).
+        shuffle : None, bool, int, SeedKey, RandomState or Generator, default None
+            ``None`` or ``False`` uses the sampler's ``seed`` (in order
+            without one); an int seeds every epoch's order from ``(seed,
+            epoch)``; ``True`` (the global NumPy RNG) or an RNG object is
+            drawn from once, here, for an int seed.
+        drop_last : bool, default False
+            Keyword-only. Leave out each bucket's short last batch (and, on
+            several ranks, a bucket's incomplete last step), so every batch of
+            a bucket has the same size.
+        shard : None, (rank, num_shards) or ShardSpec, default None
+            Keyword-only. This rank's part of every epoch: rank ``r`` takes
+            batch ``r`` of every step of ``num_shards`` batches of one bucket
+            (see Notes of the class); the spec's ``remainder`` says whether an
+            incomplete bucket is padded by wrap-around or left out.
+        epoch : int, default 0
+            Keyword-only. Which pass over the data: pass ``e`` covers the
+            sampler's epochs ``e * repeats .. e * repeats + repeats - 1`` (see
+            :class:`~batchup.samplers.plan.PlanOptions`).
+
+        Returns
+        -------
+        BucketPlan
+            The run's batches (``repeats`` epochs of
+            ``BucketPlan.steps_per_epoch`` batches on this rank, endless
+            for ``repeats=-1``), with random access by batch number.
+
         Raises
         ------
         ValueError
@@ -299,6 +331,22 @@ class BucketSampler(PlannedSampler):
         padded to its bucket's length (:class:`~batchup.sequences.PadToBucket`):
         one per bucket with ``drop_last=True`` or several ranks, at most two
         per bucket otherwise.
+
+        Parameters
+        ----------
+        drop_last : bool, default False
+            Keyword-only. The shapes of a run with this ``drop_last`` (no
+            short last batch per bucket when ``True``).
+        shard : None, (rank, num_shards) or ShardSpec, default None
+            Keyword-only. The shapes of one rank's part of a sharded run; every
+            rank sees the same shapes, and no seed is needed to ask.
+
+        Returns
+        -------
+        list of (int, int)
+            The distinct ``(batch size, bucket's padded length)`` pairs, in
+            increasing order; a bucket that gives no batch (all dropped) adds
+            none.
 
         Examples
         --------

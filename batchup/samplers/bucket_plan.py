@@ -60,6 +60,32 @@ class BucketPlan(BatchPlan):
     from ``(seed, that epoch)`` when first asked for and kept (the last two).
     ``indices(b)`` is random access; ``padding(b)`` is the wrap-around mask
     on a sharded run.
+
+    Users get a plan from :meth:`~batchup.sequences.BucketSampler.plan` (or a source's
+    ``plan``) rather than build one.
+
+    Parameters
+    ----------
+    sampler : BucketSampler
+        The sampler whose buckets, batch sizes and ``repeats`` are planned.
+    options : PlanOptions
+        The validated options of the run. ``options.shuffle`` must already be
+        ``None`` or a ``SeedKey`` (``BucketSampler.plan`` turns an RNG
+        object into one), and ``drop_last``, ``shard`` and ``epoch`` mean what
+        they mean for :meth:`~batchup.sequences.BucketSampler.plan`.
+    check : bool, default True
+        Keyword-only. Raise for a run that cannot work: several ranks with a
+        seed drawn at random or from an RNG (``SeedRequiredError``), or a
+        rank that gets no batch at all (``ValueError``). ``False`` only
+        counts, as :meth:`~batchup.sequences.BucketSampler.batch_shapes` does.
+
+    Raises
+    ------
+    SeedRequiredError
+        With ``check=True``, for several ranks and a seed the ranks cannot share.
+    ValueError
+        For ``repeats=-1`` with no batch per epoch, and (with ``check=True``)
+        for a sharded or ``drop_last`` run that leaves a rank no batch.
     """
 
     KIND = "bucket"
@@ -108,11 +134,30 @@ class BucketPlan(BatchPlan):
 
     # -- counting -----------------------------------------------------------------------
     def per_bucket_counts(self) -> np.ndarray:
-        """Return the batches of each bucket one rank gets per epoch."""
+        """Return the batches of each bucket one rank gets per epoch.
+
+        Returns
+        -------
+        ndarray of int64, shape (buckets,)
+            Entry ``k`` counts bucket ``k``'s batches on this rank in one epoch
+            (after ``drop_last`` and sharding); the entries sum to
+            ``steps_per_epoch``.
+        """
         return self._groups.astype(np.int64)
 
     def per_bucket_batch_sizes(self) -> np.ndarray:
-        """Return the samples per batch of each bucket (its last batch may be short when kept)."""
+        """Return the samples per batch of each bucket (its last batch may be short when kept).
+
+        Returns
+        -------
+        ndarray of int64, shape (buckets,)
+            Entry ``k`` is the size of bucket ``k``'s batches: the sampler's
+            ``bucket_batch_sizes[k]``, or on a sharded
+            run the bucket spread evenly over its steps (``remainder="pad"``:
+            rounded up; ``"drop"``: rounded down, or the full size when a step
+            fewer leaves out fewer samples). Only an unsharded run without
+            ``drop_last`` keeps a shorter last batch (``keeps_short_batches``).
+        """
         return self._per.astype(np.int64)
 
     def _epoch_samples(self) -> int:

@@ -76,7 +76,30 @@ class PadToBucket:
         self.return_mask = bool(return_mask)
 
     def padded_length(self, longest: int) -> int:
-        """Return the padded length of a batch whose longest sample has ``longest`` entries."""
+        """Return the padded length of a batch whose longest sample has ``longest`` entries.
+
+        Parameters
+        ----------
+        longest : int
+            The length of the batch's longest sample (0 for a batch of empty
+            samples).
+
+        Returns
+        -------
+        int
+            The smallest of ``lengths`` that is at least ``longest``.
+
+        Raises
+        ------
+        ValueError
+            If ``longest`` is more than the largest of ``lengths``.
+
+        Examples
+        --------
+        >>> pad = PadToBucket([4, 10])
+        >>> pad.padded_length(4), pad.padded_length(5)
+        (4, 10)
+        """
         k = int(np.searchsorted(self.lengths, longest, side="left"))
         if k == len(self.lengths):
             raise ValueError(
@@ -85,6 +108,42 @@ class PadToBucket:
         return int(self.lengths[k])
 
     def __call__(self, *batch: Any) -> tuple:
+        """Pad element ``position`` of ``batch`` to its bucket's length; keep the others.
+
+        Parameters
+        ----------
+        *batch : array-like
+            The elements of one batch, as ``source.map`` passes them. Element
+            ``position`` is the ragged one: a ``RaggedArray``, or a list,
+            tuple or object array of samples of shape ``(length_i, *features)``.
+
+        Returns
+        -------
+        tuple
+            ``batch`` with the ragged element replaced by ``padded, lengths``
+            (or ``padded, lengths, mask`` with ``return_mask=True``), as
+            :func:`~batchup.sequences.pad_batch` returns them: ``padded`` has
+            shape ``(B, padded_length(longest), *features)``.
+
+        Raises
+        ------
+        IndexError
+            If ``position`` is not an element of ``batch``.
+        ValueError
+            If a sample is longer than the largest of ``lengths`` (the
+            message names the sample).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from batchup.sequences import RaggedArray
+        >>> pad = PadToBucket([4, 10], -1, return_mask=True)
+        >>> x, lengths, mask, y = pad(RaggedArray.from_list([[1, 2], [3, 4, 5]]), np.array([0, 1]))
+        >>> x.tolist(), lengths.tolist(), y.tolist()
+        ([[1, 2, -1, -1], [3, 4, 5, -1]], [2, 3], [0, 1])
+        >>> mask.tolist()
+        [[True, True, False, False], [True, True, True, False]]
+        """
         n = len(batch)
         if not -n <= self.position < n:
             raise IndexError(f"PadToBucket(position={self.position}) got a batch of {n} elements")

@@ -23,6 +23,21 @@ def apportion(weights: Any, total: int) -> np.ndarray:
     Each count is within 1 of ``total * w / sum(w)``; a zero weight gets 0;
     remainders that tie go to the lower index.
 
+    Parameters
+    ----------
+    weights : 1-D array-like of float
+        Non-negative weights, at least one of them positive (not checked
+        here: :class:`~batchup.sources.MixtureDataSource` validates its
+        ``weights``); only their ratios matter.
+    total : int
+        The number to split, ``>= 0`` (a mixture's ``epoch_size``).
+
+    Returns
+    -------
+    ndarray of int64, shape (len(weights),)
+        The counts, which sum to ``total``: each is ``floor(total * w / sum(w))``
+        plus one for the members with the largest fractional parts.
+
     Examples
     --------
     >>> apportion([0.7, 0.2, 0.1], 12).tolist()

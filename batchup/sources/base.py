@@ -660,6 +660,27 @@ def counting_plan(source: Any, batch_size: Any, options: PlanOptions) -> BatchPl
     Counting needs no shared seed: a weighted sampler (which cannot go in
     order) or a sampler with a seed of its own drawn at random is counted
     with a fixed seed, on which its counts do not depend.
+
+    Parameters
+    ----------
+    source : RandomAccessDataSource
+        A random-access source (anything with ``_plan(batch_size, options)``,
+        such as a choice or mixture source).
+    batch_size : int or None
+        Samples per batch (``None`` when the sampler sets it).
+    options : PlanOptions
+        The validated ``shuffle``, ``drop_last``, ``shard`` and ``epoch`` of
+        the run to count (from :meth:`PlanOptions.make
+        <batchup.samplers.PlanOptions.make>`).
+
+    Returns
+    -------
+    BatchPlan
+        The source's plan for ``options``, or, if that plan needs a seed it
+        was not given (``NotImplementedError`` or ``SeedRequiredError``), its
+        plan for the same options with the int seed 0. Read only its counts
+        (``batch_count``, ``num_batches``, ``num_samples``): in the second
+        case its batches are not the run's.
     """
     try:
         return source._plan(batch_size, options)

@@ -348,6 +348,12 @@ class ChoicePlan(BatchPlan):
         The choice source's options (its seed orders the members).
     stratified : bool
         Keyword-only. Follow a stratified schedule when every member is finite.
+    offsets : list of int, optional
+        Keyword-only. Per member, how many batches of its plan earlier
+        passes used: member ``i``'s batch ``pos`` is batch ``pos +
+        offsets[i]`` of its plan. ``ChoiceDataSource.plan`` sets it for
+        the endless members of pass ``epoch > 0`` (they go on where the
+        earlier passes left them); ``None`` (the default) is all zeros.
     """
 
     KIND = "choice"
@@ -418,7 +424,16 @@ class ChoicePlan(BatchPlan):
         return int(order[j]), r
 
     def uses(self) -> np.ndarray:
-        """Return how many batches of each member this pass takes (random-access plans of known length)."""
+        """Return how many batches of each member this pass takes (random-access plans of known length).
+
+        Returns
+        -------
+        ndarray of int, shape (members,)
+            Entry ``i`` counts the steps of this pass that take a batch of
+            member ``i``; they sum to ``num_batches``. All zeros when the
+            pass's length is unknown or endless (``num_batches`` is ``None``).
+            Not meaningful for a plan that draws from an RNG object.
+        """
         k = len(self.plans)
         n = self.num_batches or 0
         if self._schedule is not None:

@@ -68,6 +68,36 @@ that member's stream; ``parts[i]`` is what member ``i``'s ``fetch_batch``
 takes for its rows (in row order), or ``None`` if it has none; ``probes[i]``
 one row of member ``i`` (``None`` for members of weight 0), fetched once to
 check that every member's batches have the same structure.
+
+``MixturePlan.indices(b)`` builds them and
+``MixtureDataSource.fetch_batch`` takes them; code that fetches samples
+itself reads ``member`` and ``parts``.
+
+Parameters
+----------
+member : ndarray of int, shape (rows,)
+    The member number of every row of the batch, in row order.
+positions : ndarray of int, shape (rows,)
+    Every row's position in its member's stream (the member's passes joined
+    end to end, counted from pass 0).
+parts : tuple of (index batch or None)
+    One entry per member: the member's own index batch for its rows, in row
+    order (a 1-D int array of absolute indices, or a tuple of them for a
+    composite member), or ``None`` when no row of the batch is the member's.
+probes : tuple of (index batch or None)
+    One entry per member: an index batch of one row of the member (its first
+    row of the epoch), or ``None`` for a member of weight 0.
+
+Examples
+--------
+>>> import numpy as np
+>>> from batchup.sources import ArrayDataSource, MixtureDataSource
+>>> mix = MixtureDataSource([ArrayDataSource([np.arange(7)]), ArrayDataSource([np.arange(100, 104)])], [0.7, 0.3])
+>>> ix = mix.plan(5).indices(1)
+>>> ix.member.tolist(), ix.positions.tolist(), [p.tolist() for p in ix.parts]
+([1, 0, 0, 1, 0], [1, 4, 5, 2, 6], [[4, 5, 6], [1, 2]])
+>>> mix.fetch_batch(ix, 1)[0].tolist()
+[101, 4, 5, 102, 6]
 """
 
 
@@ -114,6 +144,37 @@ class MixturePlan(BatchPlan):
 
     Members are planned without ``shard`` or ``drop_last``: member ``i``'s
     pass ``e`` is its plan for ``epoch=e`` with the seed ``(seed, i)``.
+
+    Users get a plan from :meth:`MixtureDataSource.plan` rather than build
+    one.
+
+    Parameters
+    ----------
+    source : MixtureDataSource
+        The mixture whose members, weights, ``epoch_size`` and ``repeats``
+        are planned.
+    batch_size : int
+        Rows per batch of the mixture.
+    options : PlanOptions
+        The validated options of the run; ``options.shuffle`` must already be
+        ``None`` or a ``SeedKey`` (:meth:`MixtureDataSource.plan` turns
+        ``True`` or an RNG object into a seed drawn from it).
+    member_keys : list of (SeedKey or None), optional
+        The seed of each member's plans. ``None`` (the default) derives
+        ``(seed, i)`` for member ``i`` from ``options.shuffle`` (no seed when
+        in order); restoring a checkpoint passes the seeds it recorded.
+
+    Raises
+    ------
+    ValueError
+        If an endless member is not random access or has no fixed batch size,
+        a member of positive weight has no samples or gets none in an epoch,
+        every member of positive weight is endless and the source has no
+        ``epoch_size``, or ``epoch`` is not 0 for an endless run; from
+        ``indices(b)``, if a member's passes differ in length.
+    SeedRequiredError
+        For a sharded run whose seed (or a member's) was drawn at random or
+        from an RNG object, which the ranks cannot share.
     """
 
     KIND = "mixture"
@@ -436,7 +497,32 @@ class MixtureDataSource(AbstractDataSource):
 
     # -- plans ------------------------------------------------------------------------------
     def plan(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> MixturePlan:
-        """Return the plan of ``batch_iterator(batch_size, shuffle, **kwargs)`` (see :class:`MixturePlan`)."""
+        """Return the plan of ``batch_iterator(batch_size, shuffle, **kwargs)`` (see :class:`MixturePlan`).
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch.
+        shuffle : None, bool, int, RandomState or Generator, default None
+            As for :meth:`batch_iterator`: ``None``/``False`` a smooth
+            interleave; an int seeds epoch ``e``'s order from ``(seed, e)``;
+            ``True`` (the global NumPy RNG) or an RNG object gives one int
+            seed drawn from it now.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only, as for
+            :meth:`batch_iterator`.
+
+        Returns
+        -------
+        MixturePlan
+            Random access: ``plan.indices(b)`` is batch ``b``'s
+            :class:`MixtureIndices`; ``len(plan)`` batches unless endless.
+
+        Raises
+        ------
+        TypeError
+            For an unknown keyword argument or a ``batch_size`` that is not an int.
+        """
         return self._plan(batch_size, plan_options("MixtureDataSource.plan", kwargs, shuffle))
 
     def _plan(self, batch_size: Any, options: PlanOptions) -> MixturePlan:
@@ -456,15 +542,101 @@ class MixtureDataSource(AbstractDataSource):
             return MixturePlan(self, batch_size, dataclasses.replace(options, shuffle=_rng.SeedKey(0)))
 
     def num_samples(self, **kwargs: Any) -> Any:
-        """Return the samples one iteration yields (this rank's with ``shard``); ``np.inf`` if endless."""
+        """Return the samples one iteration yields (this rank's with ``shard``); ``np.inf`` if endless.
+
+        Parameters
+        ----------
+        **kwargs
+            The iteration options of :meth:`batch_iterator` (``shuffle``,
+            ``drop_last``, ``shard``, ``epoch``), keyword-only. The count
+            does not depend on the seed, so ``shuffle=True`` or an RNG object
+            is not drawn from.
+
+        Returns
+        -------
+        int or float
+            ``repeats`` epochs of ``sum(counts)`` samples, or this rank's
+            share of them with ``shard`` (wrap-around padding included),
+            counted before ``drop_last``; ``np.inf`` with ``repeats=-1``.
+
+        Raises
+        ------
+        TypeError
+            For an unknown keyword argument.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from batchup.sources import ArrayDataSource
+        >>> mix = MixtureDataSource([ArrayDataSource([np.arange(7)]), ArrayDataSource([np.arange(4)])],
+        ...                         [0.7, 0.3], epoch_size=11)
+        >>> mix.num_samples(), mix.num_samples(shard=(1, 2))
+        (11, 6)
+        """
         return self._count_plan(1, "MixtureDataSource.num_samples", kwargs).num_samples
 
     def num_batches(self, batch_size: int, **kwargs: Any) -> Any:
-        """Return the batches ``batch_iterator(batch_size, **kwargs)`` yields; draws no seed."""
+        """Return the batches ``batch_iterator(batch_size, **kwargs)`` yields; draws no seed.
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch.
+        **kwargs
+            The iteration options of :meth:`batch_iterator` (``shuffle``,
+            ``drop_last``, ``shard``, ``epoch``), keyword-only, so the count
+            is that of the same iteration. ``shuffle=True`` or an RNG object
+            is not drawn from: the count does not depend on the seed.
+
+        Returns
+        -------
+        int or float
+            The number of batches (this rank's with ``shard``); ``np.inf``
+            with ``repeats=-1``.
+
+        Raises
+        ------
+        TypeError
+            For an unknown keyword argument or a ``batch_size`` that is not an int.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from batchup.sources import ArrayDataSource
+        >>> mix = MixtureDataSource([ArrayDataSource([np.arange(7)]), ArrayDataSource([np.arange(4)])],
+        ...                         [0.7, 0.3], epoch_size=11)
+        >>> mix.num_batches(5), mix.num_batches(5, drop_last=True)
+        (3, 2)
+        """
         return self._count_plan(batch_size, "MixtureDataSource.num_batches", kwargs).batch_count
 
     def batch_indices_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
-        """Return an iterator of :class:`MixtureIndices`, one per batch."""
+        """Return an iterator of :class:`MixtureIndices`, one per batch.
+
+        The index batches :meth:`batch_iterator` fetches, for code that
+        fetches samples itself (``fetch_batch(indices, batch_number)``).
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch.
+        shuffle : None, bool, int, RandomState or Generator, default None
+            As for :meth:`batch_iterator`.
+        **kwargs
+            ``drop_last``, ``shard`` and ``epoch``, keyword-only, as for
+            :meth:`batch_iterator`.
+
+        Returns
+        -------
+        IndexBatchIterator
+            Yields one :class:`MixtureIndices` per batch; resumable with
+            ``state_dict()`` / ``load_state_dict()``.
+
+        Raises
+        ------
+        TypeError
+            For an unknown keyword argument or a ``batch_size`` that is not an int.
+        """
         return self._plan(batch_size, plan_options("MixtureDataSource.batch_indices_iterator", kwargs,
                                                    shuffle)).iterator()
 
@@ -475,20 +647,76 @@ class MixtureDataSource(AbstractDataSource):
         ----------
         batch_size : int
             Rows per batch.
-        shuffle : None, int, bool, RandomState or Generator
+        shuffle : None, int, bool, RandomState or Generator, default None
             ``None`` in a smooth interleave; an int seeds epoch ``e``'s order
             from ``(seed, e)``; ``True`` or an RNG object gives one seed drawn
             from it now.
-        drop_last, shard, epoch
-            Keyword-only, as for every source (see
-            :meth:`RandomAccessDataSource.batch_indices_iterator`).
+        **kwargs
+            Keyword-only iteration options, as for every source (see
+            :meth:`RandomAccessDataSource.batch_iterator
+            <batchup.sources.RandomAccessDataSource.batch_iterator>`):
+
+            drop_last : bool, default False
+                Drop a final short batch.
+            shard : (rank, num_shards) or ShardSpec, optional
+                Take only this rank's part of the slots of every epoch; every
+                rank gets the same number of batches. Needs an int seed shared
+                by all ranks when shuffled.
+            epoch : int, default 0
+                Which pass over the data (pass ``e`` covers the mixture's
+                epochs ``e * repeats ..``); members continue their streams.
+
+        Returns
+        -------
+        BatchIterator
+            Yields one batch per step: the members' batch structure (a tuple
+            or list of arrays) with rows in the drawn order, the int64 member
+            number of every row first with ``include_member``; has ``len()``,
+            ``remaining()`` and ``state_dict()`` / ``load_state_dict()``.
+
+        Raises
+        ------
+        TypeError
+            For an unknown keyword argument or a ``batch_size`` that is not an int.
         """
         plan = self._plan(batch_size, plan_options("MixtureDataSource.batch_iterator", kwargs, shuffle))
         return BatchIterator(self, plan)
 
     # -- fetching ---------------------------------------------------------------------------
     def fetch_batch(self, indices: Any, batch_number: int) -> Any:
-        """Fetch every member's rows (with the mixture's batch number) and put them in row order."""
+        """Fetch every member's rows (with the mixture's batch number) and put them in row order.
+
+        The first call also fetches one row of every member of positive
+        weight that is not in the batch, so members whose batches do not
+        match fail at once rather than batches later.
+
+        Parameters
+        ----------
+        indices : MixtureIndices
+            An index batch from :meth:`plan` (``plan.indices(b)``) or
+            :meth:`batch_indices_iterator`.
+        batch_number : int
+            The batch's number in the mixture's plan
+            (``plan.batch_number(b)``), passed on to every member's
+            ``fetch_batch``, so seeded ``map`` members give the same batch
+            whatever drives the mixture.
+
+        Returns
+        -------
+        tuple or list of arrays
+            The members' batch structure with ``len(indices.member)`` rows in
+            row order; with ``include_member``, the int64 member number of
+            every row comes first.
+
+        Raises
+        ------
+        TypeError
+            If ``indices`` is not a :class:`MixtureIndices`, or the members'
+            batches are not NumPy arrays (or tuples or lists of them).
+        ValueError
+            If the members' batches differ in structure, dtype or row shape,
+            or a member returns another number of rows than it was asked for.
+        """
         if not isinstance(indices, MixtureIndices):
             raise TypeError(f"indices must be a MixtureIndices, got {type(indices).__name__}")
         member = np.asarray(indices.member)
