@@ -13,7 +13,7 @@ import importlib.metadata
 from pathlib import Path
 
 import numpy as np
-from _common import best_of, emit_json
+from _common import median_of, emit_json
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
             yb[-1]
         return total
 
-    best, times, total = best_of(one_epoch, args.repeats)
+    best, times, total = median_of(one_epoch, args.repeats)
     emit_json(
         {
             "seconds": best,

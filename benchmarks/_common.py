@@ -22,6 +22,7 @@ import os
 import platform
 import subprocess
 import sys
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -73,11 +74,13 @@ def machine_string() -> str:
     return f"{platform.system()} {platform.machine()}, {cpu}, {cores} cores{mem}, Python {platform.python_version()}"
 
 
-def best_of(run: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float], Any]:
+def median_of(run: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float], Any]:
     """Call ``run`` ``warmup`` times untimed, then ``repeats`` times timed.
 
-    Returns ``(best_seconds, all_timed_seconds, last_return_value)``. A full
-    garbage collection runs before every call, outside the timed region.
+    Returns ``(median_seconds, all_timed_seconds, last_return_value)``. A full
+    garbage collection runs before every call, outside the timed region. The
+    median, not the minimum, is reported: on a shared, noisy machine it is
+    the typical run, and ratios of medians from one run compare fairly.
     """
     result = None
     for _ in range(warmup):
@@ -89,7 +92,11 @@ def best_of(run: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[floa
         t0 = time.perf_counter()
         result = run()
         times.append(time.perf_counter() - t0)
-    return min(times), times, result
+    return float(statistics.median(times)), times, result
+
+
+#: The former name of :func:`median_of`, for scripts not yet renamed.
+best_of = median_of
 
 
 def contender(name: str, seconds: float | None, note: str = "", **extra: Any) -> dict:
@@ -117,7 +124,7 @@ def write_results(benchmark: str, workloads: Sequence[dict], out: Path | None = 
     """Write the results JSON (atomically) and return its path."""
     out = Path(out) if out is not None else RESULTS_DIR / f"bench_{benchmark}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"benchmark": benchmark, "machine": machine_string(), "workloads": list(workloads)}
+    doc = {"benchmark": benchmark, "machine": machine_string(), "workloads": list(workloads), "statistic": "median"}
     doc.update(extra)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import (  # noqa: E402
     add_common_args,
-    best_of,
+    median_of,
     contender,
     emit_json,
     format_table,
@@ -70,7 +70,7 @@ def bench_keras(src, repeats):
 
         ds = as_py_dataset(src, BATCH, shuffle=SEED)
     except ImportError as err:
-        return [contender("direct batch_iterator", best_of(lambda: direct(src), repeats)[0]),
+        return [contender("direct batch_iterator", median_of(lambda: direct(src), repeats)[0]),
                 contender("PyDataset items", None, f"Keras missing: {err}")]
 
     def items():
@@ -78,9 +78,9 @@ def bench_keras(src, repeats):
         return _drain(ds[i] for i in range(len(ds)))
 
     return [
-        contender("direct batch_iterator", best_of(lambda: direct(src), repeats)[0], "for b in source.batch_iterator"),
-        contender("PyDataset items", best_of(items, repeats)[0], "ds[i] for i in range(len(ds)), as Keras reads it"),
-        contender("as_generator", best_of(lambda: _drain(as_generator(src, BATCH, shuffle=SEED, epochs=1)),
+        contender("direct batch_iterator", median_of(lambda: direct(src), repeats)[0], "for b in source.batch_iterator"),
+        contender("PyDataset items", median_of(items, repeats)[0], "ds[i] for i in range(len(ds)), as Keras reads it"),
+        contender("as_generator", median_of(lambda: _drain(as_generator(src, BATCH, shuffle=SEED, epochs=1)),
                                           repeats)[0], "one pass of the generator"),
     ]
 
@@ -99,10 +99,10 @@ def bench_torch(src, repeats):
     ds = as_iterable_dataset(src, BATCH, shuffle=SEED, shard=None)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=0)
     return [
-        contender("direct + from_numpy", best_of(reference, repeats)[0], "hand-written loop"),
-        contender("DataLoader(IterableDataset)", best_of(lambda: _drain(loader), repeats)[0],
+        contender("direct + from_numpy", median_of(reference, repeats)[0], "hand-written loop"),
+        contender("DataLoader(IterableDataset)", median_of(lambda: _drain(loader), repeats)[0],
                   "DataLoader(batch_size=None, num_workers=0)"),
-        contender("iter_tensors", best_of(lambda: _drain(iter_tensors(src.batch_iterator(BATCH, shuffle=SEED))),
+        contender("iter_tensors", median_of(lambda: _drain(iter_tensors(src.batch_iterator(BATCH, shuffle=SEED))),
                                           repeats)[0], "plain iterator of tensors"),
     ]
 
@@ -130,9 +130,9 @@ def bench_jax(src, repeats):
         return n
 
     return [
-        contender("direct + device_put", best_of(reference, repeats)[0], "hand-written loop, CPU device"),
-        contender("prefetch_to_device(size=2)", best_of(prefetched, repeats)[0], "deque of device_put batches"),
-        contender("direct (no transfer)", best_of(lambda: direct(src), repeats)[0], "for scale: NumPy only"),
+        contender("direct + device_put", median_of(reference, repeats)[0], "hand-written loop, CPU device"),
+        contender("prefetch_to_device(size=2)", median_of(prefetched, repeats)[0], "deque of device_put batches"),
+        contender("direct (no transfer)", median_of(lambda: direct(src), repeats)[0], "for scale: NumPy only"),
     ]
 
 
@@ -155,10 +155,10 @@ def tf_worker(n_batches: int, repeats: int) -> dict:
     live = tf.data.Dataset.from_generator(
         lambda: src.batch_iterator(BATCH, shuffle=SEED), output_signature=ds.element_spec)
     return {
-        "live": best_of(lambda: _drain(live), repeats)[0],
-        "direct": best_of(reference, repeats)[0],
-        "tf": best_of(lambda: _drain(ds), repeats)[0],
-        "bare": best_of(lambda: _drain(bare), repeats)[0],
+        "live": median_of(lambda: _drain(live), repeats)[0],
+        "direct": median_of(reference, repeats)[0],
+        "tf": median_of(lambda: _drain(ds), repeats)[0],
+        "bare": median_of(lambda: _drain(bare), repeats)[0],
         "version": tf.__version__,
     }
 

@@ -4,7 +4,7 @@ Workload: a generated tarball in the exact format of ``cifar-10-python.tar.gz``
 (``cifar-10-batches-py/data_batch_1..5`` and ``test_batch``, protocol-2 pickles
 of 10,000 x 3,072 uint8 images each; random pixels, so gzip barely shrinks
 it: about 180 MB). ``--quick`` uses a tenth of the samples. Contenders, each
-warmed up once, best of ``--repeats``:
+warmed up once, median of ``--repeats``:
 
 - ``from the tarball`` (reference): open the tar.gz and unpickle every batch
   into NumPy arrays -- what a loader without a cache does on every run;
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_common_args, best_of, contender, format_table, repeats_from, workload, write_results  # noqa: E402
+from _common import add_common_args, median_of, contender, format_table, repeats_from, workload, write_results  # noqa: E402
 
 REFERENCE = "from the tarball"
 
@@ -99,12 +99,12 @@ def main() -> None:
             ds = cifar10.CIFAR10(n_val=0)
             return int(ds.train_X_u8.sum(dtype=np.uint64)) + int(ds.test_X_u8.sum(dtype=np.uint64))
 
-        t_ref, _, (X, y) = best_of(lambda: load_from_tarball(tarball), repeats)
+        t_ref, _, (X, y) = median_of(lambda: load_from_tarball(tarball), repeats)
         assert X.shape == (n, 3, 32, 32)
-        t_first, _, _ = best_of(first_use, repeats)
-        t_open, _, ds = best_of(cached_open, repeats)
+        t_first, _, _ = median_of(first_use, repeats)
+        t_open, _, ds = median_of(cached_open, repeats)
         assert ds.test_X_u8.shape == (per_batch, 3, 32, 32)
-        t_read, _, _ = best_of(cached_read_all, repeats)
+        t_read, _, _ = median_of(cached_read_all, repeats)
         contenders = [
             contender(REFERENCE, t_ref, f"tarfile + pickle for all {n} images ({size_mb:.0f} MB tar.gz)"),
             contender("batchup first use", t_first, "SHA-256 + safe extract + restricted unpickle + .npy write"),

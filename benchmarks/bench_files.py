@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import add_common_args, best_of, contender, format_table, repeats_from, workload, write_results  # noqa: E402
+from _common import add_common_args, median_of, contender, format_table, repeats_from, workload, write_results  # noqa: E402
 
 from batchup.arrays import FileArray, read_image, read_npy  # noqa: E402
 from batchup.sources import ArrayDataSource  # noqa: E402
@@ -118,7 +118,7 @@ def main() -> None:
             }
             contenders = []
             for name, run in runs.items():
-                secs, _, seen = best_of(run, repeats)
+                secs, _, seen = median_of(run, repeats)
                 if seen != n:
                     raise SystemExit(f"{name} saw {seen} samples, expected {n}")
                 contenders.append(contender(name, secs, f"{n} {kind} files of {side}x{side}x3, batch {BATCH}"))

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     BENCH_DIR,
     add_common_args,
-    best_of,
+    median_of,
     contender,
     emit_json,
     format_table,
@@ -133,7 +133,7 @@ def batchup_loop(X: np.ndarray, y: np.ndarray, bs: int, rng_kind: str) -> Callab
 
 
 def timed(name: str, run: Callable[[], int], n: int, repeats: int, note: str) -> dict:
-    best, times, total = best_of(run, repeats)
+    best, times, total = median_of(run, repeats)
     if total != n:
         raise RuntimeError(f"{name} consumed {total} samples, expected {n}")
     print(f"  {name}: {best:.4f} s", flush=True)
@@ -169,7 +169,7 @@ def torch_worker(args: argparse.Namespace) -> None:
             yb[-1]
         return total
 
-    best, times, total = best_of(run, args.repeats)
+    best, times, total = median_of(run, args.repeats)
     emit_json(
         {
             "seconds": best,

@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import add_common_args, best_of, contender, format_table, repeats_from, workload, write_results  # noqa: E402
+from _common import add_common_args, median_of, contender, format_table, repeats_from, workload, write_results  # noqa: E402
 
 from batchup.sources import ArrayDataSource  # noqa: E402
 
@@ -63,9 +63,9 @@ def main() -> None:
     workloads = []
     for k in positions:
         s_seed, s_rs = state_at(k, seeded), state_at(k, legacy)
-        t_replay, _, a = best_of(lambda k=k: replay(k, seeded), repeats)
-        t_seed, _, b = best_of(lambda s=s_seed: restore(s, seeded), repeats)
-        t_rs, _, c = best_of(lambda s=s_rs: restore(s, legacy), repeats)
+        t_replay, _, a = median_of(lambda k=k: replay(k, seeded), repeats)
+        t_seed, _, b = median_of(lambda s=s_seed: restore(s, seeded), repeats)
+        t_rs, _, c = median_of(lambda s=s_rs: restore(s, legacy), repeats)
         d = replay(k, legacy)
         assert (a[0] == b[0]).all() and (c[0] == d[0]).all(), "restored batch differs from the replayed one"
         workloads.append(workload(

@@ -13,7 +13,7 @@ every length clipped to [1, 1024] so that one row of 1024 fits any sample:
 
 The samples are int32 token ids in a :class:`~batchup.sequences.RaggedArray`.
 One shuffled epoch per contender (iterator built inside the timed region;
-best of N runs). Figures: *padding efficiency* (real tokens / tokens in the
+median of N runs). Figures: *padding efficiency* (real tokens / tokens in the
 padded or packed batches), batches/s and real tokens/s.
 
 Contenders:
@@ -68,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import (  # noqa: E402
     BENCH_DIR,
     add_common_args,
-    best_of,
+    median_of,
     contender,
     emit_json,
     repeats_from,
@@ -234,7 +234,7 @@ def bench_batchup(ra: Any, repeats: int) -> list:
     out = []
     for name, make in BATCHUP_CONTENDERS:
         run, note = make(ra)
-        seconds, _, (batches, padded) = best_of(run, repeats)
+        seconds, _, (batches, padded) = median_of(run, repeats)
         out.append(_record(name, seconds, note, batches, padded, real))
     return out
 
@@ -263,7 +263,7 @@ def tf_worker(lengths: np.ndarray, repeats: int, warmup: int = 1) -> dict:
             padded += int(tf.size(x))
         return batches, padded
 
-    seconds, _, (batches, padded) = best_of(epoch, repeats, warmup)
+    seconds, _, (batches, padded) = median_of(epoch, repeats, warmup)
     return {"seconds": seconds, "batches": batches, "padded": padded, "version": tf.__version__}
 
 
@@ -309,7 +309,7 @@ def grain_worker(lengths: np.ndarray, repeats: int, warmup: int = 1) -> dict:
             real += int(np.count_nonzero(row["tokens_segment_ids"]))
         return rows, real
 
-    seconds, _, (rows, real) = best_of(epoch, repeats, warmup)
+    seconds, _, (rows, real) = median_of(epoch, repeats, warmup)
     version = getattr(grain, "__version__", "?")
     return {"seconds": seconds, "batches": -(-rows // GRAIN_BINS), "padded": rows * PACK_LENGTH, "real": real,
             "version": version}

@@ -137,7 +137,9 @@ def render_rst(docs: list[dict], with_charts: bool = True) -> str:
         if doc.get("description"):
             out.append(rst_text(doc["description"]) + "\n\n")
         runs = doc.get("repeats")
-        how = f"best of {runs} timed runs after one warm-up" if isinstance(runs, int) else "best of several runs"
+        stat = "median" if doc.get("statistic") == "median" else "best"
+        how = (f"{stat} of {runs} timed runs after one warm-up" if isinstance(runs, int)
+               else f"{stat} of several runs")
         quick = " This was a ``--quick`` run (smaller data), so its figures are only indicative." if doc.get(
             "quick") else ""
         out.append(
