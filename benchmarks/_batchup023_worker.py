@@ -13,7 +13,7 @@ import importlib.metadata
 from pathlib import Path
 
 import numpy as np
-from _common import median_of, emit_json
+from _common import emit_json, median_of
 
 
 def main() -> None:

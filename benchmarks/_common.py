@@ -20,9 +20,9 @@ import gc
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence

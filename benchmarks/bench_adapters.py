@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import (  # noqa: E402
     add_common_args,
-    median_of,
     contender,
     emit_json,
     format_table,
+    median_of,
     repeats_from,
     run_json_subprocess,
     workload,

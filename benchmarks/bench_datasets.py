@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_common_args, median_of, contender, format_table, repeats_from, workload, write_results  # noqa: E402
+from _common import add_common_args, contender, format_table, median_of, repeats_from, workload, write_results  # noqa: E402
 
 REFERENCE = "from the tarball"
 

@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import add_common_args, median_of, contender, format_table, repeats_from, workload, write_results  # noqa: E402
+from _common import add_common_args, contender, format_table, median_of, repeats_from, workload, write_results  # noqa: E402
 
 from batchup.arrays import FileArray, read_image, read_npy  # noqa: E402
 from batchup.sources import ArrayDataSource  # noqa: E402

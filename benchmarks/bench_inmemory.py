@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     BENCH_DIR,
     add_common_args,
-    median_of,
     contender,
     emit_json,
     format_table,
+    median_of,
     repeats_from,
     run_json_subprocess,
     workload,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import statistics
 import os
 import shutil
 import sys
@@ -84,20 +85,20 @@ def epoch_batchup(mm: np.ndarray, bs: int, seed: int | None) -> float:
 
 
 def time_with_prep(prep, run, repeats: int, path: Path, rows: int) -> tuple:  # noqa: ANN001
-    """Best time of ``run(memmap)`` over ``repeats`` runs, each after an untimed ``prep()``.
+    """Median time of ``run(memmap)`` over ``repeats`` runs, each after an untimed ``prep()``.
 
     The timed region includes mapping the file (as a training job would).
     """
-    best, result = float("inf"), None
+    times, result = [], None
     for _ in range(repeats):
         prep()
         gc.collect()
         t0 = time.perf_counter()
         mm = open_memmap(path, rows)
         result = run(mm)
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
         close_memmap(mm)
-    return best, result
+    return float(statistics.median(times)), result
 
 
 def seed_key(seed: int):  # noqa: ANN201 - the sampler's own seed type

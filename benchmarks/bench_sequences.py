@@ -68,9 +68,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import (  # noqa: E402
     BENCH_DIR,
     add_common_args,
-    median_of,
     contender,
     emit_json,
+    median_of,
     repeats_from,
     run_json_subprocess,
     workload,
