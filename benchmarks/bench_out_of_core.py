@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import statistics
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
