@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from batchup import _rng
+from batchup import _profile, _rng
 from batchup._iterator import WrappingIterator, check_state
 from batchup.samplers.plan import BatchPlan, PlanOptions, plan_options
 from batchup.sources.base import AbstractDataSource, BatchIterator
@@ -74,6 +74,8 @@ class MapDataSource(AbstractDataSource):
 
     def apply(self, batch: Any, batch_number: int | None = None) -> Any:
         """Apply the function to one batch (``batch_number`` selects its generator)."""
+        if _profile.LOCAL.maps is not None:  # a profiled fetch runs in this thread: time the function
+            return _profile.timed_apply(self, batch, batch_number)
         if self.seed is None:
             return self.fn(*batch)
         if batch_number is None:
