@@ -13,16 +13,18 @@ import math
 import time
 from typing import Any
 
-from batchup._profile import cpu_count
+from batchup._profile import cpu_count, run_timed
 from batchup.parallel import _shm, _worker
 from batchup.parallel.autotune import (
     GAIN,
     INLINE_MAX_BATCHES,
     INLINE_MIN_BATCHES,
     LINEAR,
+    MAX_ROUNDS,
     MAX_WAITING_THREADS,
     MIN_PARALLEL_SECONDS,
     PHASE_SECONDS,
+    POOL_SECONDS,
     ROUNDS,
     THREADS_OVER_PROCESSES,
     WAITING_CPU_SHARE,
@@ -35,6 +37,7 @@ from batchup.parallel.errors import PoolClosedError
 from batchup.parallel.pool import InlinePool, WorkerThreadPool
 from batchup.parallel.prefetch import _BatchTasks
 from batchup.parallel.work_stream import WorkStream
+from batchup.sources.base import BatchIterator
 
 __all__ = ["Calibration"]
 
@@ -102,7 +105,7 @@ class Calibration:
 class _ReadyFirst:
     """Hand out the calibration's batches, then (its error, or) the chosen pool's stream."""
 
-    def __init__(self, it: Any, ready: collections.deque, stream: WorkStream | None, error: Any) -> None:
+    def __init__(self, it: Any, ready: collections.deque, stream: Any, error: Any) -> None:
         self.it, self.ready, self.stream, self.error = it, ready, stream, error
         self.closed = False
 
@@ -155,7 +158,7 @@ def _calibrate(src: AutoParallelDataSource, it: Any) -> None:
         raise
     if decision is None:  # too short, or a batch failed: this iterator only, made inline
         trial.close_all(keep=None)
-        rest = None if trial.error is not None else _inline_stream(it, src)
+        rest = None if trial.error is not None else _SerialRest(it, src.ds)
         it._stream = _ReadyFirst(it, ready, rest, trial.error)
         return
     kind, n, pool, shared, reason = decision
@@ -169,16 +172,53 @@ def _calibrate(src: AutoParallelDataSource, it: Any) -> None:
         memory_budget=budget, budget_source=budget_source, seconds=time.perf_counter() - t_start,
         batches=len(ready),
     )
-    it._stream = _ReadyFirst(it, ready, it._new_stream(), None)
+    rest = _SerialRest(it, src.ds) if kind == "inline" else it._new_stream()
+    it._stream = _ReadyFirst(it, ready, rest, None)
 
 
-def _inline_stream(it: Any, src: AutoParallelDataSource) -> WorkStream | None:
-    """The rest of a run that was not calibrated, made in the calling thread (None if it is over)."""
-    if it._inner.remaining() == 0:
-        return None
-    it._tasks.shared = src.ds
-    return WorkStream(InlinePool(), it._tasks, 1, timeout=src.timeout, _label="batch",
-                      _first_number=it._inner.position)
+class _SerialRest:
+    """The rest of a run made in the calling thread by the serial iterator, on the iterator's own cursor.
+
+    The serial iterator gathers several batches with one call where it can
+    (spans); the batches it fetched ahead count as held, so a checkpoint
+    still records only what the consumer received. After an error the run
+    ends, as a prefetching stream's does.
+    """
+
+    _outstanding = ()
+
+    def __init__(self, it: Any, ds: Any) -> None:
+        self.it = it
+        serial = BatchIterator(ds, it._inner.plan)
+        serial._inner = it._inner  # walk the iterator's cursor, not a cursor of its own
+        serial._take_span = getattr(it._inner, "take_span", None)
+        self.serial = serial
+        self.closed = False
+
+    def _next(self) -> Any:
+        if self.closed:
+            raise StopIteration
+        cursor = self.it._inner
+        before = cursor.position
+        try:
+            batch = next(self.serial)
+        except BaseException:
+            self.closed = True
+            raise
+        meta = self.it._meta
+        for _ in range(cursor.position - before):  # one per batch taken from the cursor (a span: several)
+            meta.append((None, cursor.last_padding))
+        return batch
+
+    def _fetch(self, _indices: Any, _number: int) -> Any:
+        return self._next()
+
+    def _next_timed(self) -> tuple:
+        # Timed like a task run in the calling thread: the report shows fetching and maps there.
+        return (run_timed(self._fetch, None, 0), 0.0, 0.0, 0.0, 0, 0)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class _Trial:
@@ -194,6 +234,7 @@ class _Trial:
         self.budget = (src.memory_budget, "given as memory_budget") if src.memory_budget else default_memory_budget()
         self.cpus = cpu_count()
         self.full = False  # the batches kept reached the memory budget
+        self.per_batch = 0.0  # seconds a batch took in the calling thread
 
     # -- measuring ------------------------------------------------------------------------
     def inline(self) -> tuple:
@@ -252,6 +293,15 @@ class _Trial:
             return (k - n) / (stamps[-1] - stamps[n - 1])
         return k / stamps[-1] if k and stamps[-1] > 0 else 0.0
 
+    def count(self, n: int, per_batch: float) -> int:
+        """Return the batches to measure ``n`` workers on: whole rounds, within the run and the budget."""
+        rounds = min(MAX_ROUNDS, max(ROUNDS, math.ceil(POOL_SECONDS / max(per_batch, 1e-9))))
+        left = self.tasks.cursor.remaining()
+        cap = self.budget[0] // max(1, self.batch_bytes) - len(self.ready)
+        while rounds > ROUNDS and ((left is not None and rounds * n > left) or rounds * n > cap):
+            rounds -= 1
+        return rounds * n
+
     def fit_workers(self, n: int) -> int:
         """Return ``n``, or fewer workers if the run has too few batches left to measure ``n`` (at least 2)."""
         left = self.tasks.cursor.remaining()
@@ -273,6 +323,7 @@ class _Trial:
     def run(self) -> tuple | None:
         """Measure; return ``(kind, workers, pool, shared source, reason)``, or None to leave it undecided."""
         per_batch, cpu_share, made = self.inline()
+        self.per_batch = per_batch
         if self.error is not None or not made:
             return None
         src, cpus = self.src, self.cpus
@@ -303,7 +354,7 @@ class _Trial:
             else:
                 pool = WorkerThreadPool(n)
                 try:
-                    rate = self.pool_rate(pool, pool.shared_constant(src.ds), ROUNDS * n)
+                    rate = self.pool_rate(pool, pool.shared_constant(src.ds), self.count(n, per_batch))
                 finally:
                     # Closed now, and its threads gone: a process pool started next may then use 'fork'.
                     pool.close()
@@ -351,7 +402,7 @@ class _Trial:
         except (TypeError, OSError) as err:
             self.notes.append(f"processes not tried: the source could not be shared ({err})")
             return None
-        rate = self.pool_rate(pool, shared, ROUNDS * n)
+        rate = self.pool_rate(pool, shared, self.count(n, self.per_batch))
         if rate is None:
             return None
         self.rates[f"{n} processes"] = rate

@@ -11,11 +11,14 @@ first, so the iterator yields exactly the serial batches, in order:
    spent on the CPU and the size of a batch. A batch that takes less than
    :data:`MIN_PARALLEL_SECONDS` stays inline: handing it to a worker costs
    about as much.
-2. **Threads** (unless ``kind="process"``): :data:`ROUNDS` batches per
-   thread; one thread per CPU, or more when the calling thread spent most
-   of a batch off the CPU (waiting for files or the network). Whether the
-   work releases the GIL shows here.
-3. **Processes** (unless ``kind="thread"``), one per CPU, if threads did not
+2. **Threads** (unless ``kind="process"``): :data:`ROUNDS` to
+   :data:`MAX_ROUNDS` batches per thread (enough for about
+   :data:`POOL_SECONDS` if the threads scaled perfectly); one thread per
+   CPU, or more when the calling thread spent most of a batch off the CPU
+   (waiting for files or the network). Whether the work releases the GIL
+   shows here. The rate is taken from the first round's results to the
+   last, so starting the pool is not counted.
+3. **Processes** (unless ``kind="thread"``), one per CPU, measured alike, if threads did not
    already scale with the CPUs, the source pickles (so the choice does not
    rest on ``fork``) and this is not itself a worker process.
 4. The fastest wins if it makes batches at least :data:`GAIN` times as fast
@@ -41,8 +44,10 @@ from batchup.parallel.errors import PoolClosedError
 from batchup.parallel.pool import check_timeout
 from batchup.parallel.prefetch import ParallelDataSource, check_source
 from batchup.parallel.work_stream import check_buffer_size
+from batchup.samplers.plan import plan_options
+from batchup.sources.base import BatchIterator
 
-__all__ = ["AutoParallelDataSource", "Choice", "default_memory_budget"]
+__all__ = ["AutoParallelDataSource", "Choice", "InlineBatchIterator", "default_memory_budget"]
 
 #: Batches made in the calling thread first: at least this many ...
 INLINE_MIN_BATCHES = 3
@@ -50,8 +55,12 @@ INLINE_MIN_BATCHES = 3
 PHASE_SECONDS = 0.15
 #: ... but no more than this many.
 INLINE_MAX_BATCHES = 8
-#: Batches per worker when a pool is measured.
+#: Batches per worker when a pool is measured: at least this many ...
 ROUNDS = 3
+#: ... more, up to :data:`MAX_ROUNDS`, if the pool would make them in less than this many seconds ...
+POOL_SECONDS = 0.05
+#: ... but no more than this many.
+MAX_ROUNDS = 8
 #: A batch quicker than this in the calling thread is not worth a worker (a task costs ~0.1-1 ms).
 MIN_PARALLEL_SECONDS = 1e-3
 #: A pool is chosen only if it makes batches at least this many times as fast as the calling thread.
@@ -195,8 +204,18 @@ class AutoParallelDataSource(ParallelDataSource):
         self._closed = False
 
     def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
+        """Return an iterator over the batches of ``ds.batch_iterator(batch_size, shuffle, **kwargs)``.
+
+        Once the calling thread was chosen, an :class:`InlineBatchIterator`
+        (the serial iterator); otherwise a
+        :class:`~batchup.parallel.ParallelBatchIterator`, which calibrates at
+        its first batch if nothing was chosen yet.
+        """
         if self._closed:
             raise PoolClosedError("this prefetching source is closed; call prefetch() again")
+        if self.choice is not None and self.choice.kind == "inline":
+            plan = self.ds._plan(batch_size, plan_options("ParallelDataSource.batch_iterator", kwargs, shuffle))
+            return InlineBatchIterator(self.ds, plan, self)
         return super().batch_iterator(batch_size, shuffle, **kwargs)
 
     def close(self) -> None:
@@ -218,3 +237,29 @@ def _check_budget(value: Any) -> int:
     if value < 1:
         raise ValueError(f"memory_budget must be a positive number of bytes, got {value!r}")
     return int(value)
+
+
+class InlineBatchIterator(BatchIterator):
+    """The serial iterator, for a source whose ``num_workers="auto"`` chose the calling thread.
+
+    It has the prefetching iterator's ``close()`` and context manager (both
+    do nothing), and its stall report shows the choice.
+    """
+
+    def __init__(self, source: Any, plan: Any, owner: AutoParallelDataSource) -> None:
+        super().__init__(source, plan)
+        self._owner = owner
+
+    def _attach_recorder(self, rec: Any) -> None:
+        super()._attach_recorder(rec)
+        owner = self._owner
+        rec.describe = lambda: {"kind": "serial", "choice": None if owner.choice is None else owner.choice.as_dict()}
+
+    def close(self) -> None:
+        """Nothing to cancel: batches are made when asked for."""
+
+    def __enter__(self) -> InlineBatchIterator:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

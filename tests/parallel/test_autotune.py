@@ -201,3 +201,28 @@ def test_bad_arguments_name_themselves():
         ds.prefetch("auto", buffer_size=2.5)
     with pytest.raises(TypeError, match="ds must be random access"):
         ds.map(P.quick_map).prefetch(0).prefetch("auto")
+
+
+def test_after_choosing_the_calling_thread_iterators_are_serial():
+    """Once 'inline' is chosen, later iterators are the serial iterator (closable, profiled with the choice)."""
+    ds = _ds(4000)
+    ref = stream(ds.batch_iterator(8, shuffle=1))
+    with ds.prefetch("auto") as par:
+        first = par.batch_iterator(8, shuffle=1)
+        head = stream(first, 20)  # past the calibration: the rest comes from the serial iterator
+        state = first.state_dict()
+        assert_batches_equal(head + stream(first), ref)
+        assert par.choice.kind == "inline"
+        later = par.batch_iterator(8, shuffle=1)
+        assert isinstance(later, autotune.InlineBatchIterator)
+        with later:
+            assert_batches_equal(stream(later), ref)
+        it = batchup.profile(par.batch_iterator(8, shuffle=1))
+        stream(it)
+        d = it.stats().as_dict()
+    assert d["pipeline"]["kind"] == "serial" and d["pipeline"]["choice"]["kind"] == "inline"
+    serial = ds.batch_iterator(8, shuffle=1)
+    serial.load_state_dict(json.loads(json.dumps(state)))
+    assert_batches_equal(stream(serial), ref[20:])
+    with ds.prefetch("auto") as par:  # a checkpoint inside the first, calibrating iterator
+        assert_resumes(lambda: par.batch_iterator(8, shuffle=1), limit=40, every=3)
