@@ -215,14 +215,17 @@ class StallReport:
 
     @property
     def bound(self) -> str | None:
+        """The stage that bounds throughput (see the class documentation), or None before any batch."""
         return self._d["bound"]
 
     @property
     def where(self) -> str | None:
+        """Whose time the bounding stage is: ``'consumer'`` (the consumer's thread) or ``'workers'``."""
         return self._d["where"]
 
     @property
     def verdict(self) -> str:
+        """One paragraph: how long the consumer waited, the bounding stage, and what would help."""
         return self._d["verdict"]
 
     def as_dict(self) -> dict:
