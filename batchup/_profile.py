@@ -61,10 +61,12 @@ def timed_apply(source: Any, batch: Any, batch_number: Any) -> Any:
 
 
 class Timed:
-    """A batch and the figures of the task that made it: ``[seconds, map seconds, worker, encode seconds]``.
+    """A batch and the figures of the task that made it: ``[seconds, map seconds, worker, encode seconds, end]``.
 
     ``worker`` is ``(pid, thread id)``; ``encode seconds`` is filled in by a
-    process worker (writing the batch to shared memory), else 0.
+    process worker (writing the batch to shared memory), else 0; ``end`` is
+    when the task finished, by :func:`time.monotonic` (one clock for every
+    process of the machine).
     """
 
     __slots__ = ("batch", "timings")
@@ -88,7 +90,8 @@ def run_timed(fetch: Callable, indices: Any, batch_number: int) -> Timed:
         batch = fetch(indices, batch_number)
     finally:
         local.maps = outer
-    return Timed(batch, [_clock() - t0, acc[0], (os.getpid(), threading.get_ident()), 0.0])
+    seconds = _clock() - t0
+    return Timed(batch, [seconds, acc[0], (os.getpid(), threading.get_ident()), 0.0, time.monotonic()])
 
 
 def cpu_count() -> int:
@@ -173,7 +176,7 @@ class Recorder:
             self.untimed += 1
             self.decode += get
             return value
-        seconds, maps, worker, encode = value.timings
+        seconds, maps, worker, encode, _ = value.timings
         self.w_batches += 1
         self.w_seconds += seconds
         self.w_map += maps

@@ -31,6 +31,8 @@ from batchup._profile import LOCAL, Recorder, cpu_count
 
 __all__ = ["ProfiledIterator", "StallReport", "profile"]
 
+_clock = time.perf_counter
+
 #: Below this share of the time spent waiting in ``next()``, the consumer bounds throughput.
 CONSUMER_BOUND = 0.15
 #: Workers busy at least this share of the time are the limit (else they wait for work).
@@ -139,7 +141,7 @@ class ProfiledIterator(WrappingIterator):
         local = LOCAL
         outer = local.maps
         local.maps = rec.maps  # map functions run in this thread are timed
-        clock = time.perf_counter
+        clock = _clock
         t0 = clock()
         if rec.start is None:
             rec.start = t0

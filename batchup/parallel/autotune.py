@@ -1,37 +1,41 @@
 """``num_workers="auto"``: choose the pool, its size and the buffer by measuring.
 
 ``ds.prefetch(num_workers="auto")`` returns an :class:`AutoParallelDataSource`.
-The first of its iterators calibrates when its first batch is asked for, on
-the first batches of its own stream; those batches are kept and handed out
-first, so the iterator yields exactly the serial batches, in order:
+Its first iterator calibrates on the first batches of its own stream and
+hands each of them out as soon as it is made, so the iterator yields exactly
+the serial batches, in order, and the consumer works on them while the
+measurement goes on:
 
 1. **The calling thread**: batches are made inline (at least
-   :data:`INLINE_MIN_BATCHES` and :data:`PHASE_SECONDS`, at most
+   :data:`INLINE_MIN_BATCHES` and :data:`PHASE_SECONDS` of work, at most
    :data:`INLINE_MAX_BATCHES`), giving the time per batch, the share of it
    spent on the CPU and the size of a batch. A batch that takes less than
    :data:`MIN_PARALLEL_SECONDS` stays inline: handing it to a worker costs
    about as much.
 2. **Threads** (unless ``kind="process"``): :data:`ROUNDS` to
    :data:`MAX_ROUNDS` batches per thread (enough for about
-   :data:`POOL_SECONDS` if the threads scaled perfectly); one thread per
-   CPU, or more when the calling thread spent most of a batch off the CPU
-   (waiting for files or the network). Whether the work releases the GIL
-   shows here. The rate is taken from the first round's results to the
-   last, so starting the pool is not counted.
-3. **Processes** (unless ``kind="thread"``), one per CPU, measured alike, if threads did not
-   already scale with the CPUs, the source pickles (so the choice does not
-   rest on ``fork``) and this is not itself a worker process.
+   :data:`POOL_SECONDS` if the threads scaled perfectly), all submitted at
+   once; one thread per CPU, or more when the calling thread spent most of a
+   batch off the CPU (waiting for files or the network). Whether the work
+   releases the GIL shows here. The rate is taken from the times the workers
+   finished their batches, from the first round's last to the very last, so
+   neither starting the pool nor the consumer's pace counts.
+3. **Processes** (unless ``kind="thread"``), one per CPU, measured alike, if
+   threads did not already scale with the CPUs, the source pickles (so the
+   choice does not rest on ``fork``) and this is not itself a worker process.
 4. The fastest wins if it makes batches at least :data:`GAIN` times as fast
    as the calling thread (else inline: never slower than serial); threads
    win over processes when at least :data:`THREADS_OVER_PROCESSES` as fast.
    The buffer is ``max(4, 2 * workers)`` batches, fewer if that many do not
-   fit the memory budget.
+   fit the memory budget; a pool whose measurement would put more batches in
+   flight than the budget holds is not tried.
 
 The choice (:class:`Choice`, also in the stall report) is kept for every
-later iterator of the source. A run too short to calibrate (or one whose
-batch fails during calibration) is made inline and leaves the choice to the
-next iterator. Only the loader is measured, not the consumer: a consumer
-that needs the CPUs itself may do better with fewer workers.
+later iterator of the source. A run too short to calibrate is made inline
+and leaves the choice to the next iterator; so does a run whose batch fails
+while calibrating (the error reaches the consumer at that batch, and the
+run ends). Only the loader is measured, not the consumer: a consumer that
+needs the CPUs itself may do better with fewer workers.
 """
 from __future__ import annotations
 
@@ -52,13 +56,13 @@ __all__ = ["AutoParallelDataSource", "Choice", "InlineBatchIterator", "default_m
 #: Batches made in the calling thread first: at least this many ...
 INLINE_MIN_BATCHES = 3
 #: ... and for at least this many seconds (also the length aimed at for each pool) ...
-PHASE_SECONDS = 0.15
+PHASE_SECONDS = 0.05
 #: ... but no more than this many.
 INLINE_MAX_BATCHES = 8
 #: Batches per worker when a pool is measured: at least this many ...
 ROUNDS = 3
 #: ... more, up to :data:`MAX_ROUNDS`, if the pool would make them in less than this many seconds ...
-POOL_SECONDS = 0.05
+POOL_SECONDS = 0.03
 #: ... but no more than this many.
 MAX_ROUNDS = 8
 #: A batch quicker than this in the calling thread is not worth a worker (a task costs ~0.1-1 ms).
@@ -102,9 +106,10 @@ class Choice:
     budget_source : str
         Where the budget came from.
     seconds : float
-        Time the calibration took (its batches included).
+        Time from the calibration's first batch to the choice (the
+        consumer's time between those batches included).
     batches : int
-        Batches made while calibrating (handed out first).
+        Batches made while calibrating (the iteration's first batches).
     """
 
     kind: str

@@ -256,16 +256,17 @@ class ParallelBatchIterator(WrappingIterator):
         rec = self._rec
         t0 = clock()
         try:
-            calibration = 0.0
             stream = self._stream
-            if getattr(stream, "calibrating", False):
-                outer, LOCAL.maps = LOCAL.maps, None  # calibration batches are counted as calibration
+            if getattr(stream, "calibrating", False):  # num_workers="auto" measuring on these batches
+                outer, LOCAL.maps = LOCAL.maps, None  # its time is counted as calibration
                 try:
-                    stream.calibrate()
+                    value = stream._next()
                 finally:
                     LOCAL.maps = outer
-                calibration = clock() - t0
-                stream = self._stream
+                batch = rec.prefetched(value, (0.0, 0.0, 0.0, 0.0, 0, 0, clock() - t0), False)
+                _, self._last_padding = self._meta.popleft()
+                return batch
+            calibration = 0.0
             tasks = self._tasks
             p0 = tasks.plan_seconds  # type: ignore[attr-defined]
             value, wait, get, fill, ready, flight = stream._next_timed()

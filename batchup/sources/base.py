@@ -475,7 +475,7 @@ class BatchIterator(WrappingIterator):
             batch = pending[self._pos]
             pending[self._pos] = None
             self._pos += 1
-            rec.serial(0.0, 0.0, 0.0, clock() - t0)
+            rec.node += clock() - t0
             return batch
         maps = rec.maps
         m0 = maps[0]

@@ -68,7 +68,7 @@ def test_work_that_waits_goes_to_threads():
     """A map that only sleeps: threads overlap the sleeps, far faster than the calling thread."""
     with _ds(400).map(P.sleepy_map).prefetch("auto") as par:
         it = par.batch_iterator(BS)
-        next(it)
+        stream(it, 60)  # the calibration hands out the first batches while it measures
         choice = par.choice
         it.close()
     assert choice.kind == "thread" and choice.num_workers >= 2, str(choice)
@@ -106,18 +106,20 @@ def test_memory_budget_smaller_than_a_batch_stays_inline():
     assert choice.memory_budget == 4096 and choice.budget_source == "given as memory_budget"
 
 
-def test_memory_budget_bounds_the_batches_held():
-    """With room for only a few batches, no pool is measured (its batches would not fit)."""
+def test_memory_budget_bounds_the_batches_in_flight():
+    """No pool is measured with more batches in flight than the budget holds, and the buffer fits it."""
     X = np.zeros((400, 1024), dtype=np.float64)  # 32 KiB batches of 4
     ds = ArrayDataSource([X]).map(P.sleepy_map_one)
-    with ds.prefetch("auto", memory_budget=6 * 32 * 1024) as par:
-        it = par.batch_iterator(BS)
-        next(it)
-        choice = par.choice
-        it.close()
-    assert choice.kind == "inline", str(choice)
-    assert "exceed the memory budget" in choice.reason or "fit the memory budget" in choice.reason, str(choice)
-    assert choice.batches * choice.batch_bytes <= choice.memory_budget
+    for batches in (4, 6):
+        with ds.prefetch("auto", memory_budget=batches * 32 * 1024) as par:
+            it = par.batch_iterator(BS)
+            stream(it, 60)
+            choice = par.choice
+            it.close()
+        assert "would exceed the memory budget" in choice.reason, str(choice)
+        assert choice.buffer_size * choice.batch_bytes <= choice.memory_budget
+        if batches == 4:  # too few for any pool's measurement (3 rounds of 2 workers at least)
+            assert choice.kind == "inline", str(choice)
 
 
 def test_default_memory_budget_says_where_it_comes_from():
@@ -141,6 +143,8 @@ def test_a_run_too_short_to_calibrate_is_served_inline_and_decides_nothing():
     with long.prefetch("auto") as par:
         it = par.batch_iterator(BS)
         next(it)
+        assert par.choice is None  # measuring, on the batches it hands out
+        stream(it, 60)
         assert par.choice is not None
         it.close()
 
