@@ -13,6 +13,8 @@ import time
 import numpy as np
 import pytest
 from helpers import assert_batches_equal, assert_resumes, stream
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import batchup
 from batchup import _profile
@@ -245,3 +247,22 @@ def test_profiled_iterator_delegates_attributes():
     assert it.plan is it._inner.plan
     with pytest.raises(AttributeError):
         it.no_such_attribute  # noqa: B018
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 60), bs=st.integers(1, 9), seed=st.one_of(st.none(), st.integers(0, 5)),
+       drop_last=st.booleans(), take=st.integers(0, 12))
+def test_profiling_never_changes_the_stream(n, bs, seed, drop_last, take):
+    """For any source size, batch size, order and stopping point: the same batches, the same state,
+    and stage times that fit in the wall time."""
+    ds = ArrayDataSource([np.arange(n * 2).reshape(n, 2), np.arange(n)])
+    plain = ds.batch_iterator(bs, shuffle=seed, drop_last=drop_last)
+    it = batchup.profile(ds.batch_iterator(bs, shuffle=seed, drop_last=drop_last))
+    got, ref = stream(it, take), stream(plain, take)
+    assert_batches_equal(got, ref)
+    assert it.state_dict() == plain.state_dict()
+    d = it.stats().as_dict()
+    assert d["batches"] == len(got)
+    s = {k: v["seconds"] for k, v in d["stages"].items()}
+    assert all(v >= 0 for v in s.values())
+    assert s["consumer"] + s["in_next"] == pytest.approx(d["wall_seconds"], abs=1e-9)
