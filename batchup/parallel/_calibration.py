@@ -94,40 +94,59 @@ class Calibration:
 
 
 def _install(it: Any, src: AutoParallelDataSource) -> None:
-    """Give ``it`` the stream of the source's choice (the serial iterator when it is the calling thread)."""
+    """Give ``it`` the stream of the source's choice."""
+    it._stream = _stream_for(it, src)
+
+
+def _stream_for(it: Any, src: AutoParallelDataSource) -> Any:
+    """Return a stream for ``it`` as the source chose (the serial iterator when it is the calling thread)."""
     inline = src.choice is None or src.choice.kind == "inline"
-    it._stream = _SerialRest(it, src.ds) if inline else it._new_stream()
+    return _SerialRest(it, src.ds) if inline else it._new_stream()
 
 
 def _calibrate(src: AutoParallelDataSource, it: Any) -> Generator:
-    """Yield the first batches of ``it`` while measuring; then choose and give ``it`` its stream."""
+    """Yield the first batches of ``it`` while measuring; then choose and give ``it`` its stream.
+
+    A pool's batches are all submitted at once. As soon as all are made, the
+    next step starts (the next pool, or the chosen stream, which then
+    prefetches) while the consumer still works on the batches made: they are
+    handed out first, so the order never changes.
+    """
     t_start = time.perf_counter()
     trial = _Trial(src, it)
+    pending: list = []  # batches made and not handed out yet
+    error = None
+    decision: Any = None
     try:
         yield from trial.inline()
         decision = trial.after_inline()
         if decision is None and trial.threads_wanted():
-            yield from trial.threads()
-        if decision is None and trial.processes_wanted():
-            yield from trial.processes()
-        if decision is None:
+            pending, error = yield from trial.threads()
+        if decision is None and error is None and trial.processes_wanted():
+            pending, error = yield from trial.processes(pending)
+        if decision is None and error is None:
             decision = trial.decide()
     finally:
         trial.close_pools()  # all but the chosen one; all of them if the run stopped here
-    if decision == "undecided":  # too few batches to measure: this run made inline, nothing chosen
-        it._stream = _SerialRest(it, src.ds)
-        return
-    kind, n, pool, shared, reason = decision
-    buffer, buffer_note = trial.buffer_for(kind, n)
-    budget, budget_source = trial.budget
-    src.pool, src.shared_ds, src.batch_buffer_size = pool, shared, buffer
-    src.choice = Choice(
-        kind=kind, num_workers=n, buffer_size=buffer, reason=f"{reason}; {buffer_note}",
-        rates={k: round(v, 3) for k, v in trial.rates.items()}, batch_bytes=trial.batch_bytes,
-        memory_budget=budget, budget_source=budget_source, seconds=time.perf_counter() - t_start,
-        batches=trial.made,
-    )
-    _install(it, src)
+    final = None
+    if error is None and decision == "undecided":  # too few batches: this run made inline, nothing chosen
+        final = _SerialRest(it, src.ds)
+    elif error is None and decision is not None:
+        kind, n, pool, shared, reason = decision
+        buffer, buffer_note = trial.buffer_for(kind, n)
+        budget, budget_source = trial.budget
+        src.pool, src.shared_ds, src.batch_buffer_size = pool, shared, buffer
+        src.choice = Choice(
+            kind=kind, num_workers=n, buffer_size=buffer, reason=f"{reason}; {buffer_note}",
+            rates={k: round(v, 3) for k, v in trial.rates.items()}, batch_bytes=trial.batch_bytes,
+            memory_budget=budget, budget_source=budget_source, seconds=time.perf_counter() - t_start,
+            batches=trial.made,
+        )
+        final = _stream_for(it, src)  # starts prefetching now, behind the batches still pending
+    yield from pending
+    if error is not None:
+        raise error
+    it._stream = final
 
 
 class _SerialRest:
@@ -292,17 +311,19 @@ class _Trial:
         self.n_threads = n
         return True
 
-    def threads(self) -> Iterator:
+    def threads(self) -> Generator[Any, None, tuple]:
         n = self.n_threads
         pool = WorkerThreadPool(n)
         try:
-            rate = yield from self.measure(pool, pool.shared_constant(self.src.ds))
+            rate, rest, error = yield from self.measure(pool, pool.shared_constant(self.src.ds), [])
         finally:
             # Closed now, and its threads gone: a process pool started next may then use 'fork'.
             pool.close()
             pool._core.executor.shutdown(wait=True)
-        self.rates[f"{n} threads"] = rate
-        self.thread_result = (rate, n)
+        if error is None:
+            self.rates[f"{n} threads"] = rate
+            self.thread_result = (rate, n)
+        return rest, error
 
     def processes_wanted(self) -> bool:
         if "process" not in self.src.kinds:
@@ -327,7 +348,8 @@ class _Trial:
             return f"the source cannot be pickled ({type(err).__name__}: {err})"
         return self.room(ROUNDS * cpus)
 
-    def processes(self) -> Iterator:
+    def processes(self, pending: list) -> Generator[Any, None, tuple]:
+        """Start a process pool and its measurement; yield ``pending`` (made earlier), then its batches."""
         from batchup.parallel.process_pool import WorkerProcessPool
 
         n = self.cpus
@@ -335,23 +357,27 @@ class _Trial:
             pool = WorkerProcessPool(n, start_method=self.src.start_method)
         except (OSError, RuntimeError, ValueError) as err:
             self.notes.append(f"processes not tried: they could not start ({err})")
-            return
+            return pending, None
         self.pools.append(pool)
         try:
             shared = pool.shared_constant(self.src.ds)
         except (TypeError, OSError) as err:
             self.notes.append(f"processes not tried: the source could not be shared ({err})")
-            return
-        rate = yield from self.measure(pool, shared)
-        self.rates[f"{n} processes"] = rate
-        self.process_result = (rate, n, pool, shared)
+            return pending, None
+        rate, rest, error = yield from self.measure(pool, shared, pending)
+        if error is None:
+            self.rates[f"{n} processes"] = rate
+            self.process_result = (rate, n, pool, shared)
+        return rest, error
 
-    def measure(self, pool: Any, shared: Any) -> Generator[Any, None, float]:
-        """Yield a pool's batches (all submitted at once); return its batches per second.
+    def measure(self, pool: Any, shared: Any, before: list) -> Generator[Any, None, tuple]:
+        """Submit a pool's measurement batches at once; yield ``before``, then its batches until all are made.
 
-        The rate runs from the first round's last batch to the last batch, by
-        the times the workers finished them (the writing to shared memory
-        included), so neither starting the pool nor the consumer's pace counts.
+        Return ``(batches per second, the batches made but not yet handed
+        out, the error of a batch among those or None)``. The rate runs from
+        the first round's last batch to the last batch, by the times the
+        workers finished them (the writing to shared memory included), so
+        neither starting the pool nor the consumer's pace counts.
         """
         n = pool.num_workers
         count = self.count(n)
@@ -359,21 +385,32 @@ class _Trial:
         stream = WorkStream(pool, itertools.islice(self.tasks, count), count, timeout=self.src.timeout,
                             _label="batch", _first_number=self.cursor.position)
         done: list = []
+        rest: list = []
+        error = None
         try:
-            for value in stream.retrieve_iter():
-                self.made += 1
-                if type(value) is Timed:
-                    seconds, _, _, encode, end = value.timings
-                    done.append(end + encode)
-                    value = value.batch
-                yield value
+            yield from before
+            while not all(f.done() for f in stream._outstanding):
+                yield self._strip(stream._next(), done)
+            # All made: take them now (no waiting), so the next step can start meanwhile.
+            try:
+                for value in stream.retrieve_iter():
+                    rest.append(self._strip(value, done))
+            except Exception as err:  # noqa: BLE001 - raised after the batches before it
+                error = err
         finally:
             stream.close()
         done.sort()
         k = len(done)
-        if k > n and done[-1] > done[n - 1]:
-            return (k - n) / (done[-1] - done[n - 1])
-        return 0.0
+        rate = (k - n) / (done[-1] - done[n - 1]) if k > n and done[-1] > done[n - 1] else 0.0
+        return rate, rest, error
+
+    def _strip(self, value: Any, done: list) -> Any:
+        self.made += 1
+        if type(value) is Timed:
+            _, _, _, encode, end = value.timings
+            done.append(end + encode)
+            return value.batch
+        return value
 
     def count(self, n: int) -> int:
         """Return the batches to measure ``n`` workers on: whole rounds, within the run and the budget."""

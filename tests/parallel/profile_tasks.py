@@ -57,3 +57,11 @@ def failing_rows_map(X, bad_row=20):
     if X[0, 0] == 2 * bad_row:
         raise ValueError(f"bad row {bad_row}")
     return (X,)
+
+
+def sleepy_failing_map(X, y, bad=12, bs=4, seconds=0.02):
+    """Sleeps like ``sleepy_map``; raises on batch ``bad`` of an in-order ``_ds`` of batch size ``bs``."""
+    time.sleep(seconds)
+    if X[0, 0] == 2 * bad * bs:
+        raise ValueError(f"bad batch {bad}")
+    return X, y

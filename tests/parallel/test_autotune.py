@@ -161,6 +161,19 @@ def test_a_failure_while_calibrating_reaches_the_consumer_at_its_batch():
         assert par.choice is None
 
 
+def test_a_failure_while_measuring_a_pool_reaches_the_consumer_at_its_batch():
+    """Batch 12 fails on the thread pool being measured: batches 0-11 first, then its error, then the end."""
+    ds = _ds(400).map(P.sleepy_failing_map)
+    ref = stream(_ds(400).map(P.sleepy_map).batch_iterator(BS), 12)
+    with ds.prefetch("auto") as par:
+        it = par.batch_iterator(BS)
+        assert_batches_equal(stream(it, 12), ref)
+        with pytest.raises(ValueError, match="bad batch 12"):
+            next(it)
+        assert stream(it) == []
+        assert par.choice is None and par.pool is None
+
+
 def test_profiled_auto_reports_the_choice():
     with _ds(400).map(P.sleepy_map).prefetch("auto") as par:
         it = batchup.profile(par.batch_iterator(BS))
