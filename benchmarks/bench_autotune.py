@@ -15,7 +15,7 @@ Workloads
 * ``in-memory gather``: the images of ``bench_inmemory.py`` (b) without
   augmentation (50,000, 5,000 with ``--quick``): a batch takes well under
   a millisecond, so the serial loop should win and ``"auto"`` should stay
-  in the calling thread.
+  in the calling thread (at least 7 repetitions: the loops are short).
 * ``waiting loader``: ``bench_parallel.py``'s overlap workload: a loader
   that sleeps 20 ms per batch (GIL released) under a consumer that spends
   about 20 ms per batch in NumPy; the grid adds 8 threads.
@@ -245,8 +245,8 @@ def main():
         n = 5_000 if args.quick else 50_000
         X, y = make_data(n)
         print("in-memory gather", flush=True)
-        workloads.append(autotune_workload(
-            "in-memory gather", ArrayDataSource([X, y]), grid_settings([2], [2]), repeats,
+        workloads.append(autotune_workload(  # quick loops: more repetitions
+            "in-memory gather", ArrayDataSource([X, y]), grid_settings([2], [2]), max(repeats, 7),
             note=f"{n} images, batch {BS}, no augmentation"))
     if "overlap" in only:
         nb = 20 if args.quick else 50
@@ -258,8 +258,13 @@ def main():
     if "overhead" in only:
         workloads.extend(overhead_workloads(repeats, args.quick))
     end_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    description = DESCRIPTION
+    if load is not None and end_load is not None:
+        description += (f" The 1-minute load average was {load:.1f} at the start of this run and {end_load:.1f} at "
+                        "its end; on a 2-core machine anything above 0 means other jobs took CPU time, and the "
+                        "settings compared here compete for the same cores.")
     path = write_results("autotune", workloads, args.out, quick=bool(args.quick), repeats=repeats,
-                         title=TITLE, description=DESCRIPTION, load_average=[load, end_load])
+                         title=TITLE, description=description, load_average=[load, end_load])
     print(format_table(json.loads(path.read_text())))
     print(f"load average at end: {end_load}")
     print(f"wrote {os.path.relpath(path)}")
