@@ -19,7 +19,8 @@ iterator. The pieces that measure are small and live where the work is:
   runs in that thread.
 
 When nothing is profiled, the only cost per batch is one ``is None`` check
-(in the serial iterator, the parallel iterator and ``MapDataSource.apply``).
+in the serial or parallel iterator, and the test of the flag :data:`ON` in
+``MapDataSource.apply``.
 This module imports only the standard library, so every layer may use it.
 """
 from __future__ import annotations
@@ -41,6 +42,14 @@ class _Local(threading.local):
 
 #: Per thread: where :func:`timed_apply` adds map time (``None``: nothing is profiled here).
 LOCAL = _Local()
+#: True once anything was profiled in this process: until then the map hook reads only this flag.
+ON = False
+
+
+def switch_on() -> None:
+    """Note that this process profiles (see :data:`ON`)."""
+    global ON
+    ON = True
 
 
 def timed_apply(source: Any, batch: Any, batch_number: Any) -> Any:
@@ -81,6 +90,8 @@ class Timed:
 
 def run_timed(fetch: Callable, indices: Any, batch_number: int) -> Timed:
     """Return ``Timed(fetch(indices, batch_number), figures)``: the task of a profiled prefetcher."""
+    if not ON:
+        switch_on()
     local = LOCAL
     outer = local.maps
     acc = [0.0]

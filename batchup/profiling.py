@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from batchup._iterator import WrappingIterator
-from batchup._profile import LOCAL, Recorder
+from batchup._profile import LOCAL, Recorder, switch_on
 from batchup._stall import summary, table
 
 __all__ = ["ProfiledIterator", "StallReport", "profile"]
@@ -109,6 +109,7 @@ class ProfiledIterator(WrappingIterator):
 
     def __init__(self, iterator: Any) -> None:
         super().__init__(iter(iterator))
+        switch_on()
         self.recorder = Recorder()
         _attach(self._inner, self.recorder)
         self._ended = False

@@ -191,6 +191,7 @@ class ParallelBatchIterator(WrappingIterator):
 
     def __init__(self, source: ParallelDataSource, plan: BatchPlan) -> None:
         super().__init__(plan.iterator())
+        self._rec = None
         self._source = source
         self._meta: collections.deque = collections.deque()
         self._last_padding: Any = None

@@ -430,6 +430,7 @@ class BatchIterator(WrappingIterator):
 
     def __init__(self, source: Any, plan: BatchPlan) -> None:
         super().__init__(plan.iterator())
+        self._rec = None
         self._source = source
         self._pending: list = []
         self._pos = 0

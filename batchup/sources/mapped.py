@@ -74,7 +74,7 @@ class MapDataSource(AbstractDataSource):
 
     def apply(self, batch: Any, batch_number: int | None = None) -> Any:
         """Apply the function to one batch (``batch_number`` selects its generator)."""
-        if _profile.LOCAL.maps is not None:  # a profiled fetch runs in this thread: time the function
+        if _profile.ON and _profile.LOCAL.maps is not None:  # a profiled fetch runs here: time the function
             return _profile.timed_apply(self, batch, batch_number)
         if self.seed is None:
             return self.fn(*batch)

@@ -99,7 +99,7 @@ def test_map_bound_in_threads():
 def test_fetch_bound_in_processes():
     """A source whose reads wait: the verdict names fetching, in the workers."""
     ds = ArrayDataSource([P.SlowRows(40, 0.05)])
-    with ds.prefetch(1, buffer_size=2, start_method="fork") as par:
+    with ds.prefetch(1, buffer_size=2) as par:
         it = batchup.profile(par.batch_iterator(BS))
         stream(it)
         report = it.stats()
@@ -139,7 +139,7 @@ def test_stage_times_add_up_with_workers():
 def test_process_workers_report_transfer():
     """Process workers write batches to shared memory: that time travels back with each batch."""
     X = np.zeros((64, 256, 64), dtype=np.float32)  # 64 KiB rows: batches go through shared memory
-    with ArrayDataSource([X]).prefetch(2, start_method="fork") as par:
+    with ArrayDataSource([X]).prefetch(2) as par:
         it = batchup.profile(par.batch_iterator(8))
         got = stream(it)
         d = it.stats().as_dict()
@@ -152,7 +152,7 @@ def test_profiling_after_some_batches_and_checkpoints():
     """profile() on an iterator already under way: batches and state unchanged."""
     ds = _ds().map(P.quick_map)
     ref = stream(ds.batch_iterator(BS, shuffle=4))
-    with ds.prefetch(2, start_method="fork") as par:
+    with ds.prefetch(2) as par:
         raw = par.batch_iterator(BS, shuffle=4)
         first = stream(raw, 3)
         it = batchup.profile(raw)
@@ -168,7 +168,7 @@ def test_profiling_after_some_batches_and_checkpoints():
 
 def test_worker_error_reaches_the_consumer_when_profiled():
     ds = ArrayDataSource([np.arange(40), np.arange(40)]).map(P.failing_map)
-    with ds.prefetch(2, start_method="fork") as par:
+    with ds.prefetch(2) as par:
         it = batchup.profile(par.batch_iterator(4))
         assert len(stream(it, 5)) == 5
         with pytest.raises(ValueError, match="bad batch 5"):
