@@ -167,10 +167,14 @@ def _verdict(r: dict) -> tuple:
             "per source: a longer run amortises it.")
     if top in ("fetch", "map"):
         what = _LABELS[top]
-        return top, "consumer", (
-            f"{head}; {what} took {share:.0%} of the time, in the consumer's thread: prefetching in workers "
-            f"would help (ds.prefetch(num_workers='auto'); this machine has {cpus} CPUs), as would cheaper "
-            f"{what}.")
+        choice = r["pipeline"].get("choice")
+        if choice and choice.get("kind") == "inline":
+            advice = (f"num_workers='auto' found no pool faster than this thread (see the choice), so cheaper "
+                      f"{what} would help")
+        else:
+            advice = (f"prefetching in workers would help (ds.prefetch(num_workers='auto'); this machine has "
+                      f"{cpus} CPUs), as would cheaper {what}")
+        return top, "consumer", f"{head}; {what} took {share:.0%} of the time, in the consumer's thread: {advice}."
     return top, "consumer", f"{head}; {_LABELS[top]} took {share:.0%} of the time: {_ADVICE[top]}."
 
 
