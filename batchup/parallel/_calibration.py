@@ -209,6 +209,14 @@ def _thread_clock() -> tuple:
         return time.thread_time(), 0.0
 
 
+def _typical(times: list) -> float:
+    """The time of a typical batch: the median leaving the first (which may warm caches up) out, or the quicker of two."""
+    if len(times) < 3:
+        return min(times)
+    kept = sorted(times[1:])
+    return kept[len(kept) // 2]
+
+
 def _nbytes(batch: Any) -> int:
     if isinstance(batch, (tuple, list)):
         return sum(_nbytes(b) for b in batch)
@@ -266,9 +274,10 @@ class _Trial:
             if full:
                 self.full = True
                 break
+            if len(times) >= INLINE_MIN_BATCHES and _typical(times) < MIN_PARALLEL_SECONDS:
+                break  # quick enough to stay here: no need to measure further
         if times:
-            kept = times[1:] if len(times) >= 3 else times  # the first batch may warm caches up
-            self.per_batch = sorted(kept)[len(kept) // 2]
+            self.per_batch = _typical(times)
             self.cpu_share = min(1.0, cpu / runnable) if runnable > 0 else 1.0
         self.inline_batches = len(times)
 

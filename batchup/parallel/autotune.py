@@ -9,9 +9,11 @@ measurement goes on:
 1. **The calling thread**: batches are made inline (at least
    :data:`INLINE_MIN_BATCHES` and :data:`PHASE_SECONDS` of work, at most
    :data:`INLINE_MAX_BATCHES`), giving the time per batch, the share of it
-   spent on the CPU and the size of a batch. A batch that takes less than
-   :data:`MIN_PARALLEL_SECONDS` stays inline: handing it to a worker costs
-   about as much.
+   spent on the CPU and the size of a batch (the median, leaving the first
+   batch out when there are three or more; the quicker of two). A batch that
+   takes less than :data:`MIN_PARALLEL_SECONDS` stays inline, decided as
+   soon as the first batches show it: handing it to a worker costs about as
+   much.
 2. **Threads** (unless ``kind="process"``): :data:`ROUNDS` to
    :data:`MAX_ROUNDS` batches per thread (enough for about
    :data:`POOL_SECONDS` if the threads scaled perfectly), all submitted at
@@ -54,9 +56,9 @@ from batchup.sources.base import BatchIterator
 __all__ = ["AutoParallelDataSource", "Choice", "InlineBatchIterator", "default_memory_budget"]
 
 #: Batches made in the calling thread first: at least this many ...
-INLINE_MIN_BATCHES = 3
+INLINE_MIN_BATCHES = 2
 #: ... and for at least this many seconds (also the length aimed at for each pool) ...
-PHASE_SECONDS = 0.05
+PHASE_SECONDS = 0.03
 #: ... but no more than this many.
 INLINE_MAX_BATCHES = 8
 #: Batches per worker when a pool is measured: at least this many ...

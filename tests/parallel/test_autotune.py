@@ -149,7 +149,8 @@ def test_a_run_too_short_to_calibrate_is_served_inline_and_decides_nothing():
         it.close()
 
 
-def test_a_failure_while_calibrating_reaches_the_consumer_at_its_batch():
+def test_a_failure_reaches_the_consumer_at_its_batch():
+    """Batch 5 fails after the choice (the calling thread, for such quick batches): batches 0-4, its error, the end."""
     ds = ArrayDataSource([P.SlowRows(80, 0.0)]).map(P.failing_rows_map)  # batch 5 fails
     ref = stream(ds.batch_iterator(4), 5)
     with ds.prefetch("auto") as par:
@@ -158,7 +159,18 @@ def test_a_failure_while_calibrating_reaches_the_consumer_at_its_batch():
         with pytest.raises(ValueError, match="bad row 20"):
             next(it)
         assert stream(it) == []
-        assert par.choice is None
+        assert par.choice.kind == "inline"
+
+
+def test_a_failure_while_calibrating_leaves_the_choice_to_the_next_iterator():
+    ds = ArrayDataSource([P.SlowRows(80, 0.0)]).map(lambda X: P.failing_rows_map(X, bad_row=4))  # batch 1
+    with ds.prefetch("auto") as par:
+        it = par.batch_iterator(4)
+        assert len(stream(it, 1)) == 1
+        with pytest.raises(ValueError, match="bad row 4"):
+            next(it)
+        assert stream(it) == []
+        assert par.choice is None and par.pool is None
 
 
 def test_a_failure_while_measuring_a_pool_reaches_the_consumer_at_its_batch():
