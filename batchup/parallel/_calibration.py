@@ -209,6 +209,23 @@ def _thread_clock() -> tuple:
         return time.thread_time(), 0.0
 
 
+def _rate(done: list, n: int) -> float:
+    """Return the batches per second of ``n`` workers that finished batches at the times ``done``.
+
+    Each span from one finish to the ``n``-th next one is the time the pool
+    took for ``n`` batches (one round); the median span is robust to one
+    slow batch (another job taking the CPU for a moment). The times are the
+    workers' own (the writing to shared memory included), so neither
+    starting the pool nor the consumer's pace counts.
+    """
+    done = sorted(done)
+    spans = sorted(done[i] - done[i - n] for i in range(n, len(done)))
+    if not spans:
+        return 0.0
+    median = spans[len(spans) // 2]
+    return n / median if median > 0 else math.inf
+
+
 def _typical(times: list) -> float:
     """The time of a typical batch: the median leaving the first (which may warm caches up) out, or the quicker of two."""
     if len(times) < 3:
@@ -382,11 +399,8 @@ class _Trial:
     def measure(self, pool: Any, shared: Any, before: list) -> Generator[Any, None, tuple]:
         """Submit a pool's measurement batches at once; yield ``before``, then its batches until all are made.
 
-        Return ``(batches per second, the batches made but not yet handed
-        out, the error of a batch among those or None)``. The rate runs from
-        the first round's last batch to the last batch, by the times the
-        workers finished them (the writing to shared memory included), so
-        neither starting the pool nor the consumer's pace counts.
+        Return ``(batches per second (see :func:`_rate`), the batches made
+        but not yet handed out, the error of a batch among those or None)``.
         """
         n = pool.num_workers
         count = self.count(n)
@@ -408,10 +422,7 @@ class _Trial:
                 error = err
         finally:
             stream.close()
-        done.sort()
-        k = len(done)
-        rate = (k - n) / (done[-1] - done[n - 1]) if k > n and done[-1] > done[n - 1] else 0.0
-        return rate, rest, error
+        return _rate(done, n), rest, error
 
     def _strip(self, value: Any, done: list) -> Any:
         self.made += 1

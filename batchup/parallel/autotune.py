@@ -20,8 +20,9 @@ measurement goes on:
    once; one thread per CPU, or more when the calling thread spent most of a
    batch off the CPU (waiting for files or the network). Whether the work
    releases the GIL shows here. The rate is taken from the times the workers
-   finished their batches, from the first round's last to the very last, so
-   neither starting the pool nor the consumer's pace counts.
+   finished their batches (the median time of a round, from any finish to
+   the one a round later), so neither starting the pool, nor the consumer's
+   pace, nor one batch slowed by another job counts.
 3. **Processes** (unless ``kind="thread"``), one per CPU, measured alike, if
    threads did not already scale with the CPUs, the source pickles (so the
    choice does not rest on ``fork``) and this is not itself a worker process.
