@@ -6,10 +6,13 @@
 * :class:`WorkStream` keeps a bounded number of tasks in flight and returns
   results in order.
 * :class:`ParallelDataSource` prepares a data source's batches in a pool;
-  ``ds.prefetch(num_workers=2)`` is the front door.
+  ``ds.prefetch(num_workers=2)`` is the front door, and
+  ``ds.prefetch(num_workers="auto")`` (:class:`AutoParallelDataSource`)
+  chooses the pool by measuring.
 """
 from __future__ import annotations
 
+from batchup.parallel.autotune import AutoParallelDataSource, Choice
 from batchup.parallel.errors import (
     BatchTimeoutError,
     PoolClosedError,
@@ -26,7 +29,9 @@ from batchup.parallel.work_stream import WorkStream
 
 __all__ = [
     "AbstractWorkerPool",
+    "AutoParallelDataSource",
     "BatchTimeoutError",
+    "Choice",
     "InlinePool",
     "JoblibWorkerPool",
     "ParallelBatchIterator",

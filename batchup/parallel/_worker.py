@@ -18,10 +18,11 @@ import time
 import traceback
 from typing import Any
 
+from batchup._profile import Timed, run_timed
 from batchup.parallel import _shm
 from batchup.parallel.errors import StagingSpaceError, exception_payload
 
-__all__ = ["ConstRef", "fetch_batch", "format_failure", "process_main", "run_call"]
+__all__ = ["ConstRef", "fetch_batch", "fetch_batch_timed", "format_failure", "process_main", "run_call"]
 
 #: Objects shared by ``fork`` inheritance: ``(pool id, token)`` -> object, filled in the
 #: parent before the pool forks the template its workers come from. The pool id is unique
@@ -56,6 +57,11 @@ def fetch_batch(source: Any, indices: Any, batch_number: int) -> Any:
     generator whichever worker makes the batch.
     """
     return source.fetch_batch(indices, batch_number)
+
+
+def fetch_batch_timed(source: Any, indices: Any, batch_number: int) -> Timed:
+    """Return :func:`fetch_batch`'s batch with its timings (the task of a profiled parallel source)."""
+    return run_timed(source.fetch_batch, indices, batch_number)
 
 
 def run_call(fn: Any, args: tuple, kwargs: dict | None) -> Any:
@@ -154,8 +160,13 @@ def process_main(tasks: Any, results: Any, parent_pid: int, worker_id: int, pool
             reply = _error(task_id, exc, where)
         else:
             try:
+                timed = type(result) is Timed
+                t0 = time.perf_counter() if timed else 0.0
                 skeleton, nbytes = _shm.dump_result(result, slot)
-                reply = pickle.dumps(("ok", task_id, skeleton, nbytes), protocol=pickle.HIGHEST_PROTOCOL)
+                ok: tuple = ("ok", task_id, skeleton, nbytes)
+                if timed:  # profiled: the seconds spent writing the batch travel back with it
+                    ok += (time.perf_counter() - t0,)
+                reply = pickle.dumps(ok, protocol=pickle.HIGHEST_PROTOCOL)
             except StagingSpaceError as exc:
                 reply = _error(task_id, exc, where)
             except Exception as exc:  # noqa: BLE001

@@ -155,12 +155,16 @@ class Future:
             self._event.wait(left)
         return True
 
+    def _timed_out(self, timeout: Any) -> BatchTimeoutError:
+        """Give up on this task (a process worker preparing it is replaced); return the error to raise."""
+        if self._abandon is not None:
+            self._abandon(self)
+        return BatchTimeoutError(f"{self.label} was not ready within timeout={timeout:g} s")
+
     def get(self, timeout: float | None = None) -> Any:
         """Return the task's value, raising its exception or :class:`BatchTimeoutError`."""
         if not self.wait(timeout):
-            if self._abandon is not None:
-                self._abandon(self)
-            raise BatchTimeoutError(f"{self.label} was not ready within timeout={timeout:g} s")
+            raise self._timed_out(timeout)
         if self._error is not None:
             if isinstance(self._error, tuple):
                 self._error = rebuild_exception(*self._error)

@@ -708,7 +708,7 @@ class _ProcessCore:
             if fut.cancelled:
                 continue
             if msg[0] == "ok":
-                fut.set_result((msg[2], msg[3], task.slot, task.ring), decode=_decode)
+                fut.set_result((msg, task.slot, task.ring), decode=_decode)
             else:
                 # Rebuilt in the consumer's thread: unpickling may import, which this thread never does.
                 fut.set_remote_exception(msg[2:])
@@ -899,8 +899,11 @@ def _raise_fd_error(err: OSError, what: str) -> None:
 
 
 def _decode(raw: tuple) -> Any:
-    skeleton, nbytes, slot, ring = raw
-    return _shm.load_result(skeleton, nbytes, slot, ring)
+    msg, slot, ring = raw
+    result = _shm.load_result(msg[2], msg[3], slot, ring)
+    if len(msg) > 4:  # a profiled task (batchup._profile.Timed): the seconds its worker spent writing it
+        result.timings[3] = msg[4]
+    return result
 
 
 def _unlink_all(paths: list) -> None:

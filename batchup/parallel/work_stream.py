@@ -8,6 +8,7 @@ backpressure needed: a slow consumer never lets work pile up.
 from __future__ import annotations
 
 import collections
+import time
 import weakref
 from typing import Any, Iterator
 
@@ -163,6 +164,35 @@ class WorkStream:
             self.close()
             raise
         return value
+
+    def _next_timed(self) -> tuple:
+        """Return :meth:`_next`'s result and where the time went, for the stall report.
+
+        ``(value, seconds waiting, seconds getting, seconds refilling, ready, in flight)``:
+        waiting for the oldest task, then taking its result (decoding), then
+        submitting the next tasks; ``ready`` and ``in flight`` count the
+        outstanding tasks (done, and all) when the call began.
+        """
+        if self.closed or not self._outstanding:
+            return (self._next(), 0.0, 0.0, 0.0, 0, 0)
+        clock = time.perf_counter
+        outstanding = self._outstanding
+        fut = outstanding[0]
+        flight = len(outstanding)
+        ready = sum(1 for f in outstanding if f.done())
+        t0 = clock()
+        try:
+            if not fut.wait(self._timeout):
+                raise fut._timed_out(self._timeout)
+            t1 = clock()
+            value = fut.get()
+            t2 = clock()
+            outstanding.popleft()
+            self._fill()
+        except BaseException:
+            self.close()
+            raise
+        return (value, t1 - t0, t2 - t1, clock() - t2, ready, flight)
 
     def retrieve(self) -> Any:
         """Return the oldest task's result (re-raising its exception), or ``None`` when done.

@@ -15,6 +15,7 @@ yield the same batches.
 """
 from __future__ import annotations
 
+from time import perf_counter as _profile_clock
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -127,25 +128,30 @@ class AbstractDataSource:
 
     def prefetch(
         self,
-        num_workers: int = 2,
+        num_workers: int | str = 2,
         *,
         buffer_size: int | None = None,
-        kind: str = "process",
+        kind: str | None = None,
         start_method: str | None = None,
         timeout: Any = None,
+        memory_budget: int | None = None,
     ) -> Any:
         """Return a source that prepares this source's batches in background workers.
 
         Parameters
         ----------
-        num_workers : int, default 2
+        num_workers : int or 'auto', default 2
             Worker processes (or threads); ``0`` prepares every batch in the
             calling thread, the serial twin that gives identical batches.
+            ``'auto'`` chooses the calling thread, threads or processes, their
+            number and the buffer by measuring the first batches (see
+            :mod:`batchup.parallel.autotune`; the choice is ``par.choice``).
         buffer_size : int, optional
             Keyword-only: batches prepared ahead (default ``max(4, 2 * num_workers)``).
-        kind : {'process', 'thread'}, default 'process'
-            Keyword-only: processes for Python-heavy preparation, threads for
-            I/O or NumPy work that releases the GIL.
+        kind : {'process', 'thread'}, optional
+            Keyword-only: processes (the default) for Python-heavy preparation,
+            threads for I/O or NumPy work that releases the GIL. With
+            ``'auto'``, the only kind tried besides the calling thread.
         start_method : {'fork', 'forkserver', 'spawn'}, optional
             Keyword-only, for processes. By default ``'fork'`` where it is
             safe (no other Python threads running), else ``'forkserver'``;
@@ -154,6 +160,9 @@ class AbstractDataSource:
         timeout : float, optional
             Keyword-only: seconds to wait for one batch before raising
             :class:`~batchup.parallel.BatchTimeoutError`.
+        memory_budget : int, optional
+            Keyword-only, with ``'auto'`` only: bytes the batches prepared
+            ahead may take (default: 10 % of the memory available, at most 2 GiB).
 
         Returns
         -------
@@ -187,7 +196,8 @@ class AbstractDataSource:
         from batchup.parallel.prefetch import prefetch
 
         return prefetch(
-            self, num_workers, buffer_size=buffer_size, kind=kind, start_method=start_method, timeout=timeout
+            self, num_workers, buffer_size=buffer_size, kind=kind, start_method=start_method, timeout=timeout,
+            memory_budget=memory_budget,
         )
 
     def num_batches(self, batch_size: int, **kwargs: Any) -> Any:
@@ -713,9 +723,12 @@ class BatchIterator(WrappingIterator):
     """
 
     KIND = "batches"
+    #: The stall report's recorder while profiled (:func:`batchup.profile`), else None.
+    _rec: Any = None
 
     def __init__(self, source: Any, plan: BatchPlan) -> None:
         super().__init__(plan.iterator())
+        self._rec = None
         self._source = source
         self._pending: list = []
         self._pos = 0
@@ -730,6 +743,8 @@ class BatchIterator(WrappingIterator):
         return self._inner.plan
 
     def __next__(self) -> Any:
+        if self._rec is not None:
+            return self._next_timed()
         pending = self._pending
         if self._pos < len(pending):
             batch = pending[self._pos]
@@ -755,6 +770,46 @@ class BatchIterator(WrappingIterator):
                     return self._pending[0]
         indices = next(cursor)
         return self._source.fetch_batch(indices, cursor.plan.batch_number(b))
+
+    # -- profiling (batchup.profile): the same steps, timed -----------------------------
+    def _attach_recorder(self, rec: Any) -> None:
+        self._rec = rec
+        rec.describe = lambda: {"kind": "serial"}
+
+    def _next_timed(self) -> Any:
+        rec, clock = self._rec, _profile_clock
+        t0 = clock()
+        pending = self._pending
+        if self._pos < len(pending):
+            batch = pending[self._pos]
+            pending[self._pos] = None
+            self._pos += 1
+            rec.node += clock() - t0
+            return batch
+        maps = rec.maps
+        m0 = maps[0]
+        cursor = self._inner
+        b = cursor.position
+        number = cursor.plan.batch_number(b)
+        if self._group > 1 and self._take_span is not None:
+            span = self._take_span(self._group)
+            if span is not None:
+                t1 = clock()
+                self._pending = self._source.fetch_span(span[0], span[1], number)
+                self._pos = 1
+                t2 = clock()
+                rec.serial(t1 - t0, t2 - t1, maps[0] - m0, t2 - t0)
+                return self._pending[0]
+        try:
+            indices = next(cursor)
+        except StopIteration:
+            rec.serial(clock() - t0, 0.0, 0.0, clock() - t0)
+            raise
+        t1 = clock()
+        batch = self._source.fetch_batch(indices, number)
+        t2 = clock()
+        rec.serial(t1 - t0, t2 - t1, maps[0] - m0, t2 - t0)
+        return batch
 
     def _held(self) -> int:
         return len(self._pending) - self._pos

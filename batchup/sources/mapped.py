@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from batchup import _rng
+from batchup import _profile, _rng
 from batchup._iterator import WrappingIterator, check_state
 from batchup.samplers.plan import BatchPlan, PlanOptions, plan_options
 from batchup.sources.base import AbstractDataSource, BatchIterator
@@ -105,6 +105,8 @@ class MapDataSource(AbstractDataSource):
         ValueError
             For a seeded map without ``batch_number``.
         """
+        if _profile.ON and _profile.LOCAL.maps is not None:  # a profiled fetch runs here: time the function
+            return _profile.timed_apply(self, batch, batch_number)
         if self.seed is None:
             return self.fn(*batch)
         if batch_number is None:
