@@ -48,7 +48,7 @@ def summary(rec: Recorder) -> dict:
     in_next = rec.in_next
     own = max(0.0, wall - in_next)
     outside_maps = max(0.0, rec.maps[0] - rec.node_map)
-    workers = desc.get("workers", 0) or 0
+    workers = int(desc.get("workers", 0) or 0)
     inline_pool = kind == "prefetch" and workers == 0
     stages: dict = {}
 

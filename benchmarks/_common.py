@@ -95,9 +95,6 @@ def median_of(run: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[fl
     return float(statistics.median(times)), times, result
 
 
-#: The former name of :func:`median_of`, for scripts not yet renamed.
-best_of = median_of
-
 
 def contender(name: str, seconds: float | None, note: str = "", **extra: Any) -> dict:
     """Return one contender record; ``seconds=None`` marks a contender that could not run."""

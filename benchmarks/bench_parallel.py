@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     BENCH_DIR,
     add_common_args,
-    best_of,
     contender,
     emit_json,
     format_table,
+    median_of,
     repeats_from,
     run_json_subprocess,
     workload,
@@ -94,6 +94,15 @@ def run_batchup(X, y, workers, kind):
         return consume(ds.batch_iterator(BS, shuffle=SEED))
     with ds.prefetch(workers, kind=kind, buffer_size=8) as par:
         return consume(par.batch_iterator(BS, shuffle=SEED))
+
+
+def run_batchup_compat(X, y):
+    """BatchUp 0.2's spelling: a WorkerProcessPool(2) and parallel_data_source(ds, 8)."""
+    from batchup import data_source, work_pool
+
+    ds = data_source.ArrayDataSource([X, y]).map(augment_sample_loop, seed=SEED)
+    with work_pool.WorkerProcessPool(processes=2) as pool:
+        return consume(pool.parallel_data_source(ds, 8).batch_iterator(BS, shuffle=SEED))
 
 
 class _TorchBatches:
@@ -165,7 +174,7 @@ def worker023(kind, data_dir, n_repeats):
         par = pool.parallel_data_source(ds, batch_buffer_size=8)
         return consume(par.batch_iterator(BS, shuffle=np.random.RandomState(SEED)))
 
-    best, times, total = best_of(one_epoch, n_repeats, warmup=0)
+    best, times, total = median_of(one_epoch, n_repeats, warmup=0)
     emit_json({"seconds": best, "times": times, "samples": total,
                "batchup_version": importlib.metadata.version("batchup")})
 
@@ -310,14 +319,15 @@ def main():
         ("serial", lambda: run_batchup(X, y, 0, "thread")),
         ("batchup threads (2)", lambda: run_batchup(X, y, 2, "thread")),
         ("batchup processes (2)", lambda: run_batchup(X, y, 2, "process")),
+        ("batchup WorkerProcessPool(2), 0.2 API", lambda: run_batchup_compat(X, y)),
     ]:
-        timed[name] = best_of(fn, repeats, warmup=0)[0]
+        timed[name] = median_of(fn, repeats, warmup=0)[0]
         print(f"  {name}: {timed[name]:.2f} s", flush=True)
     cons = [contender(k, v, note_n) for k, v in timed.items()]
     try:
         import torch  # noqa: F401
 
-        secs = best_of(lambda: run_torch(X, y), repeats, warmup=0)[0]
+        secs = median_of(lambda: run_torch(X, y), repeats, warmup=0)[0]
         cons.append(contender("torch DataLoader (2 workers)", secs, "batch_size=None, batch-returning dataset, tensors"))
     except ImportError:
         cons.append(contender("torch DataLoader (2 workers)", None, "torch is not installed"))
@@ -327,7 +337,7 @@ def main():
         try:
             import joblib  # noqa: F401
 
-            secs = best_of(lambda: run_loky(Path(tmp) / "X.npy", y), repeats, warmup=0)[0]
+            secs = median_of(lambda: run_loky(Path(tmp) / "X.npy", y), repeats, warmup=0)[0]
             cons.append(contender("joblib loky (2 workers)", secs, "Parallel(return_as='generator'), memmapped images"))
         except ImportError:
             cons.append(contender("joblib loky (2 workers)", None, "joblib is not installed"))
