@@ -105,6 +105,12 @@ class ProfiledIterator(WrappingIterator):
     State, length and padding are the wrapped iterator's: a checkpoint
     taken here restores into the unprofiled iterator and the other way round.
     Attributes it does not have are looked up on the wrapped iterator.
+
+    Parameters
+    ----------
+    iterator : iterable
+        The batches to time: a batchup iterator (whose stages are then timed
+        one by one) or any iterable (timed as one ``'pipeline'`` stage).
     """
 
     def __init__(self, iterator: Any) -> None:
@@ -144,7 +150,13 @@ class ProfiledIterator(WrappingIterator):
         return batch
 
     def stats(self) -> StallReport:
-        """Return the stall report of the batches taken so far."""
+        """Return the stall report of the batches taken so far.
+
+        Returns
+        -------
+        StallReport
+            A snapshot: later batches do not change it.
+        """
         rec = self.recorder
         if not self._ended:
             rec.cpu_last = time.process_time()
@@ -188,6 +200,12 @@ class StallReport:
     (an iterator batchup cannot look into) or ``None`` before the first
     batch; :attr:`where` says whose time it is (``'consumer'`` thread or
     ``'workers'``).
+
+    Parameters
+    ----------
+    summary : dict
+        The figures, as made by :meth:`ProfiledIterator.stats`; users get
+        reports from there rather than constructing them.
     """
 
     def __init__(self, summary: dict) -> None:
@@ -209,7 +227,13 @@ class StallReport:
         return self._d["verdict"]
 
     def as_dict(self) -> dict:
-        """Return the report as a JSON-serialisable dict (a copy)."""
+        """Return the report as a JSON-serialisable dict.
+
+        Returns
+        -------
+        dict
+            A copy of the figures the table and the verdict are made from.
+        """
         import copy
 
         return copy.deepcopy(self._d)

@@ -90,7 +90,10 @@ BUDGET_MAX = 2 * 2**30
 class Choice:
     """What ``num_workers="auto"`` chose, and why (``par.choice``; also in the stall report).
 
-    Attributes
+    Made by the calibration, not by users; each parameter is kept as the
+    attribute of the same name.
+
+    Parameters
     ----------
     kind : {'inline', 'thread', 'process'}
         Where batches are made ('inline': in the calling thread).
@@ -127,7 +130,13 @@ class Choice:
     batches: int
 
     def as_dict(self) -> dict:
-        """Return the choice as a JSON-serialisable dict."""
+        """Return the choice as a JSON-serialisable dict.
+
+        Returns
+        -------
+        dict
+            One key per parameter of the class.
+        """
         return dataclasses.asdict(self)
 
     def __str__(self) -> str:
@@ -136,7 +145,18 @@ class Choice:
 
 
 def default_memory_budget() -> tuple:
-    """Return ``(bytes, where it comes from)``: 10 % of the memory available now, within 64 MiB .. 2 GiB."""
+    """Return the default memory budget of ``num_workers="auto"``.
+
+    Ten per cent of the memory available now, within 64 MiB .. 2 GiB
+    (512 MiB where the available memory cannot be read).
+
+    Returns
+    -------
+    budget : int
+        Bytes the batches in flight may take.
+    source : str
+        Where the figure comes from, as the stall report shows it.
+    """
     avail = _available_memory()
     if avail is None:
         return 512 * 2**20, "512 MiB (the memory available on this machine is unknown)"
@@ -214,10 +234,23 @@ class AutoParallelDataSource(ParallelDataSource):
     def batch_iterator(self, batch_size: Any, shuffle: Any = None, **kwargs: Any) -> Any:
         """Return an iterator over the batches of ``ds.batch_iterator(batch_size, shuffle, **kwargs)``.
 
-        Once the calling thread was chosen, an :class:`InlineBatchIterator`
-        (the serial iterator); otherwise a
-        :class:`~batchup.parallel.ParallelBatchIterator`, which calibrates at
-        its first batch if nothing was chosen yet.
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch.
+        shuffle : bool, int, numpy.random.Generator or None, optional
+            As for the wrapped source's ``batch_iterator``.
+        **kwargs
+            The wrapped source's other iteration options (``epoch``,
+            ``shard``, ...); an unknown keyword is a ``TypeError``.
+
+        Returns
+        -------
+        InlineBatchIterator or ParallelBatchIterator
+            Once the calling thread was chosen, an :class:`InlineBatchIterator`
+            (the serial iterator); otherwise a
+            :class:`~batchup.parallel.ParallelBatchIterator`, which calibrates
+            at its first batch if nothing was chosen yet.
         """
         if self._closed:
             raise PoolClosedError("this prefetching source is closed; call prefetch() again")
@@ -252,6 +285,15 @@ class InlineBatchIterator(BatchIterator):
 
     It has the prefetching iterator's ``close()`` and context manager (both
     do nothing), and its stall report shows the choice.
+
+    Parameters
+    ----------
+    source : AbstractDataSource
+        The wrapped random-access source.
+    plan : BatchPlan
+        The planned batches, as for :class:`~batchup.sources.BatchIterator`.
+    owner : AutoParallelDataSource
+        The source that chose; its :attr:`~AutoParallelDataSource.choice` is reported.
     """
 
     def __init__(self, source: Any, plan: Any, owner: AutoParallelDataSource) -> None:

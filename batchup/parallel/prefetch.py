@@ -160,7 +160,19 @@ class ParallelDataSource(AbstractDataSource):
 
 
 def check_source(ds: Any) -> None:
-    """Raise TypeError unless ``ds`` is a random-access data source."""
+    """Raise TypeError unless ``ds`` is a random-access data source.
+
+    Parameters
+    ----------
+    ds : object
+        The source a pool is asked to prefetch from.
+
+    Raises
+    ------
+    TypeError
+        If ``ds`` is not an :class:`~batchup.sources.AbstractDataSource`, or is
+        one that cannot fetch a batch by its indices (an iterator source).
+    """
     if not isinstance(ds, AbstractDataSource):
         raise TypeError(f"ds must be a data source (AbstractDataSource), got {type(ds).__name__}")
     if not ds.is_random_access:
