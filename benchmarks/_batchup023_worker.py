@@ -3,7 +3,7 @@
 ``bench_inmemory.py`` writes ``X.npy`` and ``y.npy`` to a temporary directory and
 runs this script with the Python of ``benchmarks/.venv-batchup023``, where
 ``pip install batchup==0.2.3`` put the original package. The script prints one
-JSON line: the best time, all times, and which ``batchup`` it imported, so
+JSON line: the median time, all times, and which ``batchup`` it imported, so
 the parent can check it did not pick up this repository's package.
 """
 from __future__ import annotations

@@ -24,8 +24,8 @@ Workloads
   (b) serially, and the augmented epoch with 2 processes.
 
 Contenders of one workload are timed in turn within each repetition (so a
-change in the machine's load hits them alike) and the best repetition is
-kept. The reference of each autotune workload is the fastest setting of its
+change in the machine's load hits them alike) and the median repetition
+is reported, as in every benchmark here. The reference of each autotune workload is the fastest setting of its
 grid, named in the table; the target is ``"auto"`` within 1.10 x of it, and
 never slower than the serial loop.
 """
@@ -35,6 +35,7 @@ import argparse
 import gc
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -73,12 +74,12 @@ def timed(fn, clock=time.perf_counter):
 
 
 def interleaved(contenders, repeats, clock=time.perf_counter):
-    """Time each ``(name, fn)`` once per repetition, in turn; return ``{name: best seconds}``."""
-    best = {name: float("inf") for name, _ in contenders}
+    """Time each ``(name, fn)`` once per repetition, in turn; return ``{name: median seconds}``."""
+    times: dict = {name: [] for name, _ in contenders}
     for _ in range(repeats):
         for name, fn in contenders:
-            best[name] = min(best[name], timed(fn, clock))
-    return best
+            times[name].append(timed(fn, clock))
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def grid_settings(workers_threads, workers_processes):
@@ -100,26 +101,35 @@ class AutoRun:
 
     def __init__(self, ds, consumer=consume):
         self.ds, self.consumer = ds, consumer
-        self.first = self.later = float("inf")
-        self.choices = []
+        self.firsts: list = []
+        self.laters: list = []
+        self.choices: list = []
 
     def run(self):
         t0 = time.perf_counter()
         with self.ds.prefetch("auto") as par:
             self.consumer(par.batch_iterator(BS, shuffle=SEED))
-            self.first = min(self.first, time.perf_counter() - t0)
+            self.firsts.append(time.perf_counter() - t0)
             self.choices.append(str(par.choice))
-            self.later = min(self.later, timed(lambda: self.consumer(par.batch_iterator(BS, shuffle=SEED + 1))))
+            self.laters.append(timed(lambda: self.consumer(par.batch_iterator(BS, shuffle=SEED + 1))))
+
+    @property
+    def first(self):
+        return statistics.median(self.firsts)
+
+    @property
+    def later(self):
+        return statistics.median(self.laters)
 
 
 def autotune_workload(name, ds, settings, repeats, consumer=consume, note=""):
     auto = AutoRun(ds, consumer)
     contenders = [(label, (lambda n=n, k=k: run_setting(ds, n, k, consumer))) for label, n, k in settings]
     contenders.append(("auto", auto.run))
-    best = interleaved(contenders, repeats)
-    del best["auto"]
-    fastest = min(best, key=best.get)
-    rows = [contender(label, secs, note if label == "serial" else "") for label, secs in best.items()]
+    med = interleaved(contenders, repeats)
+    del med["auto"]
+    fastest = min(med, key=med.get)
+    rows = [contender(label, secs, note if label == "serial" else "") for label, secs in med.items()]
     choice = auto.choices[-1] if auto.choices else "n/a"
     rows.append(contender("auto, first epoch", auto.first, "calibration included; chose: " + _short(choice),
                           choices=auto.choices))
@@ -127,8 +137,8 @@ def autotune_workload(name, ds, settings, repeats, consumer=consume, note=""):
     wl = workload(name, fastest, rows)
     wl["target"] = "auto within 1.10 x the fastest setting, and never slower than serial"
     for label, secs in (("first", auto.first), ("later", auto.later)):
-        print(f"    auto ({label} epoch): {secs:.3f} s = {secs / best[fastest]:.2f} x {fastest}, "
-              f"{secs / best['serial']:.2f} x serial", flush=True)
+        print(f"    auto ({label} epoch): {secs:.3f} s = {secs / med[fastest]:.2f} x {fastest}, "
+              f"{secs / med['serial']:.2f} x serial", flush=True)
     print(f"    chose: {choice}", flush=True)
     return wl
 
@@ -189,10 +199,10 @@ def overhead_workloads(repeats, quick):
             ("plain", lambda ds=ds, bs=bs: consume(ds.batch_iterator(bs, shuffle=SEED))),
             ("profiled", lambda ds=ds, bs=bs: consume(batchup.profile(ds.batch_iterator(bs, shuffle=SEED)))),
         ]
-        best = interleaved(loops, max(repeats, 15))
+        med = interleaved(loops, max(repeats, 15))
         # One thread: its CPU time is the cost without the time other jobs took the CPU away.
         cpu = interleaved(loops, max(repeats, 15), clock=time.process_time)
-        out.append(_overhead(f"profiler overhead: {name}, serial", best, n, cpu))
+        out.append(_overhead(f"profiler overhead: {name}, serial", med, n, cpu))
     X, y = make_data(10_000 if quick else 100_000)
     ds = ArrayDataSource([X, y]).map(augment_sample_loop, seed=SEED)
 
@@ -202,23 +212,23 @@ def overhead_workloads(repeats, quick):
             consume(batchup.profile(it) if profiled else it)
 
     n = len(ds.batch_iterator(BS))
-    best = interleaved([("plain", lambda: par(False)), ("profiled", lambda: par(True))], repeats)
-    out.append(_overhead("profiler overhead: augmented epoch, 2 processes", best, n))
+    med = interleaved([("plain", lambda: par(False)), ("profiled", lambda: par(True))], repeats)
+    out.append(_overhead("profiler overhead: augmented epoch, 2 processes", med, n))
     rows.extend(out)
     return rows
 
 
-def _overhead(name, best, n_batches, cpu=None):
-    extra = (best["profiled"] - best["plain"]) / n_batches * 1e6
+def _overhead(name, med, n_batches, cpu=None):
+    extra = (med["profiled"] - med["plain"]) / n_batches * 1e6
     note = f"{extra:+.2f} us per batch"
     if cpu is not None:
         cpu_ratio = cpu["profiled"] / cpu["plain"]
         note += (f"; CPU time {cpu_ratio:.3f} x ({(cpu['profiled'] - cpu['plain']) / n_batches * 1e6:+.2f} us per "
                  "batch)")
-    print(f"  {name}: {best['profiled'] / best['plain']:.3f} x ({note})", flush=True)
+    print(f"  {name}: {med['profiled'] / med['plain']:.3f} x ({note})", flush=True)
     return workload(name, "plain", [
-        contender("plain", best["plain"], f"{n_batches} batches"),
-        contender("profiled", best["profiled"], f"{note}; target <= 1.02 x",
+        contender("plain", med["plain"], f"{n_batches} batches"),
+        contender("profiled", med["profiled"], f"{note}; target <= 1.02 x",
                   cpu_seconds=None if cpu is None else cpu["profiled"]),
     ])
 

@@ -5,7 +5,7 @@ Workloads (``--quick`` shrinks both tenfold):
 (a) 1,000,000 x 32 float32 samples + int32 labels, batch 256;
 (b) 50,000 x 3x32x32 uint8 images + int32 labels, batch 128.
 
-Contenders, each warmed up once and then timed ``--repeats`` times (best kept),
+Contenders, each warmed up once and then timed ``--repeats`` times (median kept),
 each generating its permutation inside the timed region and touching every
 batch it receives:
 

@@ -368,7 +368,7 @@ def main():
         workloads.append(workload("memory", "parent alone", [
             contender("parent alone", mem["alone"], f"PSS of a fresh interpreter holding a {gb:g} GB uint8 array"),
             contender("parent + 2 process workers", mem["total"],
-                      "PSS summed over parent and workers while iterating; target <= 1.3 GB"),
+                      "PSS summed over parent and workers while iterating; target <= 1.1 GB"),
         ], unit="GB"))
 
     nb = 20 if args.quick else 50
