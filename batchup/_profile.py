@@ -141,6 +141,9 @@ class Recorder:
         self.maps = [0.0]
         self.describe: Callable[[], dict] | None = None
         self.node = 0.0
+        #: True when the profiler wraps the pipeline's iterator itself (no adapter between):
+        #: then ``node`` is ``in_next`` and the iterator skips timing batches it only hands out.
+        self.direct = False
         self.plan = 0.0
         self.fetch = 0.0
         self.node_map = 0.0

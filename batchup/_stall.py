@@ -81,8 +81,9 @@ def summary(rec: Recorder) -> dict:
             if rec.calibration:
                 add("calibration", rec.calibration, "consumer")
             listed += rec.plan + rec.wait + rec.decode + rec.dispatch + rec.calibration
-        add("adapter", max(0.0, in_next - rec.node - outside_maps), "consumer")
-        add("other", max(0.0, rec.node - listed), "consumer")
+        node = in_next if rec.direct else rec.node
+        add("adapter", max(0.0, in_next - node - outside_maps), "consumer")
+        add("other", max(0.0, node - listed), "consumer")
     report: dict = {
         "batches": n,
         "wall_seconds": wall,

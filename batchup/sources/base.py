@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from batchup import _profile
 from batchup._checks import index_array, repeats_value
 from batchup._iterator import WrappingIterator, check_state
 from batchup.samplers import AbstractSampler, StandardSampler, SubsetSampler, num_batches
@@ -743,14 +744,19 @@ class BatchIterator(WrappingIterator):
         return self._inner.plan
 
     def __next__(self) -> Any:
-        if self._rec is not None:
-            return self._next_timed()
         pending = self._pending
         if self._pos < len(pending):
+            # A batch of a span already fetched. Profiled from right above (rec.direct), handing
+            # it out is the profiler's time; with anything between, it is timed here.
+            rec = self._rec
+            if rec is not None and not rec.direct:
+                return self._next_timed()
             batch = pending[self._pos]
             pending[self._pos] = None
             self._pos += 1
             return batch
+        if self._rec is not None:
+            return self._next_timed()
         cursor = self._inner
         b = cursor.position
         if self._group > 1 and self._take_span is not None and b >= self._single_until:
@@ -777,39 +783,54 @@ class BatchIterator(WrappingIterator):
         rec.describe = lambda: {"kind": "serial"}
 
     def _next_timed(self) -> Any:
+        # The steps of __next__, timed; map functions run in this thread add to rec.maps.
         rec, clock = self._rec, _profile_clock
-        t0 = clock()
         pending = self._pending
         if self._pos < len(pending):
+            t0 = clock()
             batch = pending[self._pos]
             pending[self._pos] = None
             self._pos += 1
             rec.node += clock() - t0
             return batch
+        t0 = clock()
         maps = rec.maps
         m0 = maps[0]
-        cursor = self._inner
-        b = cursor.position
-        number = cursor.plan.batch_number(b)
-        if self._group > 1 and self._take_span is not None:
-            span = self._take_span(self._group)
-            if span is not None:
-                t1 = clock()
-                self._pending = self._source.fetch_span(span[0], span[1], number)
-                self._pos = 1
-                t2 = clock()
-                rec.serial(t1 - t0, t2 - t1, maps[0] - m0, t2 - t0)
-                return self._pending[0]
+        outer_maps, _profile.LOCAL.maps = _profile.LOCAL.maps, maps
         try:
-            indices = next(cursor)
-        except StopIteration:
-            rec.serial(clock() - t0, 0.0, 0.0, clock() - t0)
-            raise
-        t1 = clock()
-        batch = self._source.fetch_batch(indices, number)
-        t2 = clock()
-        rec.serial(t1 - t0, t2 - t1, maps[0] - m0, t2 - t0)
-        return batch
+            cursor = self._inner
+            b = cursor.position
+            number = cursor.plan.batch_number(b)
+            if self._group > 1 and self._take_span is not None and b >= self._single_until:
+                span = self._take_span(self._group)
+                if span is not None:
+                    indices, count = span
+                    t1 = clock()
+                    try:
+                        self._pending = self._source.fetch_span(indices, count, number)
+                    except Exception:
+                        # As in __next__: fetch these batches one by one, so the batches
+                        # before the failing one are delivered first.
+                        self._pending = []
+                        cursor.position = b
+                        self._single_until = b + count
+                    else:
+                        self._pos = 1
+                        t2 = clock()
+                        rec.serial(t1 - t0, t2 - t1, maps[0] - m0, t2 - t0)
+                        return self._pending[0]
+            try:
+                indices = next(cursor)
+            except StopIteration:
+                rec.serial(clock() - t0, 0.0, 0.0, clock() - t0)
+                raise
+            t1 = clock()
+            batch = self._source.fetch_batch(indices, number)
+            t2 = clock()
+            rec.serial(t1 - t0, t2 - t1, maps[0] - m0, t2 - t0)
+            return batch
+        finally:
+            _profile.LOCAL.maps = outer_maps
 
     def _held(self) -> int:
         return len(self._pending) - self._pos

@@ -107,6 +107,47 @@ def test_errors_pass_through_and_the_report_still_works():
     assert _profile.LOCAL.maps is None  # the map timer is put back after a failure
 
 
+
+@pytest.mark.parametrize("profiled", [False, True])
+def test_a_failing_span_delivers_the_batches_before_it_profiled_or_not(profiled):
+    """A map that fails on one batch of a gathered span: the batches before it arrive first, then the error."""
+    def bad(X):
+        if X[0] == 20:
+            raise ValueError("bad batch 5")
+        return (X,)
+
+    ds = ArrayDataSource([np.arange(64)]).map(bad)
+    assert ds.span_batches(4) > 5  # batches 0..7 are gathered with one np.take
+    it = ds.batch_iterator(4)
+    it = batchup.profile(it) if profiled else it
+    got = []
+    with pytest.raises(ValueError, match="bad batch 5"):
+        for (X,) in it:
+            got.append(X.tolist())
+    assert got == [list(range(4 * k, 4 * k + 4)) for k in range(5)]
+    assert _profile.LOCAL.maps is None
+    if profiled:
+        assert it.stats().as_dict()["batches"] == 5
+
+
+def test_maps_under_a_direct_profiler_are_timed_only_inside_next():
+    """Right on top of the pipeline's iterator, map time is counted inside the fetches, and nothing between them."""
+    ds = ArrayDataSource([np.arange(64)]).map(_sleep_1ms)
+    it = batchup.profile(ds.batch_iterator(4))
+    assert it.recorder.direct
+    for _batch in it:
+        assert _profile.LOCAL.maps is None  # between next() calls, nothing is timed
+        time.sleep(0.001)  # the consumer's own work
+    stages = it.stats().as_dict()["stages"]
+    assert 0.016 <= stages["map"]["seconds"] <= stages["in_next"]["seconds"]
+    assert stages["consumer"]["seconds"] >= 0.016
+    assert stages["adapter"]["seconds"] == 0.0
+
+
+def _sleep_1ms(X):
+    time.sleep(0.001)
+    return (X,)
+
 # -- nothing when off ----------------------------------------------------------------------------
 
 
