@@ -38,7 +38,7 @@ def add_common_args(parser: argparse.ArgumentParser, default_repeats: int = 5, q
         "--repeats",
         type=int,
         default=None,
-        help=f"timed repetitions per contender, best one kept (default {default_repeats}, {quick_repeats} with --quick)",
+        help=f"timed repetitions per contender, the median reported (default {default_repeats}, {quick_repeats} with --quick)",
     )
     parser.add_argument("--out", type=Path, default=None, help="where to write the JSON results")
     parser.set_defaults(_default_repeats=default_repeats, _quick_repeats=quick_repeats)

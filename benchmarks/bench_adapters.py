@@ -212,7 +212,7 @@ def main() -> None:
         for c in wl["contenders"]:
             ok = c["seconds"] is not None and ref["seconds"] is not None
             c["overhead_us_per_batch"] = (c["seconds"] - ref["seconds"]) / n_batches * 1e6 if ok else None
-    path = write_results("adapters", workloads, args.out)
+    path = write_results("adapters", workloads, args.out, quick=bool(args.quick), repeats=repeats)
     print(format_table(json.loads(path.read_text())))
 
 

@@ -24,7 +24,8 @@ Workloads
   (b) serially, and the augmented epoch with 2 processes.
 
 Contenders of one workload are timed in turn within each repetition (so a
-change in the machine's load hits them alike) and the median repetition
+change in the machine's load hits them alike; the order rotates from one
+repetition to the next) and the median repetition
 is reported, as in every benchmark here. The reference of each autotune workload is the fastest setting of its
 grid, named in the table; the target is ``"auto"`` within 1.10 x of it, and
 never slower than the serial loop.
@@ -74,10 +75,15 @@ def timed(fn, clock=time.perf_counter):
 
 
 def interleaved(contenders, repeats, clock=time.perf_counter):
-    """Time each ``(name, fn)`` once per repetition, in turn; return ``{name: median seconds}``."""
+    """Time each ``(name, fn)`` once per repetition, in turn; return ``{name: median seconds}``.
+
+    The order rotates by one place every repetition, so no contender always runs right
+    after the same other one (a process pool still exiting, say).
+    """
     times: dict = {name: [] for name, _ in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders:
+    for r in range(repeats):
+        k = r % len(contenders)
+        for name, fn in contenders[k:] + contenders[:k]:
             times[name].append(timed(fn, clock))
     return {name: statistics.median(ts) for name, ts in times.items()}
 
@@ -192,6 +198,8 @@ def overhead_workloads(repeats, quick):
          128),
     ]
     out = []
+    own = isolated_cost(20_000 if quick else 200_000, max(repeats, 21))
+    out.append(own["workload"])
     for name, arrays, bs in sets:
         ds = ArrayDataSource(arrays)
         n = len(ds.batch_iterator(bs))
@@ -199,10 +207,10 @@ def overhead_workloads(repeats, quick):
             ("plain", lambda ds=ds, bs=bs: consume(ds.batch_iterator(bs, shuffle=SEED))),
             ("profiled", lambda ds=ds, bs=bs: consume(batchup.profile(ds.batch_iterator(bs, shuffle=SEED)))),
         ]
-        med = interleaved(loops, max(repeats, 15))
+        med = interleaved(loops, max(repeats, 41))
         # One thread: its CPU time is the cost without the time other jobs took the CPU away.
-        cpu = interleaved(loops, max(repeats, 15), clock=time.process_time)
-        out.append(_overhead(f"profiler overhead: {name}, serial", med, n, cpu))
+        cpu = interleaved(loops, max(repeats, 41), clock=time.process_time)
+        out.append(_overhead(f"profiler overhead: {name}, serial", med, n, cpu, own["seconds_per_batch"]))
     X, y = make_data(10_000 if quick else 100_000)
     ds = ArrayDataSource([X, y]).map(augment_sample_loop, seed=SEED)
 
@@ -218,9 +226,40 @@ def overhead_workloads(repeats, quick):
     return rows
 
 
-def _overhead(name, med, n_batches, cpu=None):
+def isolated_cost(n_batches, repeats):
+    """The profiler's own time per batch: batches of 4 one-value rows, so little else is timed.
+
+    On a noisy machine the difference of two ~0.1 s epochs (the gather workloads) varies by
+    more than the profiler costs; this loop makes the profiler's share of the time large, so
+    the difference per batch is stable, and the gather workloads' notes divide it by their
+    own time per batch.
+    """
+    ds = ArrayDataSource([np.zeros(4 * n_batches, dtype=np.float32)])
+
+    def run(profiled):
+        it = ds.batch_iterator(4)
+        for _ in batchup.profile(it) if profiled else it:
+            pass
+
+    med = interleaved([("plain", lambda: run(False)), ("profiled", lambda: run(True))], repeats)
+    per = (med["profiled"] - med["plain"]) / n_batches
+    name = f"profiler's own cost: {n_batches:,} batches of 4 values"
+    print(f"  {name}: {per * 1e9:+.0f} ns per batch", flush=True)
+    wl = workload(name, "plain", [
+        contender("plain", med["plain"], f"{med['plain'] / n_batches * 1e9:.0f} ns per batch"),
+        contender("profiled", med["profiled"], f"{per * 1e9:+.0f} ns per batch: the profiler's own time"),
+    ])
+    return {"workload": wl, "seconds_per_batch": per}
+
+
+def _overhead(name, med, n_batches, cpu=None, own=None):
     extra = (med["profiled"] - med["plain"]) / n_batches * 1e6
     note = f"{extra:+.2f} us per batch"
+    share = None
+    if own is not None:
+        share = own / (med["plain"] / n_batches)
+        note = (f"the profiler's own {own * 1e9:.0f} ns per batch is {share:.1%} of this workload's "
+                f"{med['plain'] / n_batches * 1e6:.1f} us per batch; difference of the medians: " + note)
     if cpu is not None:
         cpu_ratio = cpu["profiled"] / cpu["plain"]
         note += (f"; CPU time {cpu_ratio:.3f} x ({(cpu['profiled'] - cpu['plain']) / n_batches * 1e6:+.2f} us per "
@@ -229,13 +268,13 @@ def _overhead(name, med, n_batches, cpu=None):
     return workload(name, "plain", [
         contender("plain", med["plain"], f"{n_batches} batches"),
         contender("profiled", med["profiled"], f"{note}; target <= 1.02 x",
-                  cpu_seconds=None if cpu is None else cpu["profiled"]),
+                  cpu_seconds=None if cpu is None else cpu["profiled"], own_share=share),
     ])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_common_args(parser, default_repeats=3, quick_repeats=2)
+    add_common_args(parser, default_repeats=5, quick_repeats=2)
     parser.add_argument("--only", choices=["augmented", "gather", "overlap", "overhead"], nargs="+",
                         help="run only these workloads")
     args = parser.parse_args()

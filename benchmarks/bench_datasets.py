@@ -112,7 +112,7 @@ def main() -> None:
             contender("batchup cached, open + read all", t_read, "one pass over every pixel, page cache warm"),
         ]
         wl = workload(f"CIFAR-10 load, {n} images", REFERENCE, contenders)
-        out = write_results("datasets", [wl], args.out, quick=args.quick)
+        out = write_results("datasets", [wl], args.out, quick=args.quick, repeats=repeats)
         import json
 
         print(format_table(json.loads(out.read_text())))

@@ -127,7 +127,7 @@ def main() -> None:
             print(format_table({"benchmark": "files", "machine": "", "workloads": workloads[-1:]}), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    out = write_results("files", workloads, args.out, quick=bool(args.quick))
+    out = write_results("files", workloads, args.out, quick=bool(args.quick), repeats=repeats)
     print(f"\nwrote {out}")
 
 

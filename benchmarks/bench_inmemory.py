@@ -298,7 +298,7 @@ def run_workload(key: str, n: int, shape: tuple, dtype: type, bs: int, repeats: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
+    add_common_args(parser, default_repeats=11)
     parser.add_argument("--no-install", action="store_true",
                         help="do not create the BatchUp 0.2.3 venv if it is missing (the contender is skipped)")
     parser.add_argument("--worker", choices=["torch-sample", "torch-batch"], help=argparse.SUPPRESS)

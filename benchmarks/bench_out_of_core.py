@@ -165,7 +165,7 @@ def main() -> None:
         workloads = measure(path, rows, repeats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    out = write_results("out_of_core", workloads, args.out, quick=bool(args.quick))
+    out = write_results("out_of_core", workloads, args.out, quick=bool(args.quick), repeats=repeats)
     print()
     print(format_table({"benchmark": "out_of_core", "machine": "(see JSON)", "workloads": workloads}))
     print(f"\nwrote {out}")

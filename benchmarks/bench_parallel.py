@@ -19,8 +19,9 @@ Workloads
   first batch, 2 process workers, for each start method, each in a fresh
   interpreter: the first pool there (``cold``: a fork server starts too) and
   a second one (``warm``).
-* ``memory``: total proportional set size (PSS) of the parent and 2 process
-  workers iterating over a 1 GB in-memory array (unit GB).
+* ``memory``: total proportional set size (PSS) of the parent and every
+  process it started (2 process workers, and under ``fork`` the template they
+  are forked from) iterating over a 1 GB in-memory array (unit GB).
 * ``overlap``: a consumer that spends C ms per batch in NumPy (GIL released)
   and a loader that spends L ms; a prefetching thread pool should take about
   ``n x max(C, L)``.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -200,20 +202,23 @@ def time_to_first_batch(X, y, method=None):
 
 
 def first_batch_worker(method, n, repeats):
-    """In a fresh interpreter: the first pool's time to first batch (cold), then the best of the next ones."""
+    """In a fresh interpreter: the first pool's time to first batch (cold), then the median of the next ones."""
     X, y = make_data(n)
     cold = time_to_first_batch(X, y, method)
-    warm = min(time_to_first_batch(X, y, method) for _ in range(repeats))
+    warm = statistics.median(time_to_first_batch(X, y, method) for _ in range(repeats))
     emit_json({"cold": cold, "warm": warm})
 
 
 def first_batch_by_method(n, repeats):
+    """Time to first batch per start method: ``repeats`` fresh interpreters each, medians of cold and warm."""
     rows = []
     for method in ("fork", "forkserver", "spawn"):
-        res = run_json_subprocess(
+        runs = [run_json_subprocess(
             [sys.executable, str(Path(__file__).resolve()), "--first-batch-worker", method, "--data-n", str(n),
              "--repeats", str(repeats)], 600,
-        )
+        ) for _ in range(repeats)]
+        failed = [r for r in runs if "error" in r]
+        res = failed[0] if failed else {which: statistics.median(r[which] for r in runs) for which in ("cold", "warm")}
         for which in ("cold", "warm"):
             label = f"batchup processes (2), {method}, {which}"
             if "error" in res:
@@ -236,9 +241,11 @@ def memory_total(n_bytes):
         it = pool.parallel_data_source(ArrayDataSource([X]), 8).batch_iterator(BS, shuffle=SEED)
         for _, _b in zip(range(300), it):
             pass
-        pss = me.memory_full_info().pss
-        for pid in pool.worker_pids():
-            pss += psutil.Process(pid).memory_full_info().pss
+        # Every process of the pool, not just the workers: under fork the workers come from a
+        # template process that shares the parent's pages too, and PSS splits pages among them all.
+        procs = [me] + me.children(recursive=True)
+        assert set(pool.worker_pids()) <= {p.pid for p in procs}
+        pss = sum(p.memory_full_info().pss for p in procs)
         it.close()
     return alone / 2**30, pss / 2**30
 
@@ -284,7 +291,7 @@ def overlap(n, c_ms, l_ms):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_common_args(parser, default_repeats=2, quick_repeats=1)
+    add_common_args(parser, default_repeats=3, quick_repeats=1)
     parser.add_argument("--worker023", choices=["thread", "process"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", type=float, help=argparse.SUPPRESS)
@@ -350,7 +357,7 @@ def main():
             cons.append(contender(label, res["seconds"], f"batchup {res.get('batchup_version')}, own venv"))
     workloads = [workload("augmented epoch", "serial", cons)]
 
-    ttfb = min(time_to_first_batch(X[:20_000], y[:20_000]) for _ in range(max(repeats, 3)))
+    ttfb = statistics.median(time_to_first_batch(X[:20_000], y[:20_000]) for _ in range(max(repeats, 3)))
     workloads.append(workload("time to first batch", "batchup processes (2)", [
         contender("batchup processes (2)", ttfb, "default start method; pool + iterator + first augmented batch"),
         *first_batch_by_method(20_000, max(repeats, 3)),
@@ -368,7 +375,8 @@ def main():
         workloads.append(workload("memory", "parent alone", [
             contender("parent alone", mem["alone"], f"PSS of a fresh interpreter holding a {gb:g} GB uint8 array"),
             contender("parent + 2 process workers", mem["total"],
-                      "PSS summed over parent and workers while iterating; target <= 1.1 GB"),
+                      "PSS summed over the parent and every process it started (workers, fork template) "
+                      "while iterating; target <= 1.1 GB"),
         ], unit="GB"))
 
     nb = 20 if args.quick else 50
@@ -379,7 +387,7 @@ def main():
         contender("batchup threads (2), prefetch 4", threaded, "target <= 1.1 x n x max(C, L)"),
     ]))
 
-    path = write_results("parallel", workloads, args.out, quick=bool(args.quick))
+    path = write_results("parallel", workloads, args.out, quick=bool(args.quick), repeats=repeats)
     import json
 
     print(format_table(json.loads(path.read_text())))

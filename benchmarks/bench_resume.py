@@ -73,7 +73,7 @@ def main() -> None:
             [contender("replay k batches", t_replay, "fresh iterator, draw k batches, then one more"),
              contender("restore (int seed)", t_seed, f"state {len(json.dumps(s_seed))} bytes of JSON"),
              contender("restore (RandomState)", t_rs, f"state {len(json.dumps(s_rs))} bytes of JSON")]))
-    path = write_results("resume", workloads, args.out)
+    path = write_results("resume", workloads, args.out, quick=bool(args.quick), repeats=repeats)
     print(format_table(json.loads(path.read_text())))
 
 
