@@ -59,8 +59,8 @@ __all__ = ["AutoParallelDataSource", "Choice", "InlineBatchIterator", "default_m
 #: Batches made in the calling thread first: at least this many ...
 INLINE_MIN_BATCHES = 2
 #: ... and for at least this many seconds (also the length aimed at for each pool) ...
-#: (0.03 s windows let one slow moment of a shared machine decide: in repeated runs of
-#: ``benchmarks/bench_autotune.py`` one calibration in 15 kept a 1.6x faster process pool out.)
+#: (Long enough that one slow moment of a shared machine does not decide alone; a few
+#: dozen batches of a typical augmentation.)
 PHASE_SECONDS = 0.08
 #: ... but no more than this many.
 INLINE_MAX_BATCHES = 16
@@ -75,7 +75,7 @@ MIN_PARALLEL_SECONDS = 1e-3
 #: A pool is chosen only if it makes batches at least this many times as fast as the calling thread.
 #: (A pool's first batches run on freshly started workers, so the calibration tends to rate it below
 #: its steady pace: at 1.10, two process workers that later ran 1.6x as fast as the calling thread
-#: were measured at 1.07-1.08x and left out in 2 of 20 runs of ``benchmarks/bench_autotune.py``.)
+#: were measured at 1.07-1.08x and left out in 2 of 10 calibrations of ``benchmarks/bench_autotune.py``.)
 GAIN = 1.05
 #: Threads are chosen over processes when they make batches at least this fraction as fast.
 THREADS_OVER_PROCESSES = 0.90
