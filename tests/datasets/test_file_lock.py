@@ -55,30 +55,40 @@ def test_the_default_backend_is_filelock_when_installed():
     assert _filelock.backend() == ("filelock" if "filelock" in BACKENDS else "fcntl")
 
 
-def test_threads_take_turns_and_the_second_says_it_waits(backend, tmp_path, capfd):
+def test_threads_take_turns_and_the_second_says_it_waits(backend, tmp_path, monkeypatch):
     path = str(tmp_path / "data" / "file.bin")
-    order, entered = [], threading.Event()
+    order, errors, waiting = [], [], threading.Event()
+    said = _filelock._waiting
+
+    def spy(p):  # the second thread announces that it waits, then blocks
+        said(p)
+        waiting.set()
+
+    monkeypatch.setattr(_filelock, "_waiting", spy)
 
     def second():
-        entered.set()
-        with _filelock.file_lock(path, root=str(tmp_path / "data")):
-            order.append("second")
+        try:
+            with _filelock.file_lock(path, root=str(tmp_path / "data")):
+                order.append("second")
+        except BaseException as err:  # noqa: BLE001 - reported below, with its type
+            errors.append(err)
 
     with _filelock.file_lock(path, root=str(tmp_path / "data")):
         t = threading.Thread(target=second)
         t.start()
-        entered.wait(10)
-        for _ in range(6000):  # until the second thread says it is blocked (a bound, not a timing check)
-            if "waiting for another process" in capfd.readouterr().err:
-                break
-            t.join(0.01)
-            assert t.is_alive()
-        else:
-            pytest.fail("the second thread never said it was waiting")
+        assert waiting.wait(60), f"the second thread never said it was waiting (errors: {errors!r})"
+        t.join(0.05)
+        assert t.is_alive() and not order, f"the second thread got in while the lock was held: {order!r} {errors!r}"
         order.append("first")
     t.join(10)
+    assert not errors
     assert order == ["first", "second"]
     assert os.listdir(tmp_path / "data") == [".locks"] and not (tmp_path / "data" / "file.bin").exists()
+
+
+def test_the_waiting_message_names_the_file(capsys):
+    _filelock._waiting("/some/where/file.bin")
+    assert capsys.readouterr().err == "waiting for another process to finish with /some/where/file.bin\n"
 
 
 def test_lock_files_live_in_one_folder_of_the_root(tmp_path):
