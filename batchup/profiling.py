@@ -132,10 +132,19 @@ class ProfiledIterator(WrappingIterator):
     def __next__(self) -> Any:
         # An adapter between, or an iterator batchup cannot look into: map functions run
         # anywhere inside next() in this thread are timed from here.
-        rec = self.recorder
         local = LOCAL
         outer = local.maps
         local.maps = self._maps
+        try:
+            return self._timed_next()
+        finally:
+            local.maps = outer
+
+    def _timed_next(self) -> Any:
+        # The hot path of every profiled batch: two clock reads and a few stores (the stall
+        # report derives the rest), so that profiling a gather of a few microseconds per
+        # batch costs it little.
+        rec = self.recorder
         t0 = _clock()
         if rec.start is None:
             rec.start = t0
@@ -143,11 +152,13 @@ class ProfiledIterator(WrappingIterator):
         try:
             batch = self._next_inner()
         except BaseException:
-            local.maps = outer
-            self._failed(t0)
+            t1 = _clock()
+            rec.in_next += t1 - t0
+            rec.last = t1
+            rec.cpu_last = time.process_time()
+            self._ended = True
             raise
         t1 = _clock()
-        local.maps = outer
         rec.in_next += t1 - t0
         rec.last = t1
         if rec.batches:
@@ -156,14 +167,6 @@ class ProfiledIterator(WrappingIterator):
             rec.batches = 1
             rec.first_next = t1 - t0
         return batch
-
-    def _failed(self, t0: float) -> None:
-        rec = self.recorder
-        t1 = _clock()
-        rec.in_next += t1 - t0
-        rec.last = t1
-        rec.cpu_last = time.process_time()
-        self._ended = True
 
     def stats(self) -> StallReport:
         """Return the stall report of the batches taken so far.
@@ -207,31 +210,11 @@ class ProfiledIterator(WrappingIterator):
 class _DirectProfiledIterator(ProfiledIterator):
     """A :class:`ProfiledIterator` right on top of the pipeline's own iterator.
 
-    The hot path of every profiled batch: two clock reads and a few stores
-    (the stall report derives the rest), so that profiling a gather of a few
-    microseconds per batch costs it little.
+    That iterator times map functions around its own fetches, so ``next()``
+    is only the timing, without swapping the thread's map timer.
     """
 
-    def __next__(self) -> Any:
-        rec = self.recorder
-        t0 = _clock()
-        if rec.start is None:
-            rec.start = t0
-            rec.cpu_start = time.process_time()
-        try:
-            batch = self._next_inner()
-        except BaseException:
-            self._failed(t0)
-            raise
-        t1 = _clock()
-        rec.in_next += t1 - t0
-        rec.last = t1
-        if rec.batches:
-            rec.batches += 1
-        else:
-            rec.batches = 1
-            rec.first_next = t1 - t0
-        return batch
+    __next__ = ProfiledIterator._timed_next
 
 
 class StallReport:

@@ -761,21 +761,28 @@ class BatchIterator(WrappingIterator):
         b = cursor.position
         if self._group > 1 and self._take_span is not None and b >= self._single_until:
             span = self._take_span(self._group)
-            if span is not None:
-                indices, count = span
-                try:
-                    self._pending = self._source.fetch_span(indices, count, cursor.plan.batch_number(b))
-                except Exception:
-                    # One of these batches failed: fetch them one by one, so that the batches
-                    # before the failing one are delivered first, as every other driver does.
-                    self._pending = []
-                    cursor.position = b
-                    self._single_until = b + count
-                else:
-                    self._pos = 1
-                    return self._pending[0]
+            if span is not None and self._fetch_span(cursor, b, span, cursor.plan.batch_number(b)):
+                return self._pending[0]
         indices = next(cursor)
         return self._source.fetch_batch(indices, cursor.plan.batch_number(b))
+
+    def _fetch_span(self, cursor: Any, b: int, span: tuple, number: int) -> bool:
+        """Fetch the batches of ``span`` (taken at position ``b``) into the pending list; False if one failed.
+
+        After a failure the cursor is back at ``b`` and those batches are
+        fetched one by one, so that the batches before the failing one are
+        delivered first, as every other driver does.
+        """
+        indices, count = span
+        try:
+            self._pending = self._source.fetch_span(indices, count, number)
+        except Exception:
+            self._pending = []
+            cursor.position = b
+            self._single_until = b + count
+            return False
+        self._pos = 1
+        return True
 
     # -- profiling (batchup.profile): the same steps, timed -----------------------------
     def _attach_recorder(self, rec: Any) -> None:
@@ -804,18 +811,8 @@ class BatchIterator(WrappingIterator):
             if self._group > 1 and self._take_span is not None and b >= self._single_until:
                 span = self._take_span(self._group)
                 if span is not None:
-                    indices, count = span
                     t1 = clock()
-                    try:
-                        self._pending = self._source.fetch_span(indices, count, number)
-                    except Exception:
-                        # As in __next__: fetch these batches one by one, so the batches
-                        # before the failing one are delivered first.
-                        self._pending = []
-                        cursor.position = b
-                        self._single_until = b + count
-                    else:
-                        self._pos = 1
+                    if self._fetch_span(cursor, b, span, number):
                         t2 = clock()
                         rec.serial(t1 - t0, t2 - t1, maps[0] - m0, t2 - t0)
                         return self._pending[0]

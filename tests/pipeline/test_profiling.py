@@ -148,6 +148,27 @@ def _sleep_1ms(X):
     time.sleep(0.001)
     return (X,)
 
+
+def test_an_error_through_an_opaque_iterator_puts_the_map_timer_back():
+    """Over an iterator batchup cannot look into, the profiler itself times maps; an error leaves no timer set."""
+    ds = ArrayDataSource([np.arange(12)]).map(_sleep_1ms)
+
+    def opaque():
+        it = ds.batch_iterator(4)
+        yield next(it)
+        raise RuntimeError("the pipeline broke")
+
+    it = batchup.profile(opaque())
+    assert not it.recorder.direct
+    assert len(stream(it, 1)) == 1
+    assert _profile.LOCAL.maps is None  # put back between batches
+    with pytest.raises(RuntimeError, match="the pipeline broke"):
+        next(it)
+    assert _profile.LOCAL.maps is None  # and after the error
+    report = it.stats().as_dict()
+    assert report["batches"] == 1
+    assert report["stages"]["map"]["seconds"] >= 0.001  # the map inside next() was timed from the profiler
+
 # -- nothing when off ----------------------------------------------------------------------------
 
 
